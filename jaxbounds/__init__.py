@@ -1,0 +1,22 @@
+"""jaxbounds: bound constraints on JAX parameter pytrees.
+
+Build lower/upper bound trees that mirror your parameters (`make_bounds`),
+then add a differentiable penalty for leaving the box to your loss
+(`bounds_cost`), or project back into it (`clip_to_bounds`).
+"""
+
+from ._cost import bounds_clip, bounds_cost, clip_to_bounds, summed_exp_boundary_loss
+from ._equinox import ParameterBoundaryRegularizer
+from ._tree import make_bounds, paths
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ParameterBoundaryRegularizer",
+    "bounds_clip",
+    "bounds_cost",
+    "clip_to_bounds",
+    "make_bounds",
+    "paths",
+    "summed_exp_boundary_loss",
+]
