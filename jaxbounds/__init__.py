@@ -7,16 +7,19 @@ then add a differentiable penalty for leaving the box to your loss
 
 from ._cost import bounds_clip, bounds_cost, clip_to_bounds, summed_exp_boundary_loss
 from ._equinox import ParameterBoundaryRegularizer
+from ._optax import add_bounds_penalty, project_to_bounds
 from ._tree import make_bounds, paths
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ParameterBoundaryRegularizer",
+    "add_bounds_penalty",
     "bounds_clip",
     "bounds_cost",
     "clip_to_bounds",
     "make_bounds",
     "paths",
+    "project_to_bounds",
     "summed_exp_boundary_loss",
 ]

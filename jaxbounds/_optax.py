@@ -1,0 +1,343 @@
+"""Optimizer glue: bounds as optax `GradientTransformation`s.
+
+`add_bounds_penalty` adds the gradient of `bounds_cost` to the updates, so the
+penalty lives in the optimizer chain instead of the loss. `project_to_bounds`
+rewrites the updates so that `optax.apply_updates` lands inside the box.
+
+Both check the params against the bound trees on every call (at trace time
+under `jax.jit`, so a compiled step pays nothing) and hand only the bounded
+leaves to one internal `jax.jit`-compiled function; every other leaf of the
+updates is returned as the same object. Inside `optax.masked` the params and
+updates arrive with `optax.MaskedNode` in place of masked-out subtrees; the
+bound trees (built for the full params) are masked the same way here.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from . import _penalty
+from ._cost import ARRAY, _unpack, clip_leaf, inward, plan
+from ._tree import PyTree, check_same_structure
+
+
+class BoundsPenaltyState(NamedTuple):
+    """State of `add_bounds_penalty` with a scale schedule: the step count."""
+
+    count: jax.Array
+
+
+def _no_params_message() -> str:
+    """The message optax raises when a transformation that needs params gets none."""
+    try:
+        optax.add_decayed_weights(1.0).update({}, optax.EmptyState(), None)
+    except ValueError as err:
+        return str(err)
+    raise AssertionError("optax.add_decayed_weights accepted params=None")
+
+
+_NO_PARAMS_MSG = _no_params_message()
+
+
+def _is_hole(x: Any) -> bool:
+    return x is None or isinstance(x, optax.MaskedNode)
+
+
+def _mask_like(params: PyTree, bound: PyTree) -> PyTree:
+    """``bound`` with `optax.MaskedNode` wherever ``params`` has one.
+
+    Leaves ``bound`` as it is when ``params`` has no masked node, or when
+    ``bound`` is not shaped like ``params`` (then `plan` names the path).
+    """
+    holes = jax.tree_util.tree_leaves(params, is_leaf=_is_hole)
+    if not any(isinstance(x, optax.MaskedNode) for x in holes):
+        return bound
+    try:
+        return jax.tree_util.tree_map(
+            lambda p, b: p if isinstance(p, optax.MaskedNode) else b,
+            params,
+            bound,
+            is_leaf=_is_hole,
+        )
+    except (ValueError, TypeError):
+        return bound
+
+
+class _Work(NamedTuple):
+    """The bounded leaves that have an update, ready for a compiled function."""
+
+    indices: tuple[int, ...]
+    params: list[Any]
+    updates: list[Any]
+    spec: tuple[tuple[Any, Any], ...]
+    arrays: list[Any]
+
+
+def _split(
+    updates: PyTree, params: PyTree, lower: PyTree, upper: PyTree
+) -> tuple[Any, list[Any], _Work]:
+    """Validate, then pick the bounded leaves whose update is not `None`.
+
+    Returns the treedef (with `None` as a leaf), the flat updates and the work.
+    """
+    if params is None:
+        raise ValueError(_NO_PARAMS_MSG)
+    p = plan(params, _mask_like(params, lower), _mask_like(params, upper))
+    check_same_structure(params, updates, "updates")
+    flat_updates = p.treedef.flatten_up_to(updates)
+    indices, spec, arrays = [], [], []
+    for i, (entry, bounds) in zip(p.indices, zip(p.spec, _unpack(p.spec, p.arrays))):
+        if flat_updates[i] is None:
+            continue
+        indices.append(i)
+        spec.append(entry)
+        arrays.extend(b for kind, b in zip(entry, bounds) if kind == ARRAY)
+    work = _Work(
+        tuple(indices),
+        [p.leaves[i] for i in indices],
+        [flat_updates[i] for i in indices],
+        tuple(spec),
+        arrays,
+    )
+    return p.treedef, flat_updates, work
+
+
+def _merge(treedef: Any, flat_updates: list[Any], work: _Work, new: list) -> PyTree:
+    flat = list(flat_updates)
+    for i, u in zip(work.indices, new):
+        flat[i] = u
+    return jax.tree_util.tree_unflatten(treedef, flat)
+
+
+def _penalty_grad(p: jax.Array, lo: Any, up: Any, penalty: Any) -> jax.Array:
+    """Gradient of the summed penalty of ``p``, in at least float32.
+
+    The penalty is chosen for ``p``'s dtype (float16 turns linear earlier, so
+    its gradient fits in float16) but differentiated in the compute dtype, so
+    no precision is lost to ``p``'s dtype on the way.
+    """
+    fn = _penalty.resolve(penalty, p.dtype)
+    x = p.astype(_penalty.compute_dtype(p.dtype))
+    return jax.grad(lambda x: jnp.sum(_penalty.elementwise(x, lo, up, fn)))(x)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "penalty"))
+def _add_penalty(
+    params: list, updates: list, arrays: list, scale: Any, spec: tuple, penalty: Any
+) -> list:
+    out = []
+    for p, u, (lo, up) in zip(params, updates, _unpack(spec, arrays)):
+        p, u = jnp.asarray(p), jnp.asarray(u)
+        g = _penalty_grad(p, lo, up, penalty)
+        wide = jnp.promote_types(g.dtype, _penalty.compute_dtype(u.dtype))
+        out.append((u.astype(wide) + scale * g).astype(u.dtype))
+    return out
+
+
+def _check_scale(scale: Any) -> None:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        return
+    if not (math.isfinite(scale) and scale >= 0):
+        raise ValueError(
+            f"scale must be a finite number >= 0 (or a schedule), got {scale!r}: a "
+            "negative scale would push parameters out of their bounds"
+        )
+
+
+def add_bounds_penalty(
+    lower: PyTree,
+    upper: PyTree,
+    scale: optax.ScalarOrSchedule = 1.0,
+    *,
+    penalty: _penalty.Penalty = "exp",
+) -> optax.GradientTransformation:
+    """Add ``scale * grad(bounds_cost)(params)`` to the updates.
+
+    The penalty of `bounds_cost` as a link in an optax chain: put it in front
+    of the optimizer and the loss stays free of bound terms,
+    ``optax.chain(add_bounds_penalty(lower, upper, 1e-2), optax.adam(1e-3))``.
+    Like `optax.add_decayed_weights`, it needs ``params`` in ``update`` (a
+    `ValueError` with optax's message otherwise). The penalty only pushes
+    towards the box; to keep parameters inside exactly, end the chain with
+    `project_to_bounds`.
+
+    ``lower``/``upper`` are bound trees shaped like the params (see
+    `make_bounds`); params with `None` holes (`eqx.partition`) and bound trees
+    built for the full model line up, and inside `optax.masked` the bounds are
+    masked like the params. ``scale`` is a number or an optax schedule of the
+    step count (then the state holds the count, as in
+    `optax.add_decayed_weights`). A Python ``scale`` must be finite and
+    ``>= 0``; ``0`` returns the updates unchanged. With
+    `optax.inject_hyperparams`, ``scale`` is the injected hyperparameter; a
+    callable ``penalty`` must then be listed in ``static_args`` (optax would
+    take it for a schedule), as must Python-float bounds of a single-array
+    params tree.
+
+    Only leaves with a finite bound are touched: all other update leaves are
+    returned as the same objects, and under `jax.jit` no operation is traced
+    for them. A `None` update leaf stays `None` (no update for that leaf). The
+    gradient is computed in at least float32 and the sum is rounded once into
+    each update's dtype; shapes and dtypes of the updates are kept.
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> import jaxbounds as jb
+        >>> params = {"tau": jnp.array([-1.0, 0.5]), "w": jnp.ones(2)}
+        >>> lower, upper = jb.make_bounds(params)
+        >>> lower["tau"] = 0.0
+        >>> tx = jb.add_bounds_penalty(lower, upper, scale=0.5)
+        >>> grads = {"tau": jnp.zeros(2), "w": jnp.ones(2)}
+        >>> updates, _ = tx.update(grads, tx.init(params), params)
+        >>> print(updates["tau"])  # 0.5 * d/dp exp(0 - p) at p = -1
+        [-1.3591409  0.       ]
+        >>> updates["w"] is grads["w"]
+        True
+    """
+    _penalty.resolve(penalty, jnp.float32)
+    _check_scale(scale)
+
+    def init_fn(params: PyTree) -> Any:
+        del params
+        if callable(scale):
+            return BoundsPenaltyState(count=jnp.zeros([], jnp.int32))
+        return optax.EmptyState()
+
+    def update_fn(
+        updates: PyTree, state: Any, params: PyTree | None = None
+    ) -> tuple[PyTree, Any]:
+        treedef, flat_updates, work = _split(updates, params, lower, upper)
+        if callable(scale):
+            s = scale(state.count)
+            state = BoundsPenaltyState(count=optax.safe_increment(state.count))
+        else:
+            s = scale
+        if not work.indices or (isinstance(s, (int, float)) and s == 0):
+            return updates, state
+        new = _add_penalty(
+            work.params, work.updates, work.arrays, s, spec=work.spec, penalty=penalty
+        )
+        return _merge(treedef, flat_updates, work, new), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _apply(p: jax.Array, u: jax.Array) -> jax.Array:
+    """One leaf of `optax.apply_updates`, written exactly as optax writes it."""
+    return jnp.asarray(p + u).astype(jnp.asarray(p).dtype)
+
+
+def _distance(r: jax.Array, lo: jax.Array, up: jax.Array) -> jax.Array:
+    """How far ``r`` is outside ``[lo, up]``; 0 inside. Never NaN for non-NaN ``r``."""
+    below = r < lo
+    above = r > up
+    return jnp.where(below, lo - jnp.where(below, r, lo), 0) + jnp.where(
+        above, jnp.where(above, r, up) - up, 0
+    )
+
+
+def _project_leaf(p: jax.Array, u: jax.Array, lo: Any, up: Any) -> jax.Array:
+    """An update ``u'`` in ``u``'s dtype with ``p + u'`` on the clipped target.
+
+    The target is ``clip(p + u)``, with bounds rounded inwards into ``p``'s
+    dtype. ``t - p`` rounded into ``u``'s dtype is one of the two floats that
+    bracket the exact difference; since the rounded sum ``p + v`` is monotone
+    in ``v``, the values ``v`` with ``p + v`` on the target (or in the box)
+    form an interval around the exact difference, so if any float of ``u``'s
+    dtype lands there, one of the bracketing pair does. Trying the rounded
+    difference and its two neighbours, and keeping the first that hits the
+    target (else lands in the box, else comes closest), is therefore exact
+    whenever an exact update exists.
+    """
+    cdtype = _penalty.compute_dtype(p.dtype)
+    target = clip_leaf(_apply(p, u), lo, up)
+    low = -jnp.inf if lo is None else inward(lo, p.dtype, "lower").astype(cdtype)
+    high = jnp.inf if up is None else inward(up, p.dtype, "upper").astype(cdtype)
+    wide = jnp.promote_types(p.dtype, u.dtype)
+    step = (target.astype(wide) - p.astype(wide)).astype(u.dtype)
+
+    def score(v: jax.Array) -> jax.Array:
+        r = _apply(p, v)
+        return jnp.where(r == target, -1, _distance(r.astype(cdtype), low, high))
+
+    best, best_score = step, score(step)
+    for direction in (-jnp.inf, jnp.inf):
+        v = jnp.nextafter(step, jnp.asarray(direction, step.dtype))
+        s = score(v)
+        better = s < best_score
+        best = jnp.where(better, v, best)
+        best_score = jnp.where(better, s, best_score)
+    return best
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _project(params: list, updates: list, arrays: list, spec: tuple) -> list:
+    return [
+        _project_leaf(jnp.asarray(p), jnp.asarray(u), lo, up)
+        for p, u, (lo, up) in zip(params, updates, _unpack(spec, arrays))
+    ]
+
+
+def project_to_bounds(lower: PyTree, upper: PyTree) -> optax.GradientTransformation:
+    """Rewrite the updates so that the updated params lie inside the box exactly.
+
+    Meant as the last link of a chain: after
+    ``new = optax.apply_updates(params, updates)``, each element of ``new`` is
+    ``clip_to_bounds(params + updates)``, i.e. the step is taken and then
+    projected onto ``[lower, upper]``; params that start outside are moved to
+    the nearest bound. Needs ``params`` in ``update`` (optax's `ValueError`
+    otherwise).
+
+    Exactness: optax adds ``p + u`` and rounds into ``p``'s dtype, so the
+    naive ``u' = clip(p + u) - p`` can land an ulp outside. Here ``u'`` is
+    chosen, in the update's dtype, among the rounded difference and its two
+    neighbours, evaluating ``p + u'`` the way `optax.apply_updates` does.
+    That is enough for three guarantees: a param that starts inside the box
+    stays inside; the result is exactly ``clip(p + u)`` whenever some update
+    of that dtype gives it; and a param that starts outside lands inside
+    whenever some update of that dtype gets it there. Only a param far
+    outside a box narrower than the spacing of floats around the step
+    ``clip(p + u) - p`` can be out of reach in one step (e.g. ``1e8`` in
+    float32 towards ``[0.1, 0.2]``: every reachable value is a multiple of
+    8); it then gets the update that brings it closest, and later steps,
+    whose differences are far smaller, take it in. Bounds not representable
+    in a param's dtype are rounded inwards (see `clip_to_bounds`). NaN
+    updates stay NaN.
+
+    ``lower``/``upper`` are bound trees shaped like the params; `None` holes
+    and `optax.masked` work as in `add_bounds_penalty`. Unbounded leaves and
+    `None` update leaves are returned as the same objects; dtypes and shapes
+    of the updates are kept. The state is `optax.EmptyState`.
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> import jaxbounds as jb
+        >>> params = {"tau": jnp.array([0.5, 0.9]), "w": jnp.ones(2)}
+        >>> lower, upper = jb.make_bounds(params)
+        >>> lower["tau"], upper["tau"] = 0.0, 1.0
+        >>> tx = optax.chain(optax.sgd(1.0), jb.project_to_bounds(lower, upper))
+        >>> grads = {"tau": jnp.array([1.0, -1.0]), "w": jnp.ones(2)}
+        >>> updates, _ = tx.update(grads, tx.init(params), params)
+        >>> optax.apply_updates(params, updates)["tau"]
+        Array([0., 1.], dtype=float32)
+    """
+
+    def init_fn(params: PyTree) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update_fn(
+        updates: PyTree, state: optax.EmptyState, params: PyTree | None = None
+    ) -> tuple[PyTree, optax.EmptyState]:
+        treedef, flat_updates, work = _split(updates, params, lower, upper)
+        if not work.indices:
+            return updates, state
+        new = _project(work.params, work.updates, work.arrays, spec=work.spec)
+        return _merge(treedef, flat_updates, work, new), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
