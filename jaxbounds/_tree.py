@@ -9,8 +9,10 @@ holes lines up leaf for leaf with bound trees built from the full model.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import fnmatch
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -18,6 +20,9 @@ import jax
 import numpy as np
 
 PyTree = Any
+
+#: A selector: a glob string, a predicate ``(path, leaf) -> bool`` or a bool tree.
+Where = str | Callable[[str, Any], bool] | PyTree
 
 #: Metadata keys written by `jaxbounds.field` and read by `make_bounds`.
 LOWER_KEY = "jaxbounds_lower"
@@ -40,6 +45,19 @@ def key_str(entry: Any) -> str:
     if isinstance(entry, jax.tree_util.FlattenedIndexKey):
         return str(entry.key)
     return str(entry)
+
+
+def key_of(entry: Any) -> Any:
+    """One key-path entry as the raw key: a dict key, an attribute name or an index."""
+    if isinstance(entry, jax.tree_util.DictKey):
+        return entry.key
+    if isinstance(entry, jax.tree_util.GetAttrKey):
+        return entry.name
+    if isinstance(entry, jax.tree_util.SequenceKey):
+        return entry.idx
+    if isinstance(entry, jax.tree_util.FlattenedIndexKey):
+        return entry.key
+    return entry
 
 
 def path_str(keypath: Sequence[Any]) -> str:
@@ -205,3 +223,155 @@ def as_numpy_if_concrete(x: Any) -> np.ndarray | None:
     if isinstance(x, jax.core.Tracer):
         return None
     return np.asarray(x)
+
+
+def nearest(query: str, candidates: Sequence[str], n: int = 5) -> list[str]:
+    """The ``n`` candidates most similar to ``query`` (whole path or last part)."""
+
+    def score(c: str) -> float:
+        last = c.rsplit(".", 1)[-1]
+        return max(
+            difflib.SequenceMatcher(None, query, c).ratio(),
+            difflib.SequenceMatcher(None, query, last).ratio(),
+        )
+
+    return sorted(dict.fromkeys(candidates), key=score, reverse=True)[:n]
+
+
+def _as_bool(x: Any, what: str, path: str) -> bool:
+    """``x`` as a Python bool if it is a concrete boolean scalar, else TypeError."""
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, jax.core.Tracer):
+        raise TypeError(
+            f"{what} at path {path or '<root>'!r} is a traced value; selections "
+            "decide which leaves to touch and must be known outside jit"
+        )
+    if hasattr(x, "dtype") and hasattr(x, "shape") and x.dtype == bool:
+        if x.shape == ():
+            return bool(x)
+        raise TypeError(
+            f"{what} at path {path or '<root>'!r} is a bool array of shape "
+            f"{tuple(x.shape)}; a selector picks whole leaves, so it must be a "
+            "single bool"
+        )
+    raise TypeError(
+        f"{what} at path {path or '<root>'!r} must be a bool, got {type(x).__name__}"
+    )
+
+
+def _nothing_selected(where: Any, all_paths: list[str]) -> ValueError:
+    if not all_paths:
+        return ValueError(f"selector {where!r} matches nothing: the tree has no leaves")
+    if isinstance(where, str):
+        query = where.replace("*", "").replace("?", "")
+        hint = nearest(query, all_paths)
+        return ValueError(
+            f"selector {where!r} matches no leaf path; nearest paths: "
+            + ", ".join(repr(p) for p in hint)
+        )
+    kind = "predicate" if callable(where) else "bool tree"
+    shown = all_paths[:8] + (["..."] if len(all_paths) > 8 else [])
+    return ValueError(
+        f"the {kind} selector selects no leaf; the tree's paths are: "
+        + ", ".join(shown)
+    )
+
+
+def selection(tree: PyTree, where: Where) -> tuple[list[tuple[str, Any]], Any, list]:
+    """``(leaves with paths, treedef, flags)``: the leaves ``where`` picks in ``tree``.
+
+    ``flags[i]`` is a bool for a leaf and `None` for a `None` hole. Raises
+    `ValueError` (listing the nearest paths) when nothing is selected.
+    """
+    if where is None:
+        raise TypeError(
+            "`where` must be a glob string, a callable (path, leaf) -> bool or a "
+            "tree of bools with the tree's structure; got None"
+        )
+    leaves, treedef = flatten_with_paths(tree)
+    if isinstance(where, str):
+        flags = [
+            None if x is None else fnmatch.fnmatchcase(p, where) for p, x in leaves
+        ]
+    elif callable(where) and not isinstance(where, eqx.Module):
+        flags = [
+            None if x is None else _as_bool(where(p, x), "`where` returned a value", p)
+            for p, x in leaves
+        ]
+    else:
+        check_same_structure(tree, where, "where")
+        marks = jax.tree_util.tree_leaves(where, is_leaf=_is_none)
+        flags = [
+            None
+            if x is None
+            else (m is not None and _as_bool(m, "the `where` leaf", p))
+            for (p, x), m in zip(leaves, marks)
+        ]
+    if not any(flags):
+        raise _nothing_selected(where, [p for p, x in leaves if x is not None])
+    return leaves, treedef, flags
+
+
+def mask(tree: PyTree, where: Where) -> PyTree:
+    """A tree of bools with ``tree``'s structure: `True` where ``where`` selects.
+
+    ``where`` is one of (tried in this order):
+
+    - a tree of bools with ``tree``'s structure (an optax mask; an
+      `equinox.Module` is always read as a tree, never as a predicate, since
+      modules are callable). `None` in it means "not selected";
+    - a glob string matched with `fnmatch.fnmatchcase` against each leaf's
+      dotted path (`paths`); ``*`` also matches dots, so ``"*tau_*"`` finds
+      ``layers.1.tau_syn``;
+    - a callable ``(path, leaf) -> bool``, given the dotted path and the leaf.
+
+    Every leaf is a candidate whatever its type (an int, an activation
+    function): the selector alone decides. `None` holes (`eqx.filter`) are
+    never selected and stay `None` in the mask, so the mask has the exact
+    structure of ``tree`` and can be passed to `optax.masked`. Selections must
+    be concrete (not traced) values.
+
+    A selector that selects nothing raises `ValueError` listing the nearest
+    paths: a typo in a pattern should not silently leave parameters unbounded.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxbounds as jb
+        >>> params = {"lif": {"tau_syn": jnp.ones(2), "bias": jnp.zeros(2)}}
+        >>> jb.mask(params, "*tau_*")
+        {'lif': {'bias': False, 'tau_syn': True}}
+        >>> jb.mask(params, lambda path, leaf: path.endswith("bias"))
+        {'lif': {'bias': True, 'tau_syn': False}}
+    """
+    _, treedef, flags = selection(tree, where)
+    return jax.tree_util.tree_unflatten(treedef, flags)
+
+
+def set_where(tree: PyTree, where: Where, value: Any) -> PyTree:
+    """A copy of ``tree`` with every leaf selected by ``where`` replaced by ``value``.
+
+    ``where`` is as in `mask`. ``value`` (a float or an array) replaces each
+    selected leaf as a whole and is not broadcast or cast here: bounds are
+    validated against the parameters by `bounds_cost` and friends, which name
+    the path of any bad value. The input tree is never mutated; unselected
+    leaves are passed through as they are, `None` holes stay `None`. ``value``
+    may be a traced value (inside `jax.jit`); the selection may not.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxbounds as jb
+        >>> params = {"lif": {"tau_syn": jnp.ones(2), "bias": jnp.zeros(2)}}
+        >>> lower, upper = jb.make_bounds(params)
+        >>> jb.set_where(lower, "*tau_*", 0.0)
+        {'lif': {'bias': -inf, 'tau_syn': 0.0}}
+    """
+    value_def = jax.tree_util.tree_structure(value)
+    if value is None or not jax.tree_util.treedef_is_leaf(value_def):
+        raise TypeError(
+            "`value` must be a single leaf (a float or an array), got "
+            f"{type(value).__name__}: it would change the tree's structure"
+        )
+    leaves, treedef, flags = selection(tree, where)
+    new = [value if f else x for (_, x), f in zip(leaves, flags)]
+    return jax.tree_util.tree_unflatten(treedef, new)
