@@ -102,9 +102,11 @@ def elementwise(
     fn = resolve(penalty, p.dtype)
     dtype = compute_dtype(p.dtype)
     x = p.astype(dtype)
-    cost = jnp.zeros_like(x)
+    terms = []
     if lower is not None:
-        cost = cost + one_sided(jnp.asarray(lower, dtype) - x, fn)
+        terms.append(one_sided(jnp.asarray(lower, dtype) - x, fn))
     if upper is not None:
-        cost = cost + one_sided(x - jnp.asarray(upper, dtype), fn)
-    return cost
+        terms.append(one_sided(x - jnp.asarray(upper, dtype), fn))
+    if not terms:
+        return jnp.zeros_like(x)
+    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
