@@ -91,25 +91,55 @@ def _classify(params: PyTree, index: int, leaf: Any, bound: Any, side: str) -> A
     return bound
 
 
+def _spans_processes(x: Any) -> bool:
+    """Whether ``x`` is a global array that no single process can read whole."""
+    return isinstance(x, jax.Array) and not x.is_fully_addressable
+
+
+@jax.jit
+def _first_crossing(lo: Any, up: Any) -> tuple[jax.Array, ...]:
+    """``(any NaN, flat index of the first lo > up (else size), lo there, up there)``.
+
+    Elementwise operations and scalar reductions only, so on arrays sharded
+    over several processes (multi-host) nothing is gathered, and every
+    process receives the same replicated scalars.
+    """
+    lo, up = jnp.broadcast_arrays(lo, up)
+    flat = jnp.arange(lo.size).reshape(lo.shape)
+    first = jnp.min(jnp.where(lo > up, flat, lo.size))
+    at = flat == first
+    nan = jnp.any(jnp.isnan(lo)) | jnp.any(jnp.isnan(up))
+    return nan, first, jnp.sum(jnp.where(at, lo, 0)), jnp.sum(jnp.where(at, up, 0))
+
+
 def _check_order(params: PyTree, index: int, lo: Any, up: Any) -> None:
     """Raise if ``lo > up`` anywhere (only for values known now, not tracers)."""
     if lo is None or up is None:
         return
-    lo_np = as_numpy_if_concrete(lo)
-    up_np = as_numpy_if_concrete(up)
-    if lo_np is None or up_np is None:
+    if isinstance(lo, jax.core.Tracer) or isinstance(up, jax.core.Tracer):
         return
-    if np.isnan(lo_np).any() or np.isnan(up_np).any():
+    if _spans_processes(lo) or _spans_processes(up):
+        nan, first, lo_at, up_at = jax.device_get(_first_crossing(lo, up))
+        shape = np.broadcast_shapes(np.shape(lo), np.shape(up))
+        crossed = int(first) < math.prod(shape)
+        first = np.unravel_index(int(first), shape) if crossed else ()
+    else:
+        lo_np = as_numpy_if_concrete(lo)
+        up_np = as_numpy_if_concrete(up)
+        nan = np.isnan(lo_np).any() or np.isnan(up_np).any()
+        bad = np.broadcast_to(lo_np > up_np, np.broadcast(lo_np, up_np).shape)
+        crossed = bad.any()
+        first = tuple(np.argwhere(bad)[0]) if crossed else ()
+        lo_at = np.broadcast_to(lo_np, bad.shape)[first]
+        up_at = np.broadcast_to(up_np, bad.shape)[first]
+    if nan:
         raise ValueError(f"bound at {_path(params, index)!r} contains NaN")
-    bad = lo_np > up_np
-    if bad.any():
-        where = np.argwhere(np.broadcast_to(bad, np.broadcast(lo_np, up_np).shape))
-        first = tuple(int(i) for i in where[0])
+    if crossed:
+        first = tuple(int(i) for i in first)
         raise ValueError(
             f"lower > upper at {_path(params, index)!r}"
             + (f", element {first}" if first else "")
-            + f": {np.broadcast_to(lo_np, bad.shape)[first]} > "
-            f"{np.broadcast_to(up_np, bad.shape)[first]}"
+            + f": {lo_at} > {up_at}"
         )
 
 
