@@ -5,10 +5,11 @@ then add a differentiable penalty for leaving the box to your loss
 (`bounds_cost`), or project back into it (`clip_to_bounds`).
 """
 
+from . import tree_utils
 from ._cost import bounds_clip, bounds_cost, clip_to_bounds, summed_exp_boundary_loss
-from ._equinox import ParameterBoundaryRegularizer
+from ._equinox import ParameterBoundaryRegularizer, family_mask, field
 from ._optax import add_bounds_penalty, project_to_bounds
-from ._tree import make_bounds, paths
+from ._tree import make_bounds, mask, paths, set_where
 
 __version__ = "0.1.0"
 
@@ -18,8 +19,13 @@ __all__ = [
     "bounds_clip",
     "bounds_cost",
     "clip_to_bounds",
+    "family_mask",
+    "field",
     "make_bounds",
+    "mask",
     "paths",
     "project_to_bounds",
+    "set_where",
     "summed_exp_boundary_loss",
+    "tree_utils",
 ]

@@ -1,13 +1,144 @@
-"""Equinox integration: bounds declared on fields, and a regulariser module."""
+"""Equinox integration: bounds and families declared on fields, and a regulariser."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import equinox as eqx
 import jax
 
 from ._cost import summed_exp_boundary_loss
+from ._tree import (
+    FAMILY_KEY,
+    LOWER_KEY,
+    UPPER_KEY,
+    PyTree,
+    declared_field,
+    nearest,
+    static_bound,
+)
+
+
+def _declared_bound(value: Any, side: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        bound = static_bound(value)
+    except TypeError:
+        bound = None
+    if bound is None:
+        raise TypeError(
+            f"field({side}=...) must be a real number, got {type(value).__name__}; "
+            "set array bounds on the bound trees with `set_where`"
+        )
+    if math.isnan(bound):
+        raise ValueError(f"field({side}=...) is NaN")
+    return bound
+
+
+def field(
+    *,
+    lower: float | None = None,
+    upper: float | None = None,
+    family: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """`equinox.field` that also declares default bounds and a parameter family.
+
+    ``lower`` / ``upper`` become the starting values of `make_bounds` for every
+    leaf under this field (instead of ``-inf`` / ``inf``); ``family`` names a
+    group of parameters (Rockpool's ``Parameter(family="taus")``) that
+    `family_mask` selects. On a field that holds a sub-module the declaration
+    covers all of its leaves, and a declaration further down wins. The values
+    are stored in the field's ``metadata`` (other metadata passed in
+    ``kwargs`` is kept); everything else goes to `equinox.field` unchanged.
+
+    A ``static=True`` field is not a pytree leaf, so bounds or a family on it
+    could never apply: that is a `ValueError`, as is ``lower > upper``.
+
+    Example:
+        >>> import equinox as eqx
+        >>> import jax.numpy as jnp
+        >>> import jaxbounds as jb
+        >>> class LIF(eqx.Module):
+        ...     tau_syn: jnp.ndarray = jb.field(lower=0.0, upper=0.5, family="taus")
+        ...     bias: jnp.ndarray = jb.field(default_factory=lambda: jnp.zeros(2))
+        >>> lower, upper = jb.make_bounds(LIF(tau_syn=jnp.full(2, 0.02)))
+        >>> lower.tau_syn, upper.tau_syn, lower.bias
+        (0.0, 0.5, -inf)
+    """
+    lo = _declared_bound(lower, "lower")
+    up = _declared_bound(upper, "upper")
+    if lo is not None and up is not None and lo > up:
+        raise ValueError(f"field(lower={lo}, upper={up}): lower > upper")
+    if lo == math.inf or up == -math.inf:
+        raise ValueError(f"field(lower={lo}, upper={up}): no value satisfies it")
+    if family is not None and not isinstance(family, str):
+        raise TypeError(f"field(family=...) must be a str, got {type(family).__name__}")
+    ours = {LOWER_KEY: lo, UPPER_KEY: up, FAMILY_KEY: family}
+    ours = {k: v for k, v in ours.items() if v is not None}
+    if ours and kwargs.get("static", False):
+        raise ValueError(
+            "a static field is not a pytree leaf, so `lower`, `upper` and "
+            "`family` could never apply to it"
+        )
+    metadata = dict(kwargs.pop("metadata", None) or {})
+    clash = [k for k in ours if k in metadata and metadata[k] != ours[k]]
+    if clash:
+        raise ValueError(f"metadata[{clash[0]!r}] conflicts with field()'s argument")
+    return eqx.field(metadata={**metadata, **ours}, **kwargs)
+
+
+def family_mask(model: PyTree, name: str) -> PyTree:
+    """A bool tree with ``model``'s structure: `True` on leaves of family ``name``.
+
+    The equivalent of Rockpool's ``net.parameters("taus")``: a leaf belongs
+    to the family declared by the innermost `field(family=...)` on its way
+    from the root, through nested modules, lists/tuples/dicts of modules and
+    `equinox.nn.Sequential`. `None` holes stay `None`, so the mask can be used
+    with `optax.masked`, `eqx.filter` and `set_where` on ``model``, on
+    ``eqx.filter(model, ...)`` and on bound trees from `make_bounds`.
+
+    Raises `ValueError` listing the declared families when no leaf is in
+    ``name``.
+
+    Example:
+        >>> import equinox as eqx
+        >>> import jax.numpy as jnp
+        >>> import jaxbounds as jb
+        >>> class LIF(eqx.Module):
+        ...     tau_syn: jnp.ndarray = jb.field(family="taus")
+        ...     bias: jnp.ndarray = jb.field(family="biases")
+        >>> lif = LIF(tau_syn=jnp.ones(2), bias=jnp.zeros(2))
+        >>> m = jb.family_mask(lif, "taus")
+        >>> m.tau_syn, m.bias
+        (True, False)
+        >>> lower, _ = jb.make_bounds(lif)
+        >>> jb.set_where(lower, m, 0.0).tau_syn
+        0.0
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"family name must be a str, got {type(name).__name__}")
+    flat, treedef = jax.tree_util.tree_flatten_with_path(
+        model, is_leaf=lambda x: x is None
+    )
+    families = [
+        None if x is None else declared_field(model, kp, FAMILY_KEY) for kp, x in flat
+    ]
+    flags = [None if x is None else f == name for (_, x), f in zip(flat, families)]
+    if not any(flags):
+        known = sorted({f for f in families if f is not None})
+        if not known:
+            raise ValueError(
+                f"no leaf is in family {name!r}: no field of the model declares "
+                "a family (use jaxbounds.field(family=...))"
+            )
+        raise ValueError(
+            f"no leaf is in family {name!r}; declared families: "
+            + ", ".join(repr(f) for f in nearest(name, known, n=len(known)))
+        )
+    return jax.tree_util.tree_unflatten(treedef, flags)
 
 
 class ParameterBoundaryRegularizer(eqx.Module):
