@@ -26,6 +26,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -321,7 +322,7 @@ def test_hlo_check_fails_on_a_gathered_cost(mesh, float32_problem):
     def gathering_cost(params, lower, upper):
         return jb.bounds_cost(replicate(params, mesh), lower, upper)
 
-    gathered = compiled_hlo(jax.value_and_grad(gathering_cost), *float32_problem)
+    gathered = compiled_hlo(gathering_cost, *float32_problem)
     with pytest.raises(AssertionError, match="all-gather"):
         assert_only_scalar_reductions(gathered)
 
@@ -410,3 +411,121 @@ def test_multi_process_run_matches_numpy_eager_and_jit():
         assert r["shardings_kept"] == [True, True]
         assert r["crossed_bounds_error"] is not None
         assert "lower > upper at 'w', element (1, 5)" in r["crossed_bounds_error"]
+
+
+# ---------------------------------------------------------------------------
+# optax: add_bounds_penalty, project_to_bounds
+# ---------------------------------------------------------------------------
+
+
+def host_updates(params: dict) -> dict:
+    """Updates shaped like ``params``, large enough to cross the bounds."""
+    rng = np.random.default_rng(11)
+    return {k: rng.normal(size=p.shape).astype(p.dtype) for k, p in params.items()}
+
+
+def like(tree: dict, params: dict) -> dict:
+    """``tree`` placed with the shardings (or the device) of ``params``."""
+    return {k: jax.device_put(x, params[k].sharding) for k, x in tree.items()}
+
+
+TRANSFORMS = {
+    "add_bounds_penalty": lambda lo, up: jb.add_bounds_penalty(lo, up, scale=0.5),
+    "project_to_bounds": jb.project_to_bounds,
+}
+
+
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_optax_update_under_jit_matches_one_device_and_keeps_sharding(name, problem):
+    dtype, (params, _, _), sharded, single = problem
+    updates = host_updates(params)
+
+    def run(p, lo, up, u):
+        tx = TRANSFORMS[name](lo, up)
+        new, _ = jax.jit(tx.update)(u, tx.init(p), p)
+        return new
+
+    out = run(*sharded, like(updates, sharded[0]))
+    reference = run(*single, like(updates, single[0]))
+    for k in reference:
+        assert out[k].dtype == reference[k].dtype, k
+        np.testing.assert_allclose(
+            np.asarray(out[k], np.float64),
+            np.asarray(reference[k], np.float64),
+            rtol=TOLERANCE[dtype],
+            err_msg=k,
+        )
+    assert_sharded_like(out, sharded[0])
+
+
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_optax_update_compiles_without_communication(name, float32_problem):
+    params, lower, upper = float32_problem
+    tx = TRANSFORMS[name](lower, upper)
+    updates = like(host_updates(params), params)
+    hlo = jax.jit(tx.update).lower(updates, tx.init(params), params).compile()
+    assert collectives(hlo.as_text()) == []
+
+
+def test_projected_step_lands_inside_on_every_device(problem):
+    _, (params, _, _), sharded, single = problem
+    updates = host_updates(params)
+
+    def step(p, lo, up, u):
+        tx = jb.project_to_bounds(lo, up)
+        projected, _ = tx.update(u, tx.init(p), p)
+        return optax.apply_updates(p, projected), optax.apply_updates(p, u)
+
+    new, free = jax.jit(step)(*sharded, like(updates, sharded[0]))
+    reference, _ = jax.jit(step)(*single, like(updates, single[0]))
+    assert_sharded_like(new, sharded[0])
+    assert float(jax.jit(jb.bounds_cost)(new, *sharded[1:])) == 0.0
+    inside = jax.jit(jb.clip_to_bounds)(free, *sharded[1:])
+    for k in params:
+        np.testing.assert_array_equal(new[k], reference[k], err_msg=k)
+        # where the free step stays in the box it is taken unchanged
+        kept = np.asarray(inside[k] == free[k])
+        np.testing.assert_array_equal(
+            np.asarray(new[k])[kept], np.asarray(free[k])[kept]
+        )
+
+
+def test_training_step_matches_one_device_and_has_no_gather(mesh):
+    """adam between the penalty and the projection, on a loss with a sharded sum."""
+    host = host_problem("float32")
+    targets = host_updates(host[0])
+
+    def train(params, lower, upper, targets, steps=3):
+        tx = optax.chain(
+            jb.add_bounds_penalty(lower, upper, scale=0.1),
+            optax.adam(0.05),
+            jb.project_to_bounds(lower, upper),
+        )
+
+        def loss(p):
+            return sum(jnp.sum((p[k] - targets[k]) ** 2) for k in p)
+
+        @jax.jit
+        def step(p, state):
+            value, grads = jax.value_and_grad(loss)(p)
+            updates, state = tx.update(grads, state, p)
+            return value, optax.apply_updates(p, updates), state
+
+        state = tx.init(params)
+        compiled = step.lower(params, state).compile()
+        for _ in range(steps):
+            _, params, state = compiled(params, state)
+        return params, state, compiled.as_text()
+
+    sharded = on_mesh(mesh, *host)
+    params, state, hlo = train(*sharded, like(targets, sharded[0]))
+    single = on_one_device(*host)
+    reference, _, _ = train(*single, like(targets, single[0]))
+
+    assert_only_scalar_reductions(hlo)
+    assert collectives(hlo), "the loss sums sharded arrays: expected an all-reduce"
+    assert_sharded_like(params, sharded[0])
+    assert_sharded_like(state[1][0].mu, sharded[0])
+    assert float(jax.jit(jb.bounds_cost)(params, *sharded[1:])) == 0.0
+    for k in reference:
+        np.testing.assert_allclose(params[k], reference[k], rtol=1e-5, err_msg=k)
