@@ -227,9 +227,22 @@ def add_bounds_penalty(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def _rounded(x: jax.Array) -> jax.Array:
+    """``x`` rounded into its dtype for real, also inside `jax.jit`.
+
+    XLA may carry float16/bfloat16 intermediates in float32 and drop the
+    rounding in between ("excess precision"): inside a compiled function
+    ``(p + u).astype(jnp.float32)`` can differ from the stored ``p + u``.
+    An optimization barrier makes the rounded value the one that is used.
+    """
+    if jnp.finfo(x.dtype).bits >= 32:
+        return x
+    return jax.lax.optimization_barrier(x)
+
+
 def _apply(p: jax.Array, u: jax.Array) -> jax.Array:
-    """One leaf of `optax.apply_updates`, written exactly as optax writes it."""
-    return jnp.asarray(p + u).astype(jnp.asarray(p).dtype)
+    """One leaf of `optax.apply_updates` (``(p + u).astype(p.dtype)``), as stored."""
+    return _rounded(_rounded(jnp.asarray(p + u)).astype(p.dtype))
 
 
 def _distance(r: jax.Array, lo: jax.Array, up: jax.Array) -> jax.Array:
@@ -259,7 +272,7 @@ def _project_leaf(p: jax.Array, u: jax.Array, lo: Any, up: Any) -> jax.Array:
     low = -jnp.inf if lo is None else inward(lo, p.dtype, "lower").astype(cdtype)
     high = jnp.inf if up is None else inward(up, p.dtype, "upper").astype(cdtype)
     wide = jnp.promote_types(p.dtype, u.dtype)
-    step = (target.astype(wide) - p.astype(wide)).astype(u.dtype)
+    step = _rounded(_rounded(target.astype(wide) - p.astype(wide)).astype(u.dtype))
 
     def score(v: jax.Array) -> jax.Array:
         r = _apply(p, v)
@@ -308,6 +321,13 @@ def project_to_bounds(lower: PyTree, upper: PyTree) -> optax.GradientTransformat
     whose differences are far smaller, take it in. Bounds not representable
     in a param's dtype are rounded inwards (see `clip_to_bounds`). NaN
     updates stay NaN.
+
+    Two XLA effects sit outside these guarantees. XLA flushes subnormal
+    floats to zero, so a box holding only subnormals (and not 0) cannot be
+    reached. And inside one `jax.jit`, XLA may keep a float16/bfloat16 sum
+    ``p + u`` in float32 without rounding it: the params as stored (returned
+    from the compiled step) are inside, but code reading ``p + u`` further
+    down the same compiled function can see it up to half an ulp outside.
 
     ``lower``/``upper`` are bound trees shaped like the params; `None` holes
     and `optax.masked` work as in `add_bounds_penalty`. Unbounded leaves and
