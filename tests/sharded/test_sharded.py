@@ -556,3 +556,30 @@ def test_example_runs_and_checks_its_claims(devices):
     assert run.stdout.startswith(f"{n} cpu devices"), run.stdout
     assert "every parameter kept its sharding: True" in run.stdout
     assert "cost after training (projected each step): 0.0" in run.stdout
+
+
+def test_docs_page_code_blocks_run():
+    """docs/multi_device.md: its Python blocks run in order, in a fresh process.
+
+    The multi-host sketch (it calls `jax.distributed.initialize`) needs a
+    cluster; `multihost_worker.py` runs the same steps in two processes.
+    """
+    page = (ROOT / "docs" / "multi_device.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", page, flags=re.S | re.M)
+    local = [b for b in blocks if "jax.distributed.initialize" not in b]
+    assert len(local) == 4 and len(blocks) == 5
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    run = subprocess.run(
+        [sys.executable, "-c", "\n".join(local)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "P('model',)"
+    assert lines[1].endswith(" 0.0") and float(lines[1].split()[0]) > 0
+    assert lines[2:] == ["[]", "['all-reduce']"]
