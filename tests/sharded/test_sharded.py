@@ -583,3 +583,44 @@ def test_docs_page_code_blocks_run():
     assert lines[0] == "P('model',)"
     assert lines[1].endswith(" 0.0") and float(lines[1].split()[0]) > 0
     assert lines[2:] == ["[]", "['all-reduce']"]
+
+
+# ---------------------------------------------------------------------------
+# Validation of bounds no process can read whole (the multi-host eager path)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "crossings",
+    [[], [(0, 0)], [(3, 17), (9, 2)], [(15, 31)]],
+    ids=["none", "first", "two", "last"],
+)
+def test_on_device_order_check_finds_numpys_first_crossing(mesh, crossings):
+    """The device-side check used for multi-process arrays: same answer as NumPy.
+
+    Runs on ordinary sharded arrays here (the two-process test covers arrays
+    that really span processes), and compiles to scalar reductions only.
+    """
+    from jaxbounds._cost import _first_crossing
+
+    rng = np.random.default_rng(5)
+    lo = rng.uniform(-1.0, 0.0, size=(16, 32)).astype(np.float32)
+    up = rng.uniform(0.5, 1.0, size=(16, 1)).astype(np.float32)
+    for i, j in crossings:
+        lo[i, j] = 2.0
+    sharded = (
+        jax.device_put(lo, NamedSharding(mesh, P("data", "model"))),
+        jax.device_put(up, NamedSharding(mesh, P("data", None))),
+    )
+    nan, first, lo_at, up_at = jax.device_get(_first_crossing(*sharded))
+    assert not nan
+    bad = np.argwhere(lo > up)
+    if not crossings:
+        assert int(first) == lo.size
+    else:
+        assert np.unravel_index(int(first), lo.shape) == tuple(bad[0])
+        assert (lo_at, up_at) == (lo[tuple(bad[0])], up[bad[0][0], 0])
+    assert_only_scalar_reductions(compiled_hlo(_first_crossing, *sharded))
+    lo[4, 4] = np.nan
+    nan, *_ = jax.device_get(_first_crossing(jnp.asarray(lo), 1.0))
+    assert nan
