@@ -176,8 +176,10 @@ def add_bounds_penalty(
     ``>= 0``; ``0`` returns the updates unchanged. With
     `optax.inject_hyperparams`, ``scale`` is the injected hyperparameter; a
     callable ``penalty`` must then be listed in ``static_args`` (optax would
-    take it for a schedule), as must Python-float bounds of a single-array
-    params tree.
+    take it for a schedule). Bound trees are not numbers and stay as they
+    are; only the bounds of a params tree that is a single array, given as
+    Python floats, would become (array) hyperparameters too: list ``lower``
+    and ``upper`` in ``static_args`` to keep them static.
 
     Only leaves with a finite bound are touched: all other update leaves are
     returned as the same objects, and under `jax.jit` no operation is traced

@@ -714,3 +714,19 @@ def test_penalty_update_is_differentiable_in_params():
 
     g = jax.grad(first)(jnp.array([2.0], jnp.float64))
     assert float(g[0]) == pytest.approx(0.5 * math.e, rel=1e-6)
+
+
+def test_penalty_callable_penalty_with_inject_hyperparams_static_args():
+    p = {"t": jnp.array([2.0, -1.0], jnp.float32)}
+    zeros = {"t": jnp.zeros(2, jnp.float32)}
+    factory = optax.inject_hyperparams(jb.add_bounds_penalty, static_args="penalty")
+    tx = factory({"t": 0.0}, {"t": 1.0}, 0.5, penalty=lambda v: v**2)
+    got, _ = tx.update(zeros, tx.init(p), p)
+    # hand-computed: 0.5 * d/dp (p - 1)**2 = 1.0 at p = 2; 0.5 * d/dp (0 - p)**2 = -1.0
+    np.testing.assert_allclose(got["t"], [1.0, -1.0])
+    # without static_args optax takes the callable for a schedule: a clear error
+    tx = optax.inject_hyperparams(jb.add_bounds_penalty)(
+        {"t": 0.0}, {"t": 1.0}, 0.5, penalty=lambda v: v**2
+    )
+    with pytest.raises(ValueError, match="unknown penalty"):
+        tx.update(zeros, tx.init(p), p)
