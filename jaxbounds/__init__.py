@@ -6,19 +6,29 @@ then add a differentiable penalty for leaving the box to your loss
 """
 
 from . import tree_utils
-from ._cost import bounds_clip, bounds_cost, clip_to_bounds, summed_exp_boundary_loss
+from ._cost import (
+    ViolationReport,
+    bounds_clip,
+    bounds_cost,
+    clip_to_bounds,
+    summed_exp_boundary_loss,
+    violations,
+)
 from ._equinox import ParameterBoundaryRegularizer, family_mask, field
 from ._optax import add_bounds_penalty, project_to_bounds
+from ._reparam import constrain, unconstrain
 from ._tree import make_bounds, mask, paths, set_where
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ParameterBoundaryRegularizer",
+    "ViolationReport",
     "add_bounds_penalty",
     "bounds_clip",
     "bounds_cost",
     "clip_to_bounds",
+    "constrain",
     "family_mask",
     "field",
     "make_bounds",
@@ -28,4 +38,6 @@ __all__ = [
     "set_where",
     "summed_exp_boundary_loss",
     "tree_utils",
+    "unconstrain",
+    "violations",
 ]

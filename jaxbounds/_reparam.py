@@ -1,0 +1,368 @@
+"""Hard constraints by reparameterisation: `constrain` / `unconstrain`.
+
+A penalty lets parameters stray and a projection stops them at the wall; a
+bijection instead lets the optimiser work on unconstrained *raw* values that
+are mapped into the box inside the loss, so every value the model sees is
+admissible and the gradient never vanishes at the wall.
+
+Per element, the map is chosen from the bounds:
+
+* two-sided ``[lo, up]``: ``lo + (up - lo) * sigmoid(raw)``,
+* lower only: ``lo + softplus(raw)``,
+* upper only: ``up - softplus(-raw)``,
+* unbounded: the identity.
+
+Static (Python float) bounds pick the map at trace time; array bounds that
+hold infinities pick it per element.
+
+The two-sided map is not evaluated as written. In float32 ``sigmoid(17)``
+rounds to 1.0, so ``lo + w * sigmoid(x)`` lands on ``up`` for ``x > 17``
+and the autodiff gradient ``w * s * (1 - s)`` is exactly zero there: a
+parameter that drifts to the wall is stuck for good. Here the distance to
+the *nearer* bound, ``w * sigmoid(-|x|)``, is computed directly (it keeps
+full relative precision down to 1e-38), and the gradient is given
+analytically (a `jax.custom_jvp`) as ``w * sigmoid(-|x|) * sigmoid(|x|)``,
+which stays nonzero even where the value has rounded onto the bound.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ._cost import _unpack, inward, plan, violations
+from ._penalty import compute_dtype
+from ._tree import PyTree
+
+#: Largest ``|raw|`` that `unconstrain` returns, by compute dtype. A value on
+#: a bound maps here instead of to infinity. The gradient of the two-sided map
+#: there, ``w * exp(-80) ~ w * 1.8e-35``, is still a normal float32 for box
+#: widths ``w >= 1e-3`` (XLA flushes subnormals to zero); the same holds for
+#: ``exp(-700) ~ 1e-304`` in float64.
+RAW_LIMIT = {"float32": 80.0, "float64": 700.0}
+
+
+def raw_limit(dtype: Any) -> float:
+    """The largest ``|raw|`` `unconstrain` returns for parameters of ``dtype``."""
+    return RAW_LIMIT[jnp.dtype(compute_dtype(dtype)).name]
+
+
+# -- the elementwise maps, on arrays in the compute dtype ---------------------
+
+
+def _sigmoid_near(x: jax.Array, scale: float = 1.0) -> jax.Array:
+    """``scale * sigmoid(-|x|)``: monotone in ``|x|``, never NaN.
+
+    The scale goes into the numerator rather than multiplying the result,
+    so that XLA cannot fold it into a constant width (``2 * (up/2 - lo/2)``
+    would overflow for boxes wider than half the dtype's range).
+    """
+    return scale / (1 + jnp.exp(jnp.abs(x)))
+
+
+@jax.custom_jvp
+def box(x: jax.Array, lo: jax.Array, up: jax.Array) -> jax.Array:
+    """``lo + (up - lo) * sigmoid(x)`` for finite ``lo <= up``, from the nearer bound.
+
+    For ``x >= 0`` the value is ``up - d``, for ``x < 0`` it is ``lo + d``,
+    with ``d = (up - lo) * sigmoid(-|x|)``; both halves are clamped to the
+    midpoint so that rounding cannot make the map decrease at ``x = 0``.
+    The half-width is computed as ``up/2 - lo/2`` so that boxes as wide as
+    the dtype's range do not overflow.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> x = jnp.array([-30.0, 0.0, 30.0])
+        >>> print(box(x, jnp.float32(0.0), jnp.float32(1.0)))
+        [9.3576236e-14 5.0000000e-01 1.0000000e+00]
+        >>> print(jax.grad(lambda x: box(x, 0.0, 1.0))(jnp.float32(30.0)))
+        9.3576236e-14
+    """
+    half = 0.5 * up - 0.5 * lo
+    d = half * _sigmoid_near(x, 2.0)  # <= half
+    mid = lo + half
+    return jnp.where(x >= 0, jnp.maximum(up - d, mid), jnp.minimum(lo + d, mid))
+
+
+@box.defjvp
+def _box_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+    x, lo, up = primals
+    dx, dlo, dup = tangents
+    near = _sigmoid_near(x)
+    far = 1 - near  # sigmoid(|x|) >= 0.5: no cancellation
+    # (up - lo) * sigmoid(x) * sigmoid(-x), without forming up - lo (overflow)
+    # and with the small factor first, so it underflows only where it must.
+    slope = (_sigmoid_near(x, 2.0) * far) * (0.5 * up - 0.5 * lo)
+    to_up = jnp.where(x >= 0, far, near)  # d value / d up = sigmoid(x)
+    return box(x, lo, up), slope * dx + (1 - to_up) * dlo + to_up * dup
+
+
+def box_inverse(p: jax.Array, lo: jax.Array, up: jax.Array, limit: float) -> jax.Array:
+    """The ``x`` with ``box(x, lo, up) == p``, clamped to ``[-limit, limit]``.
+
+    The logit is taken of the distance to the nearer bound divided by the
+    width, so it is accurate near both bounds. Values on (or outside) a bound
+    give ``±limit``; a zero-width box gives 0.
+    """
+    half = 0.5 * up - 0.5 * lo
+    upper_half = p >= lo + half
+    d = jnp.where(upper_half, up - p, p - lo)
+    wide = half > 0
+    # u = d / (2 * half) = sigmoid(-|x|). XLA divides by multiplying with the
+    # reciprocal, which is subnormal (flushed to zero) for half > 2**126 in
+    # float32; dividing by the mantissa and shifting by the exponent is not.
+    m, e = jnp.frexp(jnp.where(wide, half, 1))
+    u = jnp.ldexp(d, -e) / (2 * m)
+    u = jnp.clip(u, _sigmoid_near(jnp.asarray(limit, p.dtype)), 0.5)
+    # |x| = log(1 - u) - log(u). XLA's float64 log1p is off by up to ~100 ulp
+    # for arguments near -0.41; 1 - u rounds by at most half an ulp there.
+    t = jnp.where(u < 0.1, jnp.log1p(-u), jnp.log(1 - u)) - jnp.log(u)
+    return jnp.where(wide, jnp.where(upper_half, t, -t), 0)
+
+
+def softplus_inverse(v: jax.Array, limit: float) -> jax.Array:
+    """The ``x`` with ``softplus(x) == v``, at least ``-limit`` (finite for ``v <= 0``).
+
+    ``x = v + log(-expm1(-v))`` is accurate for tiny ``v`` (where it is
+    ``log(v)``) and for large ``v`` (where it is ``v``).
+    """
+    v = jnp.maximum(v, jax.nn.softplus(jnp.asarray(-limit, v.dtype)))
+    return v + jnp.log(-jnp.expm1(-v))
+
+
+@jax.custom_jvp
+def _clip_straight(y: jax.Array, lo: jax.Array, up: jax.Array) -> jax.Array:
+    """``clip(y, lo, up)`` whose derivative is 1: rounding fix-ups keep the slope."""
+    return jnp.minimum(jnp.maximum(y, lo), up)
+
+
+@_clip_straight.defjvp
+def _clip_straight_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+    return _clip_straight(*primals), tangents[0]
+
+
+# -- per leaf ------------------------------------------------------------------
+
+
+def _finite(bound: Any, c: Any, side: str) -> tuple[Any, Any]:
+    """``bound`` in dtype ``c`` and where it is a real bound: a Python bool or a mask.
+
+    `plan` gives ``None`` for an infinite static bound and a float for a
+    finite one; an array bound may hold infinities, decided per element.
+    """
+    if bound is None:
+        return None, False
+    b = jnp.asarray(bound, c)
+    if isinstance(bound, float):
+        return b, True
+    return b, (b > -jnp.inf) if side == "lower" else (b < jnp.inf)
+
+
+def _and(a: Any, b: Any) -> Any:
+    if a is False or b is False:
+        return False
+    if a is True:
+        return b
+    if b is True:
+        return a
+    return a & b
+
+
+def _pick(cond: Any, if_true: Any, if_false: Any) -> jax.Array:
+    """``where(cond, if_true(), if_false())``; a static ``cond`` evaluates one side."""
+    if cond is True:
+        return if_true()
+    if cond is False:
+        return if_false()
+    return jnp.where(cond, if_true(), if_false())
+
+
+def _safe(b: Any, cond: Any, fill: float) -> Any:
+    """``b`` where ``cond``, else a finite stand-in (a "double where")."""
+    return b if cond is True else jnp.where(cond, b, fill)
+
+
+def _branches(x: jax.Array, lo: Any, up: Any, maps: tuple) -> jax.Array:
+    """Apply ``maps = (two_sided, lower_only, upper_only)`` per element of ``x``."""
+    c = x.dtype
+    lo, has_lo = _finite(lo, c, "lower")
+    up, has_up = _finite(up, c, "upper")
+    both = _and(has_lo, has_up)
+    two_sided, lower_only, upper_only = maps
+    return _pick(
+        both,
+        lambda: two_sided(x, _safe(lo, both, 0.0), _safe(up, both, 1.0)),
+        lambda: _pick(
+            has_lo,
+            lambda: lower_only(x, _safe(lo, has_lo, 0.0)),
+            lambda: _pick(
+                has_up, lambda: upper_only(x, _safe(up, has_up, 0.0)), lambda: x
+            ),
+        ),
+    )
+
+
+def constrain_leaf(raw: Any, lo: Any, up: Any) -> jax.Array:
+    """One leaf of `constrain`: ``raw`` mapped into ``[lo, up]`` (``None``: open)."""
+    raw = jnp.asarray(raw)
+    dtype = raw.dtype
+    maps = (
+        box,
+        lambda x, lo: lo + jax.nn.softplus(x),
+        lambda x, up: up - jax.nn.softplus(-x),
+    )
+    y = _branches(raw.astype(compute_dtype(dtype)), lo, up, maps).astype(dtype)
+
+    # Rounding (to the dtype, or of the midpoint) must not leave the box as
+    # `bounds_cost` sees it; the fix-up moves values by an ulp at most and
+    # leaves the gradient alone (it is in `y` already, bounds' included).
+    def edge(b: Any, fill: float, side: str) -> jax.Array:
+        if b is None:
+            return jnp.asarray(fill, dtype)
+        return inward(jax.lax.stop_gradient(b), dtype, side)
+
+    return _clip_straight(y, edge(lo, -jnp.inf, "lower"), edge(up, jnp.inf, "upper"))
+
+
+def unconstrain_leaf(p: Any, lo: Any, up: Any) -> jax.Array:
+    """One leaf of `unconstrain`: the raw value that `constrain_leaf` maps to ``p``."""
+    p = jnp.asarray(p)
+    dtype = p.dtype
+    limit = raw_limit(dtype)
+    maps = (
+        lambda x, lo, up: box_inverse(x, lo, up, limit),
+        lambda x, lo: softplus_inverse(x - lo, limit),
+        lambda x, up: -softplus_inverse(up - x, limit),
+    )
+    return _branches(p.astype(compute_dtype(dtype)), lo, up, maps).astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "inverse"))
+def _map(leaves: list, arrays: list, spec: tuple, inverse: bool) -> list:
+    fn = unconstrain_leaf if inverse else constrain_leaf
+    return [fn(x, lo, up) for x, (lo, up) in zip(leaves, _unpack(spec, arrays))]
+
+
+def _apply(tree: PyTree, lower: PyTree, upper: PyTree, inverse: bool) -> PyTree:
+    p = plan(tree, lower, upper)
+    leaves = list(p.leaves)
+    if p.indices:
+        mapped = _map(
+            [leaves[i] for i in p.indices], p.arrays, spec=p.spec, inverse=inverse
+        )
+        for i, y in zip(p.indices, mapped):
+            leaves[i] = y
+    return jax.tree_util.tree_unflatten(p.treedef, leaves)
+
+
+# -- public --------------------------------------------------------------------
+
+
+def constrain(raw: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
+    """Map unconstrained ``raw`` values into ``[lower, upper]``, elementwise.
+
+    Optimise ``raw`` and call ``constrain`` at the top of the loss: every
+    value the model sees is inside the box (a hard constraint), and the
+    gradient reaches ``raw`` even for values pressed against a bound. The
+    map per element (see the module docstring): two-sided bounds use a
+    scaled sigmoid, a lower bound alone a shifted softplus, an upper bound
+    alone a mirrored softplus, no bound the identity. Start from
+    ``raw = unconstrain(params, lower, upper)``.
+
+    Bounds follow the `bounds_cost` contract (same structure as ``raw``;
+    Python floats or broadcastable arrays, whose infinite elements choose
+    the one-sided map per element). `None` holes, non-float leaves and
+    unbounded leaves are returned as they are; bounded leaves come back in
+    their own dtype (a Python float leaf becomes an array).
+
+    Numerics: computed in at least float32 (float16/bfloat16 raw values are
+    mapped in float32 and cast back); never NaN or inf for finite ``raw``;
+    the result satisfies the bounds exactly as `bounds_cost` checks them
+    (an out-of-dtype bound is rounded inwards, as in `clip_to_bounds`). In
+    float32 the two-sided map keeps the distance to the nearer bound to full
+    relative precision, so ``|raw|`` up to ~17 gives distinct values next to
+    a bound of 1.0 and up to ~87 next to a bound of 0.0; beyond that the
+    value rounds onto the bound. The gradient is given analytically,
+    ``(up - lo) * sigmoid(raw) * sigmoid(-raw)``, and stays nonzero in
+    float32 for ``|raw|`` up to 80 (up to ~87 for a unit-width box; it
+    underflows sooner for boxes narrower than ~1e-3, or once cast back to
+    float16, whose smallest normal number is 6e-5). A zero-width box
+    (``lower == upper``) maps everything onto the bound, with zero gradient.
+
+    Works under `jax.jit`, `jax.grad`, `jax.vmap` and `jax_debug_nans`;
+    eager calls are one compiled dispatch, cached on the tree structure and
+    the Python-float bounds.
+
+    Raises:
+        ValueError / TypeError: as `bounds_cost`, naming the offending path.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> import jaxbounds as jb
+        >>> params = {"tau": jnp.array([0.05, 0.1]), "gain": jnp.array(2.0)}
+        >>> lower, upper = jb.make_bounds(params)
+        >>> lower["tau"], upper["tau"] = 0.0, 0.2
+        >>> lower["gain"] = 1.0
+        >>> raw = jb.unconstrain(params, lower, upper)
+        >>> print(raw["tau"], raw["gain"])
+        [-1.0986123  0.       ] 0.54132485
+        >>> jb.constrain(raw, lower, upper)["tau"]
+        Array([0.05, 0.1 ], dtype=float32)
+        >>> # raw values far outside still give admissible values and a gradient
+        >>> loss = lambda r: jnp.sum(jb.constrain(r, lower, upper)["tau"])
+        >>> far = {"tau": jnp.array([-60.0, 60.0]), "gain": jnp.array(-60.0)}
+        >>> print(jb.constrain(far, lower, upper)["tau"])
+        [1.7513022e-27 2.0000000e-01]
+        >>> print(jax.grad(loss)(far)["tau"])
+        [1.7513022e-27 1.7513022e-27]
+    """
+    return _apply(raw, lower, upper, inverse=False)
+
+
+def unconstrain(params: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
+    """The raw values that `constrain` maps onto ``params``: its inverse.
+
+    ``constrain(unconstrain(p, lo, up), lo, up) == p`` to float tolerance
+    for ``p`` inside the box, also close to a bound (the inverse works from
+    the distance to the nearer bound). A value *on* a bound, which no finite
+    raw value maps to exactly, gives a finite raw value of magnitude
+    `raw_limit` (80 in float32, 700 in float64), whose image is the bound up
+    to rounding and where the gradient of `constrain` is still nonzero.
+    Prefer starting strictly inside, though: that far out the gradient is
+    tiny (``~1.8e-35 * width`` in float32).
+
+    ``params`` must be inside its bounds: when its values are concrete
+    (outside `jax.jit`), a value outside the box or NaN raises `ValueError`
+    with the `violations` table (`clip_to_bounds` first if that is what you
+    mean). Under a transformation the check cannot run, and values outside
+    are treated as if on the nearer bound.
+
+    Dtypes, `None` holes and unbounded or non-float leaves are kept, as in
+    `constrain`; the computation runs in at least float32.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxbounds as jb
+        >>> p = {"w": jnp.array([0.0, 0.5, 1.0])}
+        >>> print(jb.unconstrain(p, {"w": 0.0}, {"w": 1.0})["w"])
+        [-80.   0.  80.]
+        >>> jb.unconstrain({"w": jnp.array([2.0])}, {"w": 0.0}, {"w": 1.0})
+        Traceback (most recent call last):
+        ...
+        ValueError: unconstrain: params outside their bounds (clip_to_bounds first?):
+        1 of 1 parameters outside bounds:
+        path  size  below  worst below  above  worst above  nan
+        w        1      -            -      1            1    -
+    """
+    leaves = jax.tree_util.tree_leaves([params, lower, upper])
+    if not any(isinstance(x, jax.core.Tracer) for x in leaves):
+        report = violations(params, lower, upper)
+        if not report.ok:
+            raise ValueError(
+                f"unconstrain: params outside their bounds (clip_to_bounds first?):\n"
+                f"{report}"
+            )
+    return _apply(params, lower, upper, inverse=True)
