@@ -20,6 +20,9 @@ these functions follow JAX, which is what makes them work on any pytree:
 - `None` is an empty subtree (an `eqx.filter` hole), not a leaf: it has no
   branch, is never selected, and a `None` in ``additional`` updates nothing.
 
+Rockpool's ``tree_map``, ``tree_flatten`` and ``tree_unflatten`` are not
+repeated here: use `jax.tree_util`, which works on every pytree.
+
 Errors are raised where Rockpool would silently do nothing or corrupt the
 tree: a branch that does not exist is a `KeyError` listing the nearest
 branches (Rockpool's `set_nested` inserts it although documented as

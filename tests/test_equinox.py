@@ -326,6 +326,18 @@ def test_howto_nested_network_bounds_drive_bounds_cost_and_training():
     expected = 3 * math.exp(0.25) + math.exp(0.25)
     np.testing.assert_allclose(float(jb.bounds_cost(bad, lb, ub)), expected, rtol=1e-6)
 
+    # Building the bounds inside jit (from a traced model) gives the same cost.
+    def cost_with_bounds_built_inside(model):
+        lo, up = jb.make_bounds(model)
+        lo = jb.set_where(lo, jb.family_mask(model, "decays"), 0.5)
+        lo = jb.set_where(lo, jb.family_mask(model, "taus"), 0.0)
+        up = jb.set_where(up, jb.family_mask(model, "decays"), 1.0)
+        up = jb.set_where(up, "*.tau_syn", 500e-3)
+        return jb.bounds_cost(model, lo, up)
+
+    jitted = eqx.filter_jit(cost_with_bounds_built_inside)(bad)
+    np.testing.assert_allclose(float(jitted), expected, rtol=1e-6)
+
     def loss(model, x):
         return jnp.mean(model(x) ** 2) + jb.bounds_cost(model, lb, ub)
 

@@ -149,6 +149,21 @@ def test_bool_tree_selector_cannot_be_traced():
         jax.jit(lambda m: jb.mask(params, m))(selected)
 
 
+def test_masks_of_filtered_and_full_models_apply_to_each_others_bounds():
+    model = Block(jnp.ones(2), jnp.zeros(2))
+    params = eqx.filter(model, eqx.is_array)  # act -> None
+    # A mask built on the filtered params: its None means "not selected".
+    m = jb.mask(params, "*")
+    assert m.act is None
+    full_lower, _ = jb.make_bounds(model)
+    new = jb.set_where(full_lower, m, 0.0)
+    assert (new.tau_syn, new.bias, new.act) == (0.0, 0.0, -math.inf)
+    # A mask built on the full model, applied to bounds with a hole: the hole stays.
+    params_lower, _ = jb.make_bounds(params)
+    new = jb.set_where(params_lower, jb.mask(model, "*"), 0.0)
+    assert (new.tau_syn, new.bias, new.act) == (0.0, 0.0, None)
+
+
 def test_equinox_module_mask_is_read_as_a_tree_although_modules_are_callable():
     class Cell(eqx.Module):
         tau_syn: object
