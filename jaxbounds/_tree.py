@@ -260,17 +260,18 @@ def _as_bool(x: Any, what: str, path: str) -> bool:
     )
 
 
-def _nothing_selected(where: Any, all_paths: list[str]) -> ValueError:
+def _nothing_selected(where: Any, kind: str, all_paths: list[str]) -> ValueError:
     if not all_paths:
-        return ValueError(f"selector {where!r} matches nothing: the tree has no leaves")
-    if isinstance(where, str):
+        return ValueError(
+            f"the {kind} selector matches nothing: the tree has no leaves"
+        )
+    if kind == "glob":
         query = where.replace("*", "").replace("?", "")
         hint = nearest(query, all_paths)
         return ValueError(
             f"selector {where!r} matches no leaf path; nearest paths: "
             + ", ".join(repr(p) for p in hint)
         )
-    kind = "predicate" if callable(where) else "bool tree"
     shown = all_paths[:8] + (["..."] if len(all_paths) > 8 else [])
     return ValueError(
         f"the {kind} selector selects no leaf; the tree's paths are: "
@@ -291,15 +292,18 @@ def selection(tree: PyTree, where: Where) -> tuple[list[tuple[str, Any]], Any, l
         )
     leaves, treedef = flatten_with_paths(tree)
     if isinstance(where, str):
+        kind = "glob"
         flags = [
             None if x is None else fnmatch.fnmatchcase(p, where) for p, x in leaves
         ]
     elif callable(where) and not isinstance(where, eqx.Module):
+        kind = "predicate"
         flags = [
             None if x is None else _as_bool(where(p, x), "`where` returned a value", p)
             for p, x in leaves
         ]
     else:
+        kind = "bool tree"
         check_same_structure(tree, where, "where")
         marks = jax.tree_util.tree_leaves(where, is_leaf=_is_none)
         flags = [
@@ -309,7 +313,7 @@ def selection(tree: PyTree, where: Where) -> tuple[list[tuple[str, Any]], Any, l
             for (p, x), m in zip(leaves, marks)
         ]
     if not any(flags):
-        raise _nothing_selected(where, [p for p, x in leaves if x is not None])
+        raise _nothing_selected(where, kind, [p for p, x in leaves if x is not None])
     return leaves, treedef, flags
 
 

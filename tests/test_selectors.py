@@ -204,6 +204,9 @@ def test_selecting_nothing_raises_and_lists_the_nearest_paths():
         jb.mask(_params(), jax.tree.map(lambda _: False, _params()))
     with pytest.raises(ValueError, match="no leaves"):
         jb.set_where({"a": None}, "*", 0.0)
+    cell = Block(jnp.ones(2), jnp.zeros(2))
+    with pytest.raises(ValueError, match="bool tree selector selects no leaf"):
+        jb.mask(cell, Block(False, False, False))  # a Module, yet not a predicate
 
 
 def test_mask_keeps_none_holes_and_drives_optax_masked():
