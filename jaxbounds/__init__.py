@@ -15,6 +15,7 @@ from ._cost import (
     violations,
 )
 from ._equinox import ParameterBoundaryRegularizer, family_mask, field
+from ._io import load_bounds, save_bounds
 from ._optax import add_bounds_penalty, project_to_bounds
 from ._reparam import constrain, unconstrain
 from ._tree import make_bounds, mask, paths, set_where
@@ -31,10 +32,12 @@ __all__ = [
     "constrain",
     "family_mask",
     "field",
+    "load_bounds",
     "make_bounds",
     "mask",
     "paths",
     "project_to_bounds",
+    "save_bounds",
     "set_where",
     "summed_exp_boundary_loss",
     "tree_utils",

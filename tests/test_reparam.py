@@ -1,7 +1,9 @@
 """constrain / unconstrain: the bijections, their numerics, their use in training."""
 
 import math
+import runpy
 from collections.abc import Callable
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -564,3 +566,13 @@ def test_equinox_model_trains_through_constrain_and_stays_in_the_box():
     assert np.all((taus > 0.01) & (taus <= np.float32(0.1)))
     assert 0.099 < float(fitted.tau) <= np.float32(0.1)
     assert jb.violations(fitted, lower, upper).ok
+
+
+def test_example_script_trains_through_constrain(capsys):
+    script = Path(__file__).parent.parent / "examples" / "reparam.py"
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    fitted = float(out.split("fitted tau = ")[1].split(" ms")[0])
+    assert 39.0 < fitted <= 40.0
+    assert "violations: all 3 parameters within bounds" in out
+    assert "naive 0.0e+00" in out
