@@ -686,7 +686,7 @@ def test_equinox_model_trained_with_filter_jit_and_partition():
         return optax.apply_updates(params, updates), opt_state, value
 
     taus = []
-    for _ in range(200):
+    for _ in range(80):
         params, opt_state, value = step(params, opt_state)
         taus.append(float(params.tau))
     assert float(loss(params)) < 0.5 * float(loss(initial))
