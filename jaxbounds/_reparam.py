@@ -284,12 +284,13 @@ def constrain(raw: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
     (an out-of-dtype bound is rounded inwards, as in `clip_to_bounds`). In
     float32 the two-sided map keeps the distance to the nearer bound to full
     relative precision, so ``|raw|`` up to ~17 gives distinct values next to
-    a bound of 1.0 and up to ~87 next to a bound of 0.0; beyond that the
-    value rounds onto the bound. The gradient is given analytically,
-    ``(up - lo) * sigmoid(raw) * sigmoid(-raw)``, and stays nonzero in
-    float32 for ``|raw|`` up to 80 (up to ~87 for a unit-width box; it
-    underflows sooner for boxes narrower than ~1e-3, or once cast back to
-    float16, whose smallest normal number is 6e-5). A zero-width box
+    a bound of 1.0 and up to ~87 next to a bound of 0.0 (for a unit-width
+    box); beyond that the value rounds onto the bound. The gradient is given
+    analytically, ``(up - lo) * sigmoid(raw) * sigmoid(-raw)``, and stays
+    nonzero in float32 for ``|raw|`` up to 80 (up to ~87 for a unit-width
+    box; it underflows sooner for boxes narrower than ~1e-3, since XLA
+    flushes subnormals to zero, and once cast back to float16, whose
+    smallest positive number is 6e-8, at ``|raw|`` ~ 17). A zero-width box
     (``lower == upper``) maps everything onto the bound, with zero gradient.
 
     Works under `jax.jit`, `jax.grad`, `jax.vmap` and `jax_debug_nans`;
