@@ -107,16 +107,27 @@ def _first_crossing(lo: Any, up: Any) -> tuple[jax.Array, ...]:
     """
     lo, up = jnp.broadcast_arrays(lo, up)
     flat = jnp.arange(lo.size).reshape(lo.shape)
-    first = jnp.min(jnp.where(lo > up, flat, lo.size))
+    first = jnp.min(jnp.where(_crossed(lo, up), flat, lo.size))
     at = flat == first
     nan = jnp.any(jnp.isnan(lo)) | jnp.any(jnp.isnan(up))
     return nan, first, jnp.sum(jnp.where(at, lo, 0)), jnp.sum(jnp.where(at, up, 0))
 
 
+def _crossed(lo: Any, up: Any) -> Any:
+    """Where no value satisfies the bounds: lo > up, lo = inf or up = -inf."""
+    return (lo > up) | (lo == math.inf) | (up == -math.inf)
+
+
 def _check_order(params: PyTree, index: int, lo: Any, up: Any) -> None:
-    """Raise if ``lo > up`` anywhere (only for values known now, not tracers)."""
-    if lo is None or up is None:
+    """Raise if no value satisfies the bounds somewhere, or a bound is NaN.
+
+    Only for values known now (not tracers). A missing side counts as its
+    infinity, so a one-sided array bound is checked too.
+    """
+    if lo is None and up is None:
         return
+    lo = -math.inf if lo is None else lo
+    up = math.inf if up is None else up
     if isinstance(lo, jax.core.Tracer) or isinstance(up, jax.core.Tracer):
         return
     if _spans_processes(lo) or _spans_processes(up):
@@ -128,7 +139,7 @@ def _check_order(params: PyTree, index: int, lo: Any, up: Any) -> None:
         lo_np = as_numpy_if_concrete(lo)
         up_np = as_numpy_if_concrete(up)
         nan = np.isnan(lo_np).any() or np.isnan(up_np).any()
-        bad = np.broadcast_to(lo_np > up_np, np.broadcast(lo_np, up_np).shape)
+        bad = np.broadcast_to(_crossed(lo_np, up_np), np.broadcast(lo_np, up_np).shape)
         crossed = bad.any()
         first = tuple(np.argwhere(bad)[0]) if crossed else ()
         lo_at = np.broadcast_to(lo_np, bad.shape)[first]
@@ -327,8 +338,11 @@ def clip_to_bounds(params: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
     `bounds_cost`. The result has exactly zero `bounds_cost`: a bound that is
     not representable in a leaf's dtype is rounded towards the inside before
     clipping, so e.g. a float16 parameter clipped to a lower bound of 0.1
-    becomes ``float16(0.1001)``, not ``float16(0.09998)``. Dtypes are kept;
-    unbounded, non-float and `None` leaves are returned as they are.
+    becomes ``float16(0.1001)``, not ``float16(0.09998)``. (A box narrower
+    than the dtype's spacing may hold no value of that dtype; elements
+    there end on the inward-rounded upper bound, just below ``lower``.)
+    Dtypes are kept; unbounded, non-float and `None` leaves are returned as
+    they are.
 
     Example:
         >>> import jax.numpy as jnp

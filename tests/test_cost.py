@@ -368,6 +368,16 @@ def test_bad_bound_types_raise():
         jb.bounds_cost(params, {"w": math.nan}, {"w": 1.0})
 
 
+def test_one_sided_array_bound_is_checked_for_nan_and_impossible_values():
+    params = {"w": jnp.ones(3)}
+    with pytest.raises(ValueError, match="'w' contains NaN"):
+        jb.bounds_cost(params, {"w": jnp.array([0.0, jnp.nan, 0.0])}, {"w": math.inf})
+    with pytest.raises(ValueError, match=r"lower > upper at 'w', element \(1,\)"):
+        jb.bounds_cost(params, {"w": jnp.array([0.0, jnp.inf, 0.0])}, {"w": None})
+    with pytest.raises(ValueError, match=r"'w', element \(2,\)"):
+        jb.clip_to_bounds(params, {"w": None}, {"w": jnp.array([0.0, 1.0, -jnp.inf])})
+
+
 def test_unknown_penalty_raises():
     with pytest.raises(ValueError, match="unknown penalty 'cubic'"):
         jb.bounds_cost({"w": jnp.ones(1)}, {"w": 0.0}, {"w": 1.0}, penalty="cubic")
