@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from howto_printed import HOWTO_PRINTED
 
 import jaxbounds as jb
 from jaxbounds._tree import FAMILY_KEY, LOWER_KEY, UPPER_KEY
@@ -241,31 +242,6 @@ def howto_network():
             LIF(5, leak_mode="taus"),
         ]
     )
-
-
-# The bound trees printed by the how-to for its Rockpool network, verbatim.
-HOWTO_PRINTED = """
-{
-    '0_LinearTorch': {'weight': -inf},
-    '1_LIFTorch': {'alpha': 0.5, 'beta': 0.5, 'bias': -inf, 'threshold': -inf},
-    '2_TorchResidual': {
-        '0_LinearTorch': {'weight': -inf},
-        '1_LIFTorch': {'alpha': 0.5, 'beta': 0.5, 'bias': -inf, 'threshold': -inf}
-    },
-    '3_LinearTorch': {'weight': -inf},
-    '4_LIFTorch': {'tau_mem': 0.0, 'tau_syn': 0.0, 'bias': -inf, 'threshold': -inf}
-}
-{
-    '0_LinearTorch': {'weight': inf},
-    '1_LIFTorch': {'alpha': 1.0, 'beta': 1.0, 'bias': inf, 'threshold': inf},
-    '2_TorchResidual': {
-        '0_LinearTorch': {'weight': inf},
-        '1_LIFTorch': {'alpha': 1.0, 'beta': 1.0, 'bias': inf, 'threshold': inf}
-    },
-    '3_LinearTorch': {'weight': inf},
-    '4_LIFTorch': {'tau_mem': inf, 'tau_syn': 0.5, 'bias': inf, 'threshold': inf}
-}
-"""
 
 
 def printed_leaves(text):

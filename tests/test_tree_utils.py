@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from howto_printed import HOWTO_PRINTED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -85,31 +86,6 @@ def family(params, names):
         elif k in names:
             out[k] = v
     return out
-
-
-# The bound trees printed by the how-to (cell [8]), verbatim.
-HOWTO_PRINTED = """
-{
-    '0_LinearTorch': {'weight': -inf},
-    '1_LIFTorch': {'alpha': 0.5, 'beta': 0.5, 'bias': -inf, 'threshold': -inf},
-    '2_TorchResidual': {
-        '0_LinearTorch': {'weight': -inf},
-        '1_LIFTorch': {'alpha': 0.5, 'beta': 0.5, 'bias': -inf, 'threshold': -inf}
-    },
-    '3_LinearTorch': {'weight': -inf},
-    '4_LIFTorch': {'tau_mem': 0.0, 'tau_syn': 0.0, 'bias': -inf, 'threshold': -inf}
-}
-{
-    '0_LinearTorch': {'weight': inf},
-    '1_LIFTorch': {'alpha': 1.0, 'beta': 1.0, 'bias': inf, 'threshold': inf},
-    '2_TorchResidual': {
-        '0_LinearTorch': {'weight': inf},
-        '1_LIFTorch': {'alpha': 1.0, 'beta': 1.0, 'bias': inf, 'threshold': inf}
-    },
-    '3_LinearTorch': {'weight': inf},
-    '4_LIFTorch': {'tau_mem': inf, 'tau_syn': 0.5, 'bias': inf, 'threshold': inf}
-}
-"""
 
 
 def parse_printed(text):
