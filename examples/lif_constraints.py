@@ -11,14 +11,21 @@ decay at 1: past it a neuron amplifies instead of leaking (a negative time
 constant), and the optimiser happily uses that to hold the memory.
 
 The same network, from the same initial values and on the same batches, is
-trained three times (``--runs`` picks a subset):
+trained three times by default (``--runs`` picks others):
 
 - ``none``: ``optax.adam`` alone;
 - ``penalty``: ``jaxbounds.add_bounds_penalty`` between Adam's scaling and the
   learning rate (decoupled from Adam's normalisation, as AdamW decouples
   weight decay): a soft pull back towards the bounds;
 - ``project``: ``jaxbounds.project_to_bounds`` at the end of the chain: the
-  parameters never leave their bounds.
+  parameters never leave their bounds;
+
+and on request also
+
+- ``loss-penalty``: Rockpool's recipe, ``loss + bounds_cost`` (as
+  ``add_bounds_penalty`` before ``optax.adam``: the same updates);
+- ``reparam``: Adam on raw values, mapped into the bounds by
+  ``jaxbounds.constrain`` in the loss.
 
 It prints a progress line every ``--log-every`` steps, writes PNG plots to
 ``--out`` and ends with the measured outcome of every run. It finishes in
@@ -153,6 +160,24 @@ def task_loss(net: Net, x: jax.Array, labels: jax.Array) -> tuple:
     return loss, jnp.mean(logits.argmax(-1) == labels)
 
 
+@eqx.filter_jit
+def loss_and_grads(net: Net, key: jax.Array, batch: int) -> tuple:
+    """Loss, accuracy and gradients on a fresh batch; compiled once for all runs."""
+    x, labels = make_batch(key, batch)
+    return jax.value_and_grad(task_loss, has_aux=True)(net, x, labels)
+
+
+@eqx.filter_jit
+def raw_loss_and_grads(raw: Net, lower: Net, upper: Net, key: jax.Array, batch: int):
+    """The same, for raw values mapped into the bounds by `jb.constrain`."""
+    x, labels = make_batch(key, batch)
+
+    def loss(raw: Net) -> tuple:
+        return task_loss(jb.constrain(raw, lower, upper), x, labels)
+
+    return jax.value_and_grad(loss, has_aux=True)(raw)
+
+
 def make_bounds(net: Net) -> tuple[Net, Net]:
     """Thresholds >= 0.1 (declared by jb.field); decays for tau in [2, 100] ms."""
     lower, upper = jb.make_bounds(net)
@@ -162,21 +187,36 @@ def make_bounds(net: Net) -> tuple[Net, Net]:
     return lower, upper
 
 
-def optimizers(
-    lower: Net, upper: Net, lr: float, penalty_scale: float
-) -> dict[str, optax.GradientTransformation]:
+class Method(NamedTuple):
+    optimizer: optax.GradientTransformation
+    reparam: bool = False  # optimise raw values, constrain them in the loss
+
+
+def methods(lower: Net, upper: Net, lr: float, penalty_scale: float) -> dict:
+    """Ways to train, by name (``--runs``)."""
     return {
-        "none": optax.adam(lr),
-        # The penalty's gradient (scale * exp(violation)) is added to Adam's
-        # direction, before the learning rate: a violation is pulled back by
-        # about scale * lr per step, whatever the size of the task gradients.
-        "penalty": optax.chain(
-            optax.scale_by_adam(),
-            jb.add_bounds_penalty(lower, upper, scale=penalty_scale),
-            optax.scale(-lr),
+        "none": Method(optax.adam(lr)),
+        # - The penalty's gradient (scale * exp(violation)) added to Adam's
+        #   direction, before the learning rate: a violation is pulled back
+        #   by about scale * lr per step, whatever the task's gradients.
+        "penalty": Method(
+            optax.chain(
+                optax.scale_by_adam(),
+                jb.add_bounds_penalty(lower, upper, scale=penalty_scale),
+                optax.scale(-lr),
+            )
         ),
-        # The update is rewritten so that params + update lands in the box.
-        "project": optax.chain(optax.adam(lr), jb.project_to_bounds(lower, upper)),
+        # - Rockpool's recipe, loss + bounds_cost, written as a chain (the same
+        #   updates): the penalty's gradient is normalised by Adam with the rest
+        "loss-penalty": Method(
+            optax.chain(jb.add_bounds_penalty(lower, upper), optax.adam(lr))
+        ),
+        # - Updates rewritten so that params + updates lands in the box
+        "project": Method(
+            optax.chain(optax.adam(lr), jb.project_to_bounds(lower, upper))
+        ),
+        # - Adam on raw values; the model is jb.constrain(raw), always inside
+        "reparam": Method(optax.adam(lr), reparam=True),
     }
 
 
@@ -200,7 +240,7 @@ def decay_values(net: Net) -> dict[str, np.ndarray]:
 
 def train(
     name: str,
-    optimizer: optax.GradientTransformation,
+    method: Method,
     net: Net,
     lower: Net,
     upper: Net,
@@ -210,23 +250,31 @@ def train(
     log_every: int,
     seed: int,
 ) -> Run:
-    @eqx.filter_jit
-    def step(net: Net, state: optax.OptState, key: jax.Array) -> tuple:
-        x, labels = make_batch(key, batch)
-        (loss, acc), grads = jax.value_and_grad(task_loss, has_aux=True)(net, x, labels)
-        updates, state = optimizer.update(grads, state, net)
-        net = optax.apply_updates(net, updates)
-        # - Reported in every run; trained on only by the "penalty" optimizer
-        return net, state, loss, acc, jb.bounds_cost(net, lower, upper)
+    optimizer = method.optimizer
 
-    state = optimizer.init(net)
+    def model(params: Net) -> Net:
+        return jb.constrain(params, lower, upper) if method.reparam else params
+
+    @eqx.filter_jit
+    def apply(params: Net, grads: Net, state: optax.OptState) -> tuple:
+        updates, state = optimizer.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        # - Reported in every run; trained on only by the penalties
+        return params, state, model(params), jb.bounds_cost(model(params), lower, upper)
+
+    params = jb.unconstrain(net, lower, upper) if method.reparam else net
+    state = optimizer.init(params)
     history = {k: [v] for k, v in decay_values(net).items()}
     losses, costs = [], []
     worst, diverged_at = 0.0, None
     key = jax.random.PRNGKey(seed)
     for i in range(1, steps + 1):
         key, sub = jax.random.split(key)
-        net, state, loss, acc, cost = step(net, state, sub)
+        if method.reparam:
+            (loss, acc), grads = raw_loss_and_grads(params, lower, upper, sub, batch)
+        else:
+            (loss, acc), grads = loss_and_grads(params, sub, batch)
+        params, state, net, cost = apply(params, grads, state)
         loss, acc, cost = float(loss), float(acc), float(cost)
         losses.append(loss)
         costs.append(cost)
@@ -243,7 +291,7 @@ def train(
             lo = min(float(v[-1].min()) for v in history.values())
             hi = max(float(v[-1].max()) for v in history.values())
             print(
-                f"  [{name:>7}] step {i:4d}/{steps}  loss {loss:6.4f}  "
+                f"  [{name}] step {i:4d}/{steps}  loss {loss:6.4f}  "
                 f"accuracy {acc:4.2f}  bounds cost {cost:8.4g}  "
                 f"decays in [{lo:.3f}, {hi:.3f}]"
             )
@@ -297,7 +345,7 @@ def plot_trajectories(runs: list[Run], out: Path) -> Path:
             ax.axhline(1.0, color="r", ls=":", lw=1.2, label="decay 1 (tau = inf)")
             ax.plot(np.arange(len(values)), values, lw=0.8, alpha=0.7)
             ax.set_ylim(DECAY_MIN - 0.05, top + 0.02)
-            ax.set_title(f"{key}, optimiser {run.name!r}", fontsize=10)
+            ax.set_title(f"{key}, run {run.name!r}", fontsize=10)
         row[0].set_ylabel("decay per step")
         row[0].legend(fontsize=8, loc="lower left")
     for ax in axes[-1]:
@@ -343,7 +391,7 @@ def outcome(run: Run, lower: Net, upper: Net, x: jax.Array, labels: jax.Array) -
         else f"held-out loss {float(loss):.4f}, accuracy {float(acc):.3f}"
     )
     return (
-        f"  {run.name:>7}: {outside} of {report.size} parameters outside their "
+        f"  {run.name:>12}: {outside} of {report.size} parameters outside their "
         f"bounds, {invalid} of {final.size} decays outside (0, 1); largest decay "
         f"during training {seen:.4f} (tau {tau_ms(seen):+.1f} ms), worst "
         f"excursion past a bound {run.worst:.4f}; {status}"
@@ -356,7 +404,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="trials per step")
     parser.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate")
     parser.add_argument("--penalty-scale", type=float, default=2.0)
-    parser.add_argument("--runs", default="none,penalty,project", help="subset")
+    parser.add_argument(
+        "--runs",
+        default="none,penalty,project",
+        help="comma-separated, from none,penalty,loss-penalty,project,reparam",
+    )
     parser.add_argument("--log-every", type=int, default=25, help="progress period")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -370,7 +422,7 @@ def main() -> None:
 
     net = Net(jax.random.PRNGKey(args.seed))
     lower, upper = make_bounds(net)
-    choices = optimizers(lower, upper, args.lr, args.penalty_scale)
+    choices = methods(lower, upper, args.lr, args.penalty_scale)
     names = [n.strip() for n in args.runs.split(",") if n.strip()]
     unknown = sorted(set(names) - set(choices))
     if unknown or not names:
@@ -388,7 +440,7 @@ def main() -> None:
 
     runs = []
     for name in names:
-        print(f"\nTraining with optimiser {name!r} (Adam, learning rate {args.lr:g}):")
+        print(f"\nTraining {name!r} (Adam, learning rate {args.lr:g}):")
         runs.append(
             train(
                 name,

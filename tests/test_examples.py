@@ -1,0 +1,207 @@
+"""Every script in examples/ runs, quickly, and prints what it claims.
+
+All scripts start at once in their own processes (a session fixture), each
+in a fresh temporary working directory, and each test waits for its own. A
+script runs with its defaults unless `QUICK_ARGS` gives it a smaller
+configuration, so a new example is picked up by the glob and tested as is.
+
+A script that needs an optional dependency of the ``examples`` extra
+(matplotlib) is skipped where it is not installed (``pip install -e
+".[examples]"``); any other failure fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+#: Per-script arguments for a quick run; ``{out}`` is a fresh directory.
+QUICK_ARGS = {
+    # - 20 steps at a learning rate high enough that the run without bounds
+    #   leaves the valid range within them
+    "lif_constraints.py": [
+        "--steps=20",
+        "--lr=0.05",
+        "--log-every=10",
+        "--out={out}",
+    ],
+}
+
+#: Modules of the ``examples`` extra: missing ones skip a script, not fail it.
+OPTIONAL = ("matplotlib",)
+
+#: Extra runs: name -> command line after the interpreter (``{examples}`` is
+#: the examples directory, ``{out}`` a fresh directory).
+VARIANTS = {
+    "rockpool_migration.py[no rockpool]": [
+        "-c",
+        "import runpy, sys\n"
+        "sys.modules['rockpool'] = None  # as if Rockpool were not installed\n"
+        "runpy.run_path('{examples}/rockpool_migration.py', run_name='__main__')\n",
+    ],
+    "lif_constraints.py[other runs]": [
+        "{examples}/lif_constraints.py",
+        "--steps=2",
+        "--log-every=1",
+        "--runs=loss-penalty,reparam",
+        "--out={out}",
+    ],
+}
+NAMES = [p.name for p in EXAMPLES] + list(VARIANTS)
+
+
+class Finished(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+    out: Path
+
+
+def _command(name: str, out: Path) -> list[str]:
+    fill = {"examples": ROOT / "examples", "out": out}
+    if name in VARIANTS:
+        return [sys.executable, *(a.format(**fill) for a in VARIANTS[name])]
+    args = [a.format(**fill) for a in QUICK_ARGS.get(name, [])]
+    return [sys.executable, str(ROOT / "examples" / name), *args]
+
+
+@pytest.fixture(scope="session")
+def launched(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Start every example at once; name -> (process, output directory)."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(MPLBACKEND="Agg", JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+    procs = {}
+    for name in NAMES:
+        cwd = tmp_path_factory.mktemp(re.sub(r"\W", "_", name))
+        out = cwd / "out"
+        procs[name] = (
+            subprocess.Popen(
+                _command(name, out),
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+            out,
+        )
+    yield {"procs": procs, "done": {}}
+    for proc, _ in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def finished(launched: dict, name: str) -> Finished:
+    """The script's result, once it has finished (skipped or failed as needed)."""
+    if name not in launched["done"]:
+        proc, out = launched["procs"][name]
+        stdout, stderr = proc.communicate(timeout=300)
+        launched["done"][name] = Finished(proc.returncode, stdout, stderr, out)
+    result = launched["done"][name]
+    missing = re.search(r"No module named '(\w+)'", result.stderr)
+    if result.returncode != 0 and missing and missing.group(1) in OPTIONAL:
+        pytest.skip(f"{name} needs {missing.group(1)}: pip install -e '.[examples]'")
+    assert result.returncode == 0, (
+        f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    )
+    return result
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_example_runs(launched: dict, name: str):
+    result = finished(launched, name)
+    assert result.stdout.strip(), f"{name} printed nothing"
+
+
+def test_every_example_documents_how_to_run_it():
+    for script in EXAMPLES:
+        text = script.read_text(encoding="utf-8")
+        assert f"python examples/{script.name}" in text, script.name
+
+
+# -- what the scripts claim ------------------------------------------------------
+
+OUTCOME = re.compile(
+    r"^\s+(?P<name>[\w-]+): (?P<outside>\d+) of (?P<size>\d+) parameters outside "
+    r"their bounds, (?P<invalid>\d+) of (?P<decays>\d+) decays outside \(0, 1\); "
+    r"largest decay during training (?P<largest>[\d.]+) .*worst excursion past a "
+    r"bound (?P<worst>[\d.]+); held-out loss (?P<loss>[\d.]+), accuracy "
+    r"(?P<acc>[\d.]+)$",
+    re.MULTILINE,
+)
+
+
+def test_lif_demo_reports_progress_plots_and_outcome(launched: dict):
+    result = finished(launched, "lif_constraints.py")
+    for run in ("none", "penalty", "project"):
+        steps = re.findall(rf"^\s+\[{run}\] step\s+(\d+)/20 ", result.stdout, re.M)
+        assert steps == ["10", "20"], (run, result.stdout)
+    for png in ("penalty_curve.png", "trajectories.png", "training.png"):
+        data = (result.out / png).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000, png
+    tail = result.stdout[result.stdout.index("Outcome after 20 steps") :]
+    outcomes = {m["name"]: m for m in OUTCOME.finditer(tail)}
+    assert list(outcomes) == ["none", "penalty", "project"], tail
+    none, project = outcomes["none"], outcomes["project"]
+    # - without bounds the decays leave (0, 1); projected, nothing leaves its bounds
+    assert int(none["invalid"]) > 0 and float(none["largest"]) > 1.0
+    assert int(project["outside"]) == 0 and int(project["invalid"]) == 0
+    assert float(project["worst"]) == 0.0 and float(project["largest"]) <= 0.99
+    assert int(none["decays"]) == 67 and int(none["size"]) == 995
+    # - the report table and the outcome agree
+    assert "jb.violations after training with 'project':\nall 995 parameters" in (
+        result.stdout
+    )
+
+
+def test_lif_demo_runs_every_method_it_offers(launched: dict):
+    """The optional runs (loss-penalty, reparam) work too."""
+    out = finished(launched, "lif_constraints.py[other runs]").stdout
+    outcomes = {m["name"]: m for m in OUTCOME.finditer(out)}
+    assert list(outcomes) == ["loss-penalty", "reparam"], out
+    assert int(outcomes["reparam"]["outside"]) == 0
+    assert float(outcomes["reparam"]["worst"]) == 0.0
+
+
+def test_lif_demo_rejects_unknown_runs(tmp_path: Path):
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "lif_constraints.py"), "--runs=nope"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu"},
+        timeout=120,
+    )
+    if "No module named 'matplotlib'" in run.stderr:
+        pytest.skip("needs matplotlib: pip install -e '.[examples]'")
+    assert run.returncode == 2 and "--runs takes a subset" in run.stderr
+
+
+def test_quickstart_ends_inside_the_bounds(launched: dict):
+    out = finished(launched, "quickstart.py").stdout
+    assert "bounds_cost after clip: 0.0" in out
+
+
+def test_rockpool_migration_agrees_with_rockpool(launched: dict):
+    pytest.importorskip("rockpool")
+    out = finished(launched, "rockpool_migration.py").stdout
+    assert "DIFFERENT" not in out
+    assert out.count(": same") == 7, out
+    assert "Rockpool: cost inf, gradient -inf" in out
+    assert "jaxbounds raises ValueError" in out
+
+
+def test_rockpool_migration_runs_without_rockpool(launched: dict):
+    out = finished(launched, "rockpool_migration.py[no rockpool]").stdout
+    assert out.startswith("Rockpool is not installed")
+    assert "jaxbounds: 14.506120" in out
+    assert "Rockpool:" not in out
