@@ -214,8 +214,8 @@ def main() -> None:
         print(
             "  an upper bound dict missing '3_LIFJax.tau_syn': Rockpool's cost is "
             f"{float(rp_cost_fn(bad, rp_lb, rp_forgot)):.6f} "
-            f"(the full cost is {float(rp_cost):.6f}; leaves past the gap are "
-            "silently skipped)"
+            f"(the full cost is {float(rp_cost):.6f}: after the gap the bounds "
+            "pair with the wrong leaves, and the last leaf goes unchecked)"
         )
     try:
         jb.bounds_cost(bad, lb, forgot)
