@@ -26,12 +26,13 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 #: Per-script arguments for a quick run; ``{out}`` is a fresh directory.
 QUICK_ARGS = {
-    # - 20 steps at a learning rate high enough that the run without bounds
-    #   leaves the valid range within them
+    # - Every method, 20 steps at a learning rate high enough that the run
+    #   without bounds leaves the valid range within them
     "lif_constraints.py": [
         "--steps=20",
         "--lr=0.05",
         "--log-every=10",
+        "--runs=none,penalty,loss-penalty,project,reparam",
         "--out={out}",
     ],
 }
@@ -47,13 +48,6 @@ VARIANTS = {
         "import runpy, sys\n"
         "sys.modules['rockpool'] = None  # as if Rockpool were not installed\n"
         "runpy.run_path('{examples}/rockpool_migration.py', run_name='__main__')\n",
-    ],
-    "lif_constraints.py[other runs]": [
-        "{examples}/lif_constraints.py",
-        "--steps=2",
-        "--log-every=1",
-        "--runs=loss-penalty,reparam",
-        "--out={out}",
     ],
 }
 NAMES = [p.name for p in EXAMPLES] + list(VARIANTS)
@@ -143,7 +137,8 @@ OUTCOME = re.compile(
 
 def test_lif_demo_reports_progress_plots_and_outcome(launched: dict):
     result = finished(launched, "lif_constraints.py")
-    for run in ("none", "penalty", "project"):
+    runs = ["none", "penalty", "loss-penalty", "project", "reparam"]
+    for run in runs:
         steps = re.findall(rf"^\s+\[{run}\] step\s+(\d+)/20 ", result.stdout, re.M)
         assert steps == ["10", "20"], (run, result.stdout)
     for png in ("penalty_curve.png", "trajectories.png", "training.png"):
@@ -151,26 +146,19 @@ def test_lif_demo_reports_progress_plots_and_outcome(launched: dict):
         assert data.startswith(b"\x89PNG") and len(data) > 10_000, png
     tail = result.stdout[result.stdout.index("Outcome after 20 steps") :]
     outcomes = {m["name"]: m for m in OUTCOME.finditer(tail)}
-    assert list(outcomes) == ["none", "penalty", "project"], tail
-    none, project = outcomes["none"], outcomes["project"]
-    # - without bounds the decays leave (0, 1); projected, nothing leaves its bounds
+    assert list(outcomes) == runs, tail
+    none = outcomes["none"]
+    # - without bounds the decays leave (0, 1); projected or reparameterised,
+    #   nothing ever leaves its bounds
     assert int(none["invalid"]) > 0 and float(none["largest"]) > 1.0
-    assert int(project["outside"]) == 0 and int(project["invalid"]) == 0
-    assert float(project["worst"]) == 0.0 and float(project["largest"]) <= 0.99
+    for exact in (outcomes["project"], outcomes["reparam"]):
+        assert int(exact["outside"]) == 0 and int(exact["invalid"]) == 0
+        assert float(exact["worst"]) == 0.0 and float(exact["largest"]) <= 0.99
     assert int(none["decays"]) == 67 and int(none["size"]) == 995
     # - the report table and the outcome agree
     assert "jb.violations after training with 'project':\nall 995 parameters" in (
         result.stdout
     )
-
-
-def test_lif_demo_runs_every_method_it_offers(launched: dict):
-    """The optional runs (loss-penalty, reparam) work too."""
-    out = finished(launched, "lif_constraints.py[other runs]").stdout
-    outcomes = {m["name"]: m for m in OUTCOME.finditer(out)}
-    assert list(outcomes) == ["loss-penalty", "reparam"], out
-    assert int(outcomes["reparam"]["outside"]) == 0
-    assert float(outcomes["reparam"]["worst"]) == 0.0
 
 
 def test_lif_demo_rejects_unknown_runs(tmp_path: Path):
