@@ -57,6 +57,8 @@ def _classify(params: PyTree, index: int, leaf: Any, bound: Any, side: str) -> A
     """A bound as ``None`` (infinite on its own side), a float, or an array."""
     if bound is None:
         return None
+    if type(bound) is float and -math.inf < bound < math.inf:
+        return bound  # the common case, checked first: eager calls pay per leaf
     try:
         value = static_bound(bound)
     except TypeError:
@@ -128,6 +130,9 @@ def _check_order(params: PyTree, index: int, lo: Any, up: Any) -> None:
         return
     lo = -math.inf if lo is None else lo
     up = math.inf if up is None else up
+    if type(lo) is float and type(up) is float and lo <= up:
+        if lo < math.inf and up > -math.inf:
+            return  # two Python floats in order: nothing to look at
     if isinstance(lo, jax.core.Tracer) or isinstance(up, jax.core.Tracer):
         return
     if _spans_processes(lo) or _spans_processes(up):
@@ -162,11 +167,15 @@ def plan(params: PyTree, lower: PyTree, upper: PyTree) -> Plan:
     leaf. `None` leaves of ``params`` (equinox filter holes) are skipped, and
     so are non-float leaves whose bounds are infinite.
     """
-    check_same_structure(params, lower, "lower")
-    check_same_structure(params, upper, "upper")
-    leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=lambda x: x is None)
-    lows = treedef.flatten_up_to(lower)
-    ups = treedef.flatten_up_to(upper)
+    leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=_is_none)
+    lows, lower_def = jax.tree_util.tree_flatten(lower, is_leaf=_is_none)
+    ups, upper_def = jax.tree_util.tree_flatten(upper, is_leaf=_is_none)
+    # Same test as check_same_structure, on trees flattened once (eager calls
+    # pay for every traversal); on a mismatch it raises, naming the path.
+    if lower_def != treedef:
+        check_same_structure(params, lower, "lower")
+    if upper_def != treedef:
+        check_same_structure(params, upper, "upper")
     indices, spec, arrays = [], [], []
     for i, (p, lo, up) in enumerate(zip(leaves, lows, ups)):
         if p is None:
@@ -199,13 +208,202 @@ def _unpack(spec: tuple, arrays: list) -> list[tuple[Any, Any]]:
     return [tuple(next(it) if b == ARRAY else b for b in pair) for pair in spec]
 
 
+def _is_none(x: Any) -> bool:
+    return x is None
+
+
+def _one_device() -> bool:
+    """Whether this process sees one device only: then no array is sharded."""
+    one = jax.process_count() == 1 and jax.device_count() == 1
+    return one and len(jax.devices("cpu")) == 1
+
+
+#: Elements per step when a large leaf is summed in a loop (see `_summed`).
+_CHUNK = 1 << 20
+
+
+def _summed(f: Any, x: jax.Array) -> jax.Array:
+    """``sum(f(x))`` for an elementwise ``f`` and a flat ``x``.
+
+    XLA's CPU reductions fuse only simple producers into the sum, so
+    ``sum(f(x))`` first writes ``f(x)`` out in full, and a fresh buffer the
+    size of a large leaf costs more than the arithmetic. On CPU, a large
+    ``x`` is therefore summed in chunks in a loop (the chunk's buffer is
+    reused); on other platforms it is the plain sum. Only for one device: a
+    loop over slices of a sharded ``x`` would gather it.
+    """
+    n = x.shape[0]
+    if n <= _CHUNK:
+        return jnp.sum(f(x))
+
+    def chunked(x: jax.Array) -> jax.Array:
+        def step(i: Any, total: jax.Array) -> jax.Array:
+            return total + jnp.sum(
+                f(jax.lax.dynamic_slice(x, (i * _CHUNK,), (_CHUNK,)))
+            )
+
+        k = n // _CHUNK
+        return jax.lax.fori_loop(0, k, step, jnp.sum(f(x[k * _CHUNK :])))
+
+    return jax.lax.platform_dependent(x, cpu=chunked, default=lambda x: jnp.sum(f(x)))
+
+
+def _outside(v: jax.Array, penalty: Any, fn: Any, dtype: Any) -> jax.Array:
+    """``d/dv one_sided(v, fn)``: ``fn'(v)`` where ``v > 0``, else 0.
+
+    ``fn`` only sees ``v >= 0``, as in `one_sided`.
+
+    For "exp" the derivative is written out, ``exp(min(v, switch))`` (the
+    penalty continues with slope ``exp(switch)`` past the switch): one
+    exponential instead of autodiff's selects and divisions for min and max.
+    """
+    outside = v > 0
+    zero = jnp.zeros_like(v)
+    u = jax.lax.select(outside, v, zero)
+    if isinstance(penalty, str) and penalty == "exp":
+        slope = jnp.exp(jnp.minimum(u, _penalty.exp_switch(dtype)))
+    else:
+        slope = jax.jvp(fn, (u,), (jnp.ones_like(u),))[1].astype(v.dtype)
+    return jax.lax.select(outside, slope, zero)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _leaf_value(
+    p: jax.Array, lo: Any, up: Any, penalty: Any, ordered: bool
+) -> jax.Array:
+    """``sum(elementwise(p, lo, up, penalty))``.
+
+    ``ordered``: both bounds are static floats with ``lo <= up`` (checked by
+    `plan`), so at most one side is violated and one penalty evaluation per
+    element suffices.
+    """
+    fn = _penalty.resolve(penalty, p.dtype)
+
+    def f(p: jax.Array) -> jax.Array:
+        if not ordered:
+            return _penalty.elementwise(p, lo, up, fn)
+        x = p.astype(_penalty.compute_dtype(p.dtype))
+        v = jnp.maximum(jnp.asarray(lo, x.dtype) - x, x - jnp.asarray(up, x.dtype))
+        return _penalty.one_sided(v, fn)
+
+    if getattr(lo, "ndim", 0) or getattr(up, "ndim", 0) or not _one_device():
+        return jnp.sum(f(p))  # array bounds broadcast against p; p maybe sharded
+    return _summed(f, jnp.ravel(p))
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _leaf_slopes(p: jax.Array, lo: Any, up: Any, penalty: Any, ordered: bool) -> tuple:
+    """Per element, the derivative of `_leaf_value` with respect to ``lo`` and ``up``.
+
+    Its derivative with respect to ``p`` is ``up_slope - lo_slope``; a side
+    without a bound has slope `None`.
+    """
+    fn = _penalty.resolve(penalty, p.dtype)
+    x = p.astype(_penalty.compute_dtype(p.dtype))
+    lo_x = None if lo is None else jnp.asarray(lo, x.dtype) - x
+    x_up = None if up is None else x - jnp.asarray(up, x.dtype)
+    if ordered:  # one side at most is violated: one slope per element
+        below = lo_x > x_up
+        slope = _outside(jax.lax.select(below, lo_x, x_up), penalty, fn, p.dtype)
+        zero = jnp.zeros_like(slope)
+        return jax.lax.select(below, slope, zero), jax.lax.select(below, zero, slope)
+    return tuple(
+        None if v is None else _outside(v, penalty, fn, p.dtype) for v in (lo_x, x_up)
+    )
+
+
+def _tangent(slopes: tuple, dp: jax.Array, dlo: Any, dup: Any) -> jax.Array:
+    """The directional derivative of `_leaf_value` from its slopes."""
+    lo_slope, up_slope = slopes
+    dx = dp.astype((lo_slope if up_slope is None else up_slope).dtype)
+    total = jnp.zeros((), dx.dtype)
+    if lo_slope is not None:
+        total = total + jnp.sum(lo_slope * (jnp.asarray(dlo, dx.dtype) - dx))
+    if up_slope is not None:
+        total = total + jnp.sum(up_slope * (dx - jnp.asarray(dup, dx.dtype)))
+    return total
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _leaf_cost(
+    p: jax.Array, lo: Any, up: Any, penalty: Any, ordered: bool
+) -> jax.Array:
+    """`_leaf_value`, with its derivative written out.
+
+    Autodiff of the penalty's double-where keeps intermediates of the value
+    for the backward pass, and XLA (on CPU) writes them out as arrays the
+    size of ``p``. The written-out derivative is one elementwise expression
+    of ``p`` that XLA fuses into the gradient it writes; the value and the
+    slopes are jitted functions, so their traces are reused across leaves
+    of the same shape.
+    """
+    return _leaf_value(p, lo, up, penalty, ordered)
+
+
+@_leaf_cost.defjvp
+def _leaf_cost_jvp(
+    penalty: Any, ordered: bool, primals: tuple, tangents: tuple
+) -> tuple[jax.Array, jax.Array]:
+    p, lo, up = primals
+    dp, dlo, dup = tangents
+    slopes = _leaf_slopes(p, lo, up, penalty, ordered)
+    return _leaf_value(p, lo, up, penalty, ordered), _tangent(slopes, dp, dlo, dup)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _group_cost(leaves: tuple, lo: Any, up: Any, penalty: Any) -> jax.Array:
+    """The summed `_leaf_cost` of leaves of one dtype with the same static bounds.
+
+    The value is computed on the leaves concatenated: one elementwise pass
+    and one reduction, where one per leaf would cost a kernel launch each
+    (an eager call on a tree of many small leaves is dominated by them).
+    The derivative is taken leaf by leaf: the gradient of a concatenation
+    is a set of slices, which XLA compiles slowly when there are many.
+    Only used with one device (concatenating sharded leaves would move
+    them).
+    """
+    x = jnp.concatenate([jnp.ravel(p) for p in leaves])
+    return _leaf_value(x, lo, up, penalty, lo is not None and up is not None)
+
+
+@_group_cost.defjvp
+def _group_cost_jvp(
+    lo: Any, up: Any, penalty: Any, primals: tuple, tangents: tuple
+) -> tuple[jax.Array, jax.Array]:
+    (leaves,), (dleaves,) = primals, tangents
+    ordered = lo is not None and up is not None
+    parts = [
+        _tangent(_leaf_slopes(p, lo, up, penalty, ordered), dp, 0.0, 0.0)
+        for p, dp in zip(leaves, dleaves)
+    ]
+    return _group_cost(leaves, lo, up, penalty), functools.reduce(jnp.add, parts)
+
+
+#: Leaves larger than this are not concatenated with others (a copy).
+_GROUP_MAX_SIZE = 1 << 16
+
+
 @functools.partial(jax.jit, static_argnames=("spec", "penalty"))
 def _cost(leaves: list, arrays: list, spec: tuple, penalty: Any) -> jax.Array:
-    terms = [
-        jnp.sum(_penalty.elementwise(p, lo, up, penalty))
-        for p, (lo, up) in zip(leaves, _unpack(spec, arrays))
-    ]
-    return functools.reduce(jnp.add, terms)
+    # Terms are summed in leaf order (a group at its first leaf), as they are
+    # when every bound is an array: the same float sum either way.
+    terms, groups, one_device = {}, {}, _one_device()
+    for i, (p, (lo, up), kinds) in enumerate(zip(leaves, _unpack(spec, arrays), spec)):
+        p = jnp.asarray(p)
+        if ARRAY in kinds:
+            terms[i] = _leaf_cost(p, lo, up, penalty, False)
+        else:
+            alone = i if p.size > _GROUP_MAX_SIZE or not one_device else None
+            groups.setdefault((lo, up, p.dtype, alone), {})[i] = p
+    for (lo, up, _, _), group in groups.items():
+        first, *rest = group
+        if rest:
+            terms[first] = _group_cost(tuple(group.values()), lo, up, penalty)
+        else:
+            # Sharded, the sum is kept as it is computed with traced bounds.
+            ordered = lo is not None and up is not None and one_device
+            terms[first] = _leaf_cost(group[first], lo, up, penalty, ordered)
+    return functools.reduce(jnp.add, [terms[i] for i in sorted(terms)])
 
 
 def _result_dtype(leaves: list) -> Any:
