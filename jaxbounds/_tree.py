@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -95,9 +96,20 @@ def is_param_leaf(leaf: Any) -> bool:
     Ints, bools, integer arrays, functions and strings hold no trainable
     value; bounds on them are ignored (and a finite bound there is an error).
     """
+    if isinstance(leaf, jax.Array):  # arrays and tracers, the common case
+        return _inexact(leaf.dtype)
     return eqx.is_inexact_array(leaf) or (
         isinstance(leaf, float) and not isinstance(leaf, bool)
     )
+
+
+@functools.cache
+def _inexact(dtype: Any) -> bool:
+    """``jnp.issubdtype(dtype, jnp.inexact)`` (as equinox tests a JAX array), cached.
+
+    The test costs microseconds, and an eager `bounds_cost` asks it per leaf.
+    """
+    return bool(jax.numpy.issubdtype(dtype, jax.numpy.inexact))
 
 
 def static_bound(bound: Any) -> float | None:
