@@ -450,7 +450,7 @@ def bounds_cost(
             concrete bounds), or an array bound does not broadcast.
         TypeError: a finite bound sits on a leaf that is not a float array.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from jaxbounds import make_bounds
         >>> params = {"tau_syn": jnp.array([0.1, -1e-6]), "bias": jnp.zeros(2)}
@@ -483,7 +483,7 @@ def summed_exp_boundary_loss(
     version, a bound of ``0.0`` is a real bound (Rockpool skips falsy
     bounds). Overflow-safe like `bounds_cost`, whose single-leaf case this is.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> print(summed_exp_boundary_loss(jnp.array([-1.0, 0.5]), lower_bound=0.0))
         2.7182817
@@ -542,7 +542,7 @@ def clip_to_bounds(params: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
     Dtypes are kept; unbounded, non-float and `None` leaves are returned as
     they are.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxbounds import make_bounds
         >>> params = {"tau": jnp.array([-1.0, 0.1, 3.0]), "w": jnp.ones(2)}
@@ -700,7 +700,7 @@ def violations(params: PyTree, lower: PyTree, upper: PyTree) -> ViolationReport:
             the report is made of Python numbers. Also as `bounds_cost`.
         ValueError: as `bounds_cost`, naming the offending path.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import jaxbounds as jb
         >>> params = {"tau": jnp.array([-0.5, 0.1, 0.3, -0.2]), "w": jnp.ones(3)}

@@ -57,7 +57,7 @@ def field(
     A ``static=True`` field is not a pytree leaf, so bounds or a family on it
     could never apply: that is a `ValueError`, as is ``lower > upper``.
 
-    Example:
+    Examples:
         >>> import equinox as eqx
         >>> import jax.numpy as jnp
         >>> import jaxbounds as jb
@@ -103,7 +103,7 @@ def family_mask(model: PyTree, name: str) -> PyTree:
     Raises `ValueError` listing the declared families when no leaf is in
     ``name``.
 
-    Example:
+    Examples:
         >>> import equinox as eqx
         >>> import jax.numpy as jnp
         >>> import jaxbounds as jb
@@ -150,7 +150,7 @@ class ParameterBoundaryRegularizer(eqx.Module):
     a model is a pytree like the rest of it (array bounds are leaves,
     Python floats are treated as static by `eqx.filter_jit`).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> reg = ParameterBoundaryRegularizer(lower_bound=0.0, upper_bound=1.0)
         >>> print(reg(jnp.array([-1.0, 0.5, 1.0])))

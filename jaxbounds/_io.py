@@ -128,7 +128,7 @@ def save_bounds(path: str | os.PathLike, lower: PyTree, upper: PyTree) -> None:
         TypeError: a bound is not a number, a real array or None, or is
             traced (inside `jax.jit`).
 
-    Example:
+    Examples:
         >>> import json, os, tempfile
         >>> import jax.numpy as jnp
         >>> import jaxbounds as jb
@@ -251,7 +251,7 @@ def load_bounds(path: str | os.PathLike, like: PyTree) -> tuple[PyTree, PyTree]:
         TypeError: a finite bound lands on a leaf of ``like`` that is not a
             float array.
 
-    Example:
+    Examples:
         >>> import os, tempfile
         >>> import jax.numpy as jnp
         >>> import jaxbounds as jb

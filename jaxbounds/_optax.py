@@ -187,7 +187,7 @@ def add_bounds_penalty(
     gradient is computed in at least float32 and the sum is rounded once into
     each update's dtype; shapes and dtypes of the updates are kept.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, optax
         >>> import jaxbounds as jb
         >>> params = {"tau": jnp.array([-1.0, 0.5]), "w": jnp.ones(2)}
@@ -336,7 +336,7 @@ def project_to_bounds(lower: PyTree, upper: PyTree) -> optax.GradientTransformat
     `None` update leaves are returned as the same objects; dtypes and shapes
     of the updates are kept. The state is `optax.EmptyState`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, optax
         >>> import jaxbounds as jb
         >>> params = {"tau": jnp.array([0.5, 0.9]), "w": jnp.ones(2)}

@@ -47,7 +47,7 @@ def exp_penalty(v: jax.Array, switch: float = EXP_SWITCH) -> jax.Array:
     for any violation a float32 can hold below ~1e32, while matching Rockpool
     exactly wherever Rockpool is finite and below the switch.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> print(exp_penalty(jnp.array([0.0, 1.0])))
         [1.        2.7182817]
@@ -94,7 +94,7 @@ def elementwise(
     Computed in at least float32; array bounds are cast to that dtype, so
     the parameters' precision (not the bounds') sets the precision.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> print(elementwise(jnp.array([-1.0, 0.5, 3.0]), 0.0, 1.0))
         [2.7182817 0.        7.389056 ]

@@ -73,7 +73,7 @@ def box(x: jax.Array, lo: jax.Array, up: jax.Array) -> jax.Array:
     The half-width is computed as ``up/2 - lo/2`` so that boxes as wide as
     the dtype's range do not overflow.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> x = jnp.array([-30.0, 0.0, 30.0])
         >>> print(box(x, jnp.float32(0.0), jnp.float32(1.0)))
@@ -300,7 +300,7 @@ def constrain(raw: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
     Raises:
         ValueError / TypeError: as `bounds_cost`, naming the offending path.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> import jaxbounds as jb
         >>> params = {"tau": jnp.array([0.05, 0.1]), "gain": jnp.array(2.0)}
@@ -344,7 +344,7 @@ def unconstrain(params: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
     Dtypes, `None` holes and unbounded or non-float leaves are kept, as in
     `constrain`; the computation runs in at least float32.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import jaxbounds as jb
         >>> p = {"w": jnp.array([0.0, 0.5, 1.0])}

@@ -81,7 +81,7 @@ def paths(tree: PyTree) -> list[str]:
     Dict keys and attribute names appear as they are, sequence indices as
     numbers. `None` holes are not leaves (as in `jax.tree_util.tree_leaves`).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> paths({"layers": [{"tau_syn": jnp.ones(2)}, {"w": jnp.ones(3)}]})
         ['layers.0.tau_syn', 'layers.1.w']
@@ -209,8 +209,9 @@ def make_bounds(params: PyTree) -> tuple[PyTree, PyTree]:
     Edit the returned trees (they are new objects; ``params`` is untouched),
     e.g. with `set_where`, then pass them to `bounds_cost`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
+        >>> from jaxbounds import make_bounds
         >>> lower, upper = make_bounds({"tau_syn": jnp.ones(3), "bias": jnp.zeros(3)})
         >>> lower
         {'bias': -inf, 'tau_syn': -inf}
@@ -351,7 +352,7 @@ def mask(tree: PyTree, where: Where) -> PyTree:
     A selector that selects nothing raises `ValueError` listing the nearest
     paths: a typo in a pattern should not silently leave parameters unbounded.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import jaxbounds as jb
         >>> params = {"lif": {"tau_syn": jnp.ones(2), "bias": jnp.zeros(2)}}
@@ -374,7 +375,7 @@ def set_where(tree: PyTree, where: Where, value: Any) -> PyTree:
     leaves are passed through as they are, `None` holes stay `None`. ``value``
     may be a traced value (inside `jax.jit`); the selection may not.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import jaxbounds as jb
         >>> params = {"lif": {"tau_syn": jnp.ones(2), "bias": jnp.zeros(2)}}

@@ -130,7 +130,7 @@ def branches(tree: PyTree, prefix: list | None = None) -> Generator[Branch, None
     Rockpool's ``branches``: dicts in insertion order; here also any other
     pytree container, through its key paths. `None` holes have no branch.
 
-    Example:
+    Examples:
         >>> import jaxbounds.tree_utils as tu
         >>> list(tu.branches({"a": 1, "b": {"b1": 2, "b2": [3, 4]}}))
         [('a',), ('b', 'b1'), ('b', 'b2', 0), ('b', 'b2', 1)]
@@ -148,7 +148,7 @@ def branches(tree: PyTree, prefix: list | None = None) -> Generator[Branch, None
 def get_nested(tree: PyTree, branch: Branch) -> Any:
     """The value at ``branch`` in ``tree`` (a leaf or a subtree).
 
-    Example:
+    Examples:
         >>> import jaxbounds.tree_utils as tu
         >>> tu.get_nested({"a": {"b": (1.0, 2.0)}}, ("a", "b", 1))
         2.0
@@ -230,7 +230,7 @@ def set_nested(
     Rockpool's ``set_nested``. The branch must exist (as Rockpool documents;
     a missing one is a `KeyError` here rather than a new key).
 
-    Example:
+    Examples:
         >>> import jaxbounds.tree_utils as tu
         >>> tree = {"lif": {"tau_syn": 0.02, "bias": 0.0}}
         >>> tu.set_nested(tree, ("lif", "tau_syn"), 0.5)
@@ -251,7 +251,7 @@ def set_matching(
     whose `None` holes are skipped). Raises `KeyError` for a branch missing
     from ``full_tree`` and `ValueError` if ``target_tree`` has no leaves.
 
-    Example:
+    Examples:
         >>> import jaxbounds.tree_utils as tu
         >>> lb = {"lif": {"tau_mem": -float("inf"), "bias": -float("inf")}}
         >>> tu.set_matching(lb, {"lif": {"tau_mem": 0.02}}, 0.0)
@@ -272,7 +272,7 @@ def set_matching_select(
     tree such as `make_prototype_tree`'s or `jaxbounds.family_mask`'s. Raises
     `ValueError` if no leaf is true.
 
-    Example:
+    Examples:
         >>> import jaxbounds.tree_utils as tu
         >>> ub = {"alpha": 1e9, "beta": 1e9, "bias": 1e9}
         >>> tu.set_matching_select(ub, {"alpha": True, "beta": False}, 1.0)
@@ -305,7 +305,7 @@ def make_prototype_tree(full_tree: PyTree, target_tree: PyTree) -> PyTree:
     only warns when the target has more leaves than the full tree). `None`
     holes of ``full_tree`` stay `None`.
 
-    Example:
+    Examples:
         >>> import jaxbounds.tree_utils as tu
         >>> target_tree = {"a": 0, "b": {"b2": 0}}
         >>> full_tree = {"a": 1, "b": {"b1": 2, "b2": 3}, "c": 4, "d": 5}
@@ -328,7 +328,7 @@ def make_prototype_tree(full_tree: PyTree, target_tree: PyTree) -> PyTree:
 def tree_find(tree: PyTree) -> Generator[Branch, None, None]:
     """Generate the branches of ``tree`` whose leaves are true.
 
-    Example:
+    Examples:
         >>> import jaxbounds.tree_utils as tu
         >>> list(tu.tree_find({"a": True, "b": {"c": False, "d": True}}))
         [('a',), ('b', 'd')]
@@ -362,7 +362,7 @@ def tree_update(target: PyTree, additional: PyTree, inplace: bool = False) -> Py
     ``additional`` updates nothing, so ``tree_update(model, eqx.filter(new,
     mask))`` replaces just the filtered leaves.
 
-    Example:
+    Examples:
         >>> import jaxbounds.tree_utils as tu
         >>> lb = {"lif": {"tau_mem": 0.0, "bias": -1.0}, "w": -1.0}
         >>> tu.tree_update(lb, {"lif": {"bias": -2.0, "threshold": 0.0}})
