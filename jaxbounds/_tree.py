@@ -83,6 +83,7 @@ def paths(tree: PyTree) -> list[str]:
 
     Examples:
         >>> import jax.numpy as jnp
+        >>> from jaxbounds import paths
         >>> paths({"layers": [{"tau_syn": jnp.ones(2)}, {"w": jnp.ones(3)}]})
         ['layers.0.tau_syn', 'layers.1.w']
     """
