@@ -269,13 +269,19 @@ def bound_leaves(tree):
     return list(zip(ps, jax.tree.leaves(tree)))
 
 
-def test_howto_nested_network_bounds_match_the_printed_rockpool_bounds():
-    net = howto_network()
+def howto_bounds(net):
+    """The how-to's bounds: decays in (0.5, 1), taus >= 0, tau_syn <= 0.5."""
     lb, ub = jb.make_bounds(net)
     lb = jb.set_where(lb, jb.family_mask(net, "decays"), 0.5)
     lb = jb.set_where(lb, jb.family_mask(net, "taus"), 0.0)
     ub = jb.set_where(ub, jb.family_mask(net, "decays"), 1.0)
     ub = jb.set_where(ub, "*.tau_syn", 500e-3)
+    return lb, ub
+
+
+def test_howto_nested_network_bounds_match_the_printed_rockpool_bounds():
+    net = howto_network()
+    lb, ub = howto_bounds(net)
 
     expected_lower, expected_upper = printed_leaves(HOWTO_PRINTED)
     assert len(expected_lower) == 15
@@ -287,11 +293,7 @@ def test_howto_nested_network_bounds_match_the_printed_rockpool_bounds():
 
 def test_howto_nested_network_bounds_drive_bounds_cost_and_training():
     net = howto_network()
-    lb, ub = jb.make_bounds(net)
-    lb = jb.set_where(lb, jb.family_mask(net, "decays"), 0.5)
-    lb = jb.set_where(lb, jb.family_mask(net, "taus"), 0.0)
-    ub = jb.set_where(ub, jb.family_mask(net, "decays"), 1.0)
-    ub = jb.set_where(ub, "*.tau_syn", 500e-3)
+    lb, ub = howto_bounds(net)
     assert float(jb.bounds_cost(net, lb, ub)) == 0.0
 
     # Push three decays and one tau out of their boxes: exp(violation) each.
