@@ -22,6 +22,7 @@ import numpy as np
 from . import _penalty
 from ._tree import (
     PyTree,
+    _is_none,
     as_numpy_if_concrete,
     check_same_structure,
     flatten_with_paths,
@@ -206,10 +207,6 @@ def plan(params: PyTree, lower: PyTree, upper: PyTree) -> Plan:
 def _unpack(spec: tuple, arrays: list) -> list[tuple[Any, Any]]:
     it = iter(arrays)
     return [tuple(next(it) if b == ARRAY else b for b in pair) for pair in spec]
-
-
-def _is_none(x: Any) -> bool:
-    return x is None
 
 
 def _one_device() -> bool:

@@ -14,6 +14,7 @@ from ._tree import (
     LOWER_KEY,
     UPPER_KEY,
     PyTree,
+    _is_none,
     declared_field,
     nearest,
     static_bound,
@@ -120,9 +121,7 @@ def family_mask(model: PyTree, name: str) -> PyTree:
     """
     if not isinstance(name, str):
         raise TypeError(f"family name must be a str, got {type(name).__name__}")
-    flat, treedef = jax.tree_util.tree_flatten_with_path(
-        model, is_leaf=lambda x: x is None
-    )
+    flat, treedef = jax.tree_util.tree_flatten_with_path(model, is_leaf=_is_none)
     families = [
         None if x is None else declared_field(model, kp, FAMILY_KEY) for kp, x in flat
     ]

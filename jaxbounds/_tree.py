@@ -35,19 +35,6 @@ def _is_none(x: Any) -> bool:
     return x is None
 
 
-def key_str(entry: Any) -> str:
-    """One key-path entry as it appears in a dotted path."""
-    if isinstance(entry, jax.tree_util.DictKey):
-        return str(entry.key)
-    if isinstance(entry, jax.tree_util.GetAttrKey):
-        return entry.name
-    if isinstance(entry, jax.tree_util.SequenceKey):
-        return str(entry.idx)
-    if isinstance(entry, jax.tree_util.FlattenedIndexKey):
-        return str(entry.key)
-    return str(entry)
-
-
 def key_of(entry: Any) -> Any:
     """One key-path entry as the raw key: a dict key, an attribute name or an index."""
     if isinstance(entry, jax.tree_util.DictKey):
@@ -59,6 +46,11 @@ def key_of(entry: Any) -> Any:
     if isinstance(entry, jax.tree_util.FlattenedIndexKey):
         return entry.key
     return entry
+
+
+def key_str(entry: Any) -> str:
+    """One key-path entry as it appears in a dotted path."""
+    return str(key_of(entry))
 
 
 def path_str(keypath: Sequence[Any]) -> str:
