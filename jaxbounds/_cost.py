@@ -321,6 +321,20 @@ def _tangent(slopes: tuple, dp: jax.Array, dlo: Any, dup: Any) -> jax.Array:
     return total
 
 
+def penalty_gradient(p: jax.Array, lo: Any, up: Any, penalty: Any) -> jax.Array:
+    """Per element, ``d/dp sum(elementwise(p, lo, up, penalty))``, in at least float32.
+
+    The derivative `bounds_cost` itself uses (`_leaf_slopes`), for callers
+    that add the gradient directly, as `add_bounds_penalty` does.
+    """
+    lo_slope, up_slope = _leaf_slopes(p, lo, up, penalty, False)
+    if lo_slope is None:
+        return up_slope
+    if up_slope is None:
+        return -lo_slope
+    return up_slope - lo_slope
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
 def _leaf_cost(
     p: jax.Array, lo: Any, up: Any, penalty: Any, ordered: bool

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from . import _penalty
-from ._cost import ARRAY, _unpack, clip_leaf, inward, plan
+from ._cost import ARRAY, _unpack, clip_leaf, inward, penalty_gradient, plan
 from ._tree import PyTree, check_same_structure
 
 
@@ -115,18 +115,6 @@ def _merge(treedef: Any, flat_updates: list[Any], work: _Work, new: list) -> PyT
     return jax.tree_util.tree_unflatten(treedef, flat)
 
 
-def _penalty_grad(p: jax.Array, lo: Any, up: Any, penalty: Any) -> jax.Array:
-    """Gradient of the summed penalty of ``p``, in at least float32.
-
-    The penalty is chosen for ``p``'s dtype (float16 turns linear earlier, so
-    its gradient fits in float16) but differentiated in the compute dtype, so
-    no precision is lost to ``p``'s dtype on the way.
-    """
-    fn = _penalty.resolve(penalty, p.dtype)
-    x = p.astype(_penalty.compute_dtype(p.dtype))
-    return jax.grad(lambda x: jnp.sum(_penalty.elementwise(x, lo, up, fn)))(x)
-
-
 @functools.partial(jax.jit, static_argnames=("spec", "penalty"))
 def _add_penalty(
     params: list, updates: list, arrays: list, scale: Any, spec: tuple, penalty: Any
@@ -134,7 +122,7 @@ def _add_penalty(
     out = []
     for p, u, (lo, up) in zip(params, updates, _unpack(spec, arrays)):
         p, u = jnp.asarray(p), jnp.asarray(u)
-        g = _penalty_grad(p, lo, up, penalty)
+        g = penalty_gradient(p, lo, up, penalty)
         wide = jnp.promote_types(g.dtype, _penalty.compute_dtype(u.dtype))
         out.append((u.astype(wide) + scale * g).astype(u.dtype))
     return out
