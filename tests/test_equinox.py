@@ -306,12 +306,7 @@ def test_howto_nested_network_bounds_drive_bounds_cost_and_training():
 
     # Building the bounds inside jit (from a traced model) gives the same cost.
     def cost_with_bounds_built_inside(model):
-        lo, up = jb.make_bounds(model)
-        lo = jb.set_where(lo, jb.family_mask(model, "decays"), 0.5)
-        lo = jb.set_where(lo, jb.family_mask(model, "taus"), 0.0)
-        up = jb.set_where(up, jb.family_mask(model, "decays"), 1.0)
-        up = jb.set_where(up, "*.tau_syn", 500e-3)
-        return jb.bounds_cost(model, lo, up)
+        return jb.bounds_cost(model, *howto_bounds(model))
 
     jitted = eqx.filter_jit(cost_with_bounds_built_inside)(bad)
     np.testing.assert_allclose(float(jitted), expected, rtol=1e-6)

@@ -168,6 +168,20 @@ def assert_sharded_like(out: dict, like: dict) -> None:
         )
 
 
+def assert_matches_one_device(out: dict, reference: dict, dtype, like: dict) -> None:
+    """Same dtypes and numbers (to the dtype's tolerance) as on one device, and
+    every leaf of ``out`` sharded like ``like``."""
+    for k in reference:
+        assert out[k].dtype == reference[k].dtype, k
+        np.testing.assert_allclose(
+            np.asarray(out[k], np.float64),
+            np.asarray(reference[k], np.float64),
+            rtol=TOLERANCE[dtype],
+            err_msg=k,
+        )
+    assert_sharded_like(out, like)
+
+
 def replicate(tree, mesh):
     """Gather ``tree`` onto every device (what no jaxbounds function may do)."""
     whole = NamedSharding(mesh, P())
@@ -238,15 +252,7 @@ def test_cost_gradient_under_jit_matches_one_device_and_keeps_sharding(problem):
     dtype, _, sharded, single = problem
     grads = jax.jit(jax.grad(jb.bounds_cost))(*sharded)
     reference = jax.jit(jax.grad(jb.bounds_cost))(*single)
-    for k in reference:
-        assert grads[k].dtype == reference[k].dtype, k
-        np.testing.assert_allclose(
-            np.asarray(grads[k], np.float64),
-            np.asarray(reference[k], np.float64),
-            rtol=TOLERANCE[dtype],
-            err_msg=k,
-        )
-    assert_sharded_like(grads, sharded[0])
+    assert_matches_one_device(grads, reference, dtype, sharded[0])
 
 
 def test_clip_under_jit_matches_one_device_exactly_and_keeps_sharding(problem):
@@ -439,15 +445,7 @@ def test_optax_update_under_jit_matches_one_device_and_keeps_sharding(name, prob
 
     out = run(*sharded, like(updates, sharded[0]))
     reference = run(*single, like(updates, single[0]))
-    for k in reference:
-        assert out[k].dtype == reference[k].dtype, k
-        np.testing.assert_allclose(
-            np.asarray(out[k], np.float64),
-            np.asarray(reference[k], np.float64),
-            rtol=TOLERANCE[dtype],
-            err_msg=k,
-        )
-    assert_sharded_like(out, sharded[0])
+    assert_matches_one_device(out, reference, dtype, sharded[0])
 
 
 @pytest.mark.parametrize("name", list(TRANSFORMS))
