@@ -331,6 +331,14 @@ def tau_ms(decay: float) -> float:
     return -DT / math.log(decay) * 1e3
 
 
+def save(fig: plt.Figure, path: Path) -> Path:
+    """Lay out, write and close a figure; return where it went."""
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_penalty(out: Path) -> Path:
     """bounds_cost of one element across the box (0, 1), as in Rockpool's how-to."""
     xs = jnp.linspace(-1.0, 2.0, 1001)
@@ -342,11 +350,7 @@ def plot_penalty(out: Path) -> Path:
     ax.set_xlabel("Parameter value")
     ax.set_ylabel("Cost")
     ax.set_title("bounds_cost for the bounds (0, 1)")
-    fig.tight_layout()
-    path = out / "penalty_curve.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, out / "penalty_curve.png")
 
 
 def plot_trajectories(runs: list[Run], out: Path) -> Path:
@@ -373,11 +377,7 @@ def plot_trajectories(runs: list[Run], out: Path) -> Path:
         row[0].legend(fontsize=8, loc="lower left")
     for ax in axes[-1]:
         ax.set_xlabel("training step")
-    fig.tight_layout()
-    path = out / "trajectories.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, out / "trajectories.png")
 
 
 def plot_training(runs: list[Run], out: Path) -> Path:
@@ -393,11 +393,7 @@ def plot_training(runs: list[Run], out: Path) -> Path:
     for ax in (ax1, ax2):
         ax.set_xlabel("training step")
         ax.legend()
-    fig.tight_layout()
-    path = out / "training.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, out / "training.png")
 
 
 def outcome(run: Run, lower: Net, upper: Net, x: jax.Array, labels: jax.Array) -> str:
