@@ -526,21 +526,30 @@ def test_training_step_matches_one_device_and_has_no_gather(mesh):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("devices", [None, 1], ids=["sets-8-itself", "one-device"])
-def test_example_runs_and_checks_its_claims(devices):
-    """examples/sharded.py asserts what it prints; it must pass on 8 and 1 devices."""
+def run_python(args: list[str], devices: int | None = None):
+    """``python *args`` in a fresh process on host (CPU) devices.
+
+    ``devices``: how many host devices to simulate; `None` leaves XLA_FLAGS
+    unset, so the script chooses.
+    """
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["JAX_PLATFORMS"] = "cpu"  # host devices, also where accelerators exist
     if devices is not None:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "sharded.py")],
+    return subprocess.run(
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         env=env,
         cwd=ROOT,
         timeout=180,
     )
+
+
+@pytest.mark.parametrize("devices", [None, 1], ids=["sets-8-itself", "one-device"])
+def test_example_runs_and_checks_its_claims(devices):
+    """examples/sharded.py asserts what it prints; it must pass on 8 and 1 devices."""
+    run = run_python([str(ROOT / "examples" / "sharded.py")], devices)
     assert run.returncode == 0, run.stdout + run.stderr
     n = 8 if devices is None else devices
     assert run.stdout.startswith(f"{n} cpu devices"), run.stdout
@@ -558,16 +567,7 @@ def test_docs_page_code_blocks_run():
     blocks = re.findall(r"^```python\n(.*?)^```", page, flags=re.S | re.M)
     local = [b for b in blocks if "jax.distributed.initialize" not in b]
     assert len(local) == 4 and len(blocks) == 5
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["JAX_PLATFORMS"] = "cpu"
-    run = subprocess.run(
-        [sys.executable, "-c", "\n".join(local)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=180,
-    )
+    run = run_python(["-c", "\n".join(local)])
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
     assert lines[0] == "P('model',)"
