@@ -2,27 +2,31 @@
 
 Build lower/upper bound trees that mirror your parameters (`make_bounds`),
 then add a differentiable penalty for leaving the box to your loss
-(`bounds_cost`), or project back into it (`clip_to_bounds`).
+(`bounds_cost`), chain an optax transformation (`add_bounds_penalty`,
+`project_to_bounds`), or optimise through a bijection (`constrain`).
 """
 
 from . import tree_utils
-from ._cost import (
-    ViolationReport,
-    bounds_clip,
-    bounds_cost,
-    clip_to_bounds,
-    summed_exp_boundary_loss,
-    violations,
-)
-from ._equinox import ParameterBoundaryRegularizer, family_mask, field
+from ._bounds import Box, make_bounds
+from ._clip import clip_to_bounds
+from ._cost import bounds_cost
+from ._equinox import family_mask, field
 from ._io import load_bounds, save_bounds
 from ._optax import add_bounds_penalty, project_to_bounds
+from ._paths import paths
 from ._reparam import constrain, unconstrain
-from ._tree import make_bounds, mask, paths, set_where
+from ._rockpool import (
+    ParameterBoundaryRegularizer,
+    bounds_clip,
+    summed_exp_boundary_loss,
+)
+from ._select import mask, set_where
+from ._violations import ViolationReport, violations
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Box",
     "ParameterBoundaryRegularizer",
     "ViolationReport",
     "add_bounds_penalty",

@@ -2,39 +2,24 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import equinox as eqx
 import jax
 
-from ._cost import summed_exp_boundary_loss
-from ._tree import (
-    FAMILY_KEY,
-    LOWER_KEY,
-    UPPER_KEY,
-    PyTree,
-    _is_none,
-    declared_field,
-    nearest,
-    static_bound,
-)
+from ._bounds import FAMILY_KEY, LOWER_KEY, UPPER_KEY, declarations, scalar_bound
+from ._paths import PyTree, flatten_with_paths, nearest, pure_view
 
 
 def _declared_bound(value: Any, side: str) -> float | None:
     if value is None:
         return None
-    try:
-        bound = static_bound(value)
-    except TypeError:
-        bound = None
+    bound = scalar_bound(value, f"field({side}=...)", side)
     if bound is None:
         raise TypeError(
             f"field({side}=...) must be a real number, got {type(value).__name__}; "
             "set array bounds on the bound trees with `set_where`"
         )
-    if math.isnan(bound):
-        raise ValueError(f"field({side}=...) is NaN")
     return bound
 
 
@@ -73,8 +58,6 @@ def field(
     up = _declared_bound(upper, "upper")
     if lo is not None and up is not None and lo > up:
         raise ValueError(f"field(lower={lo}, upper={up}): lower > upper")
-    if lo == math.inf or up == -math.inf:
-        raise ValueError(f"field(lower={lo}, upper={up}): no value satisfies it")
     if family is not None and not isinstance(family, str):
         raise TypeError(f"field(family=...) must be a str, got {type(family).__name__}")
     ours = {LOWER_KEY: lo, UPPER_KEY: up, FAMILY_KEY: family}
@@ -121,9 +104,11 @@ def family_mask(model: PyTree, name: str) -> PyTree:
     """
     if not isinstance(name, str):
         raise TypeError(f"family name must be a str, got {type(name).__name__}")
-    flat, treedef = jax.tree_util.tree_flatten_with_path(model, is_leaf=_is_none)
+    declared = declarations(model)
+    flat, treedef = flatten_with_paths(pure_view(model)[0])
     families = [
-        None if x is None else declared_field(model, kp, FAMILY_KEY) for kp, x in flat
+        None if x is None else declared.get(path, {}).get(FAMILY_KEY)
+        for path, x in flat
     ]
     flags = [None if x is None else f == name for (_, x), f in zip(flat, families)]
     if not any(flags):
@@ -138,26 +123,3 @@ def family_mask(model: PyTree, name: str) -> PyTree:
             + ", ".join(repr(f) for f in nearest(name, known, n=len(known)))
         )
     return jax.tree_util.tree_unflatten(treedef, flags)
-
-
-class ParameterBoundaryRegularizer(eqx.Module):
-    """Holds a pair of bounds once; calling it gives `summed_exp_boundary_loss`.
-
-    Rockpool's ``training.torch_loss.ParameterBoundaryRegularizer`` as an
-    `equinox.Module`. `None` means no bound on that side; ``0.0`` is a real
-    bound. The bounds are ordinary module fields, so a regulariser stored in
-    a model is a pytree like the rest of it (array bounds are leaves,
-    Python floats are treated as static by `eqx.filter_jit`).
-
-    Examples:
-        >>> import jax.numpy as jnp
-        >>> reg = ParameterBoundaryRegularizer(lower_bound=0.0, upper_bound=1.0)
-        >>> print(reg(jnp.array([-1.0, 0.5, 1.0])))
-        2.7182817
-    """
-
-    lower_bound: Any = None
-    upper_bound: Any = None
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return summed_exp_boundary_loss(x, self.lower_bound, self.upper_bound)

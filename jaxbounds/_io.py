@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._cost import plan
-from ._tree import PyTree, flatten_with_paths, make_bounds
+from ._bounds import check_order, make_bounds, plan, scalar_bound
+from ._paths import PyTree, flatten_with_paths, pure_view, structure_error
 
 FORMAT = "jaxbounds.bounds"
 VERSION = 1
@@ -58,14 +58,13 @@ def _encode_list(data: Any, where: str) -> Any:
     return _encode_float(data, where) if isinstance(data, float) else data
 
 
-def _encode(bound: Any, where: str) -> Any:
+def _encode(bound: Any, side: str, where: str) -> Any:
     """One bound leaf as a JSON value."""
     if bound is None:
         return None
-    if isinstance(bound, bool):
-        raise TypeError(f"{where} is a bool; use a float")
-    if isinstance(bound, (int, float)):
-        return _encode_float(float(bound), where)
+    value = scalar_bound(bound, where, side)
+    if value is not None:
+        return _encode_float(value, where)
     if not (hasattr(bound, "shape") and hasattr(bound, "dtype")):
         raise TypeError(
             f"{where} must be a float, an array or None, got {type(bound).__name__}"
@@ -90,25 +89,14 @@ def _check_pair(path: str, lo: Any, up: Any) -> None:
     """Raise if the concrete bounds ``lo`` and ``up`` do not broadcast or cross."""
     if lo is None or up is None:
         return
-    lo_np, up_np = np.asarray(lo, np.float64), np.asarray(up, np.float64)
     try:
-        bad = lo_np > up_np
+        np.broadcast_shapes(np.shape(lo), np.shape(up))
     except ValueError:
         raise ValueError(
-            f"bounds at {path!r}: lower has shape {lo_np.shape} and upper "
-            f"{up_np.shape}, which do not broadcast together"
+            f"bounds at {path!r}: lower has shape {np.shape(lo)} and upper "
+            f"{np.shape(up)}, which do not broadcast together"
         ) from None
-    if bad.any():
-        raise ValueError(f"lower > upper at {path!r}")
-
-
-def _first_difference(a: list[str], b: list[str]) -> str | None:
-    for x, y in zip(a, b):
-        if x != y:
-            return x
-    if len(a) == len(b):
-        return None
-    return (a if len(a) > len(b) else b)[min(len(a), len(b))]
+    check_order(lo, up, lambda: repr(path))
 
 
 def save_bounds(path: str | os.PathLike, lower: PyTree, upper: PyTree) -> None:
@@ -145,14 +133,13 @@ def save_bounds(path: str | os.PathLike, lower: PyTree, upper: PyTree) -> None:
         >>> doc["bounds"]["tau"]
         {'lower': 0.0, 'upper': {'dtype': 'float32', 'shape': [2], 'data': [0.5, 1.0]}}
     """
+    lower, _ = pure_view(lower)
+    upper, _ = pure_view(upper)
     lows, lo_def = flatten_with_paths(lower)
     ups, up_def = flatten_with_paths(upper)
     if lo_def != up_def:
-        first = _first_difference([p for p, _ in lows], [p for p, _ in ups])
-        raise ValueError(
-            "`lower` and `upper` do not have the same structure"
-            + (f" (first difference at path {first!r})" if first is not None else "")
-        )
+        error = structure_error(lower, upper, "upper", ref_name="`lower`")
+        raise ValueError(f"`lower` and `upper` do not have the same structure: {error}")
     entries: dict[str, dict[str, Any]] = {}
     for (key, lo), (_, up) in zip(lows, ups):
         if key in entries:
@@ -161,7 +148,7 @@ def save_bounds(path: str | os.PathLike, lower: PyTree, upper: PyTree) -> None:
                 "'.'?); paths must be unique to be saved"
             )
         entries[key] = {
-            side: _encode(b, f"{side} bound at {key!r}")
+            side: _encode(b, side, f"{side} bound at {key!r}")
             for side, b in zip(_SIDES, (lo, up))
         }
         _check_pair(key, lo, up)
@@ -293,6 +280,7 @@ def load_bounds(path: str | os.PathLike, like: PyTree) -> tuple[PyTree, PyTree]:
             f"object keyed by path), got {sorted(doc)}"
         )
 
+    like, _ = pure_view(like)
     named, treedef = flatten_with_paths(like)
     index: dict[str, int | None] = {}
     for i, (p, _) in enumerate(named):

@@ -22,9 +22,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from . import _penalty
-from ._cost import ARRAY, _unpack, clip_leaf, inward, penalty_gradient, plan
-from ._tree import PyTree, check_same_structure
+from . import _kernels, _penalty
+from ._bounds import Plan, inward, plan
+from ._clip import clip_leaf
+from ._paths import PyTree, check_same_structure, pure_view
 
 
 class BoundsPenaltyState(NamedTuple):
@@ -72,60 +73,61 @@ def _mask_like(params: PyTree, bound: PyTree) -> PyTree:
 class _Work(NamedTuple):
     """The bounded leaves that have an update, ready for a compiled function."""
 
-    indices: tuple[int, ...]
-    params: list[Any]
-    updates: list[Any]
-    spec: tuple[tuple[Any, Any], ...]
-    arrays: list[Any]
+    plan: Plan
+    picked: tuple[int, ...]  # positions in plan.indices whose update is not None
+    updates: list[Any]  # the flat updates, None holes included
+    restore: Any  # the updates' own view (nnx)
+
+    def args(self) -> tuple[list, list, list, list]:
+        """``(params, lows, ups, updates)`` of the picked leaves."""
+        pl = self.plan
+        return (
+            [pl.leaves[pl.indices[k]] for k in self.picked],
+            [pl.lows[k] for k in self.picked],
+            [pl.ups[k] for k in self.picked],
+            [self.updates[pl.indices[k]] for k in self.picked],
+        )
+
+    def merge(self, new: list) -> PyTree:
+        """The updates with the picked leaves replaced by ``new``."""
+        flat = list(self.updates)
+        for k, u in zip(self.picked, new):
+            flat[self.plan.indices[k]] = u
+        return self.restore(jax.tree_util.tree_unflatten(self.plan.treedef, flat))
 
 
-def _split(
-    updates: PyTree, params: PyTree, lower: PyTree, upper: PyTree
-) -> tuple[Any, list[Any], _Work]:
-    """Validate, then pick the bounded leaves whose update is not `None`.
-
-    Returns the treedef (with `None` as a leaf), the flat updates and the work.
-    """
+def _split(updates: PyTree, params: PyTree, lower: PyTree, upper: PyTree) -> _Work:
+    """Validate, then pick the bounded leaves whose update is not `None`."""
     if params is None:
         raise ValueError(_NO_PARAMS_MSG)
-    p = plan(params, _mask_like(params, lower), _mask_like(params, upper))
+    params, _ = pure_view(params)
+    updates, restore = pure_view(updates)
+    lower, _ = pure_view(lower)
+    upper, _ = pure_view(upper)
+    pl = plan(params, _mask_like(params, lower), _mask_like(params, upper))
     check_same_structure(params, updates, "updates")
-    flat_updates = p.treedef.flatten_up_to(updates)
-    indices, spec, arrays = [], [], []
-    for i, (entry, bounds) in zip(p.indices, zip(p.spec, _unpack(p.spec, p.arrays))):
-        if flat_updates[i] is None:
-            continue
-        indices.append(i)
-        spec.append(entry)
-        arrays.extend(b for kind, b in zip(entry, bounds) if kind == ARRAY)
-    work = _Work(
-        tuple(indices),
-        [p.leaves[i] for i in indices],
-        [flat_updates[i] for i in indices],
-        tuple(spec),
-        arrays,
-    )
-    return p.treedef, flat_updates, work
+    flat_updates = pl.treedef.flatten_up_to(updates)
+    picked = tuple(k for k, i in enumerate(pl.indices) if flat_updates[i] is not None)
+    return _Work(pl, picked, flat_updates, restore)
 
 
-def _merge(treedef: Any, flat_updates: list[Any], work: _Work, new: list) -> PyTree:
-    flat = list(flat_updates)
-    for i, u in zip(work.indices, new):
-        flat[i] = u
-    return jax.tree_util.tree_unflatten(treedef, flat)
+def _penalised(scale: Any, penalty: Any) -> Any:
+    """Elementwise ``(p, lo, up, u) -> u + scale * d/dp penalty``, in ``u``'s dtype."""
 
-
-@functools.partial(jax.jit, static_argnames=("spec", "penalty"))
-def _add_penalty(
-    params: list, updates: list, arrays: list, scale: Any, spec: tuple, penalty: Any
-) -> list:
-    out = []
-    for p, u, (lo, up) in zip(params, updates, _unpack(spec, arrays)):
+    def add(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array:
         p, u = jnp.asarray(p), jnp.asarray(u)
-        g = penalty_gradient(p, lo, up, penalty)
+        g = _kernels.penalty_gradient(p, lo, up, penalty)
         wide = jnp.promote_types(g.dtype, _penalty.compute_dtype(u.dtype))
-        out.append((u.astype(wide) + scale * g).astype(u.dtype))
-    return out
+        return (u.astype(wide) + scale * g).astype(u.dtype)
+
+    return add
+
+
+@functools.partial(jax.jit, static_argnames=("penalty",))
+def _add_penalty(
+    params: list, lows: list, ups: list, updates: list, scale: Any, penalty: Any
+) -> list:
+    return _kernels.grouped(_penalised(scale, penalty), params, lows, ups, updates)
 
 
 def _check_scale(scale: Any) -> None:
@@ -201,18 +203,15 @@ def add_bounds_penalty(
     def update_fn(
         updates: PyTree, state: Any, params: PyTree | None = None
     ) -> tuple[PyTree, Any]:
-        treedef, flat_updates, work = _split(updates, params, lower, upper)
+        work = _split(updates, params, lower, upper)
         if callable(scale):
             s = scale(state.count)
             state = BoundsPenaltyState(count=optax.safe_increment(state.count))
         else:
             s = scale
-        if not work.indices or (isinstance(s, (int, float)) and s == 0):
+        if not work.picked or (isinstance(s, (int, float)) and s == 0):
             return updates, state
-        new = _add_penalty(
-            work.params, work.updates, work.arrays, s, spec=work.spec, penalty=penalty
-        )
-        return _merge(treedef, flat_updates, work, new), state
+        return work.merge(_add_penalty(*work.args(), s, penalty=penalty)), state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -244,7 +243,7 @@ def _distance(r: jax.Array, lo: jax.Array, up: jax.Array) -> jax.Array:
     )
 
 
-def _project_leaf(p: jax.Array, u: jax.Array, lo: Any, up: Any) -> jax.Array:
+def _project_leaf(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array:
     """An update ``u'`` in ``u``'s dtype with ``p + u'`` on the clipped target.
 
     The target is ``clip(p + u)``, with bounds rounded inwards into ``p``'s
@@ -278,12 +277,13 @@ def _project_leaf(p: jax.Array, u: jax.Array, lo: Any, up: Any) -> jax.Array:
     return best
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
-def _project(params: list, updates: list, arrays: list, spec: tuple) -> list:
-    return [
-        _project_leaf(jnp.asarray(p), jnp.asarray(u), lo, up)
-        for p, u, (lo, up) in zip(params, updates, _unpack(spec, arrays))
-    ]
+def _projected(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array:
+    return _project_leaf(jnp.asarray(p), lo, up, jnp.asarray(u))
+
+
+@jax.jit
+def _project(params: list, lows: list, ups: list, updates: list) -> list:
+    return _kernels.grouped(_projected, params, lows, ups, updates)
 
 
 def project_to_bounds(lower: PyTree, upper: PyTree) -> optax.GradientTransformation:
@@ -344,10 +344,9 @@ def project_to_bounds(lower: PyTree, upper: PyTree) -> optax.GradientTransformat
     def update_fn(
         updates: PyTree, state: optax.EmptyState, params: PyTree | None = None
     ) -> tuple[PyTree, optax.EmptyState]:
-        treedef, flat_updates, work = _split(updates, params, lower, upper)
-        if not work.indices:
+        work = _split(updates, params, lower, upper)
+        if not work.picked:
             return updates, state
-        new = _project(work.params, work.updates, work.arrays, spec=work.spec)
-        return _merge(treedef, flat_updates, work, new), state
+        return work.merge(_project(*work.args())), state
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -12,8 +12,9 @@ Per element, the map is chosen from the bounds:
 * upper only: ``up - softplus(-raw)``,
 * unbounded: the identity.
 
-Static (Python float) bounds pick the map at trace time; array bounds that
-hold infinities pick it per element.
+An open side (`None`, or a concrete infinity) picks the map at trace time;
+any other bound is data (traced inside the compiled map), and where it
+holds infinities the map is picked per element.
 
 The two-sided map is not evaluated as written. In float32 ``sigmoid(17)``
 rounds to 1.0, so ``lo + w * sigmoid(x)`` lands on ``up`` for ``x > 17``
@@ -27,15 +28,15 @@ which stays nonzero even where the value has rounded onto the bound.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from ._cost import _unpack, inward, plan, violations
+from ._bounds import inward, map_bounded
+from ._paths import PyTree
 from ._penalty import compute_dtype
-from ._tree import PyTree
+from ._violations import violations
 
 #: Largest ``|raw|`` that `unconstrain` returns, by compute dtype. A value on
 #: a bound maps here instead of to infinity. The gradient of the two-sided map
@@ -150,14 +151,13 @@ def _clip_straight_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.
 def _finite(bound: Any, c: Any, side: str) -> tuple[Any, Any]:
     """``bound`` in dtype ``c`` and where it is a real bound: a Python bool or a mask.
 
-    `plan` gives ``None`` for an infinite static bound and a float for a
-    finite one; an array bound may hold infinities, decided per element.
+    The plan gives ``None`` for an open side; any other bound is a value
+    (traced inside the compiled map) that may hold infinities, decided per
+    element.
     """
     if bound is None:
         return None, False
     b = jnp.asarray(bound, c)
-    if isinstance(bound, float):
-        return b, True
     return b, (b > -jnp.inf) if side == "lower" else (b < jnp.inf)
 
 
@@ -240,22 +240,14 @@ def unconstrain_leaf(p: Any, lo: Any, up: Any) -> jax.Array:
     return _branches(p.astype(compute_dtype(dtype)), lo, up, maps).astype(dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "inverse"))
-def _map(leaves: list, arrays: list, spec: tuple, inverse: bool) -> list:
-    fn = unconstrain_leaf if inverse else constrain_leaf
-    return [fn(x, lo, up) for x, (lo, up) in zip(leaves, _unpack(spec, arrays))]
+@jax.jit
+def _constrained(leaves: list, lows: list, ups: list) -> list:
+    return [constrain_leaf(*args) for args in zip(leaves, lows, ups)]
 
 
-def _apply(tree: PyTree, lower: PyTree, upper: PyTree, inverse: bool) -> PyTree:
-    p = plan(tree, lower, upper)
-    leaves = list(p.leaves)
-    if p.indices:
-        mapped = _map(
-            [leaves[i] for i in p.indices], p.arrays, spec=p.spec, inverse=inverse
-        )
-        for i, y in zip(p.indices, mapped):
-            leaves[i] = y
-    return jax.tree_util.tree_unflatten(p.treedef, leaves)
+@jax.jit
+def _unconstrained(leaves: list, lows: list, ups: list) -> list:
+    return [unconstrain_leaf(*args) for args in zip(leaves, lows, ups)]
 
 
 # -- public --------------------------------------------------------------------
@@ -295,7 +287,7 @@ def constrain(raw: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
 
     Works under `jax.jit`, `jax.grad`, `jax.vmap` and `jax_debug_nans`;
     eager calls are one compiled dispatch, cached on the tree structure and
-    the Python-float bounds.
+    the bound pattern (changing a finite bound does not recompile).
 
     Raises:
         ValueError / TypeError: as `bounds_cost`, naming the offending path.
@@ -320,7 +312,7 @@ def constrain(raw: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
         >>> print(jax.grad(loss)(far)["tau"])
         [1.7513022e-27 1.7513022e-27]
     """
-    return _apply(raw, lower, upper, inverse=False)
+    return map_bounded(_constrained, raw, lower, upper)
 
 
 def unconstrain(params: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
@@ -366,4 +358,4 @@ def unconstrain(params: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
                 f"unconstrain: params outside their bounds (clip_to_bounds first?):\n"
                 f"{report}"
             )
-    return _apply(params, lower, upper, inverse=True)
+    return map_bounded(_unconstrained, params, lower, upper)

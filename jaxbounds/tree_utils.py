@@ -46,7 +46,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ._tree import PyTree, key_of, nearest
+from ._paths import PyTree, key_of, nearest
 
 __all__ = [
     "branches",

@@ -12,6 +12,8 @@ import pytest
 
 import jaxbounds as jb
 
+from helpers import count_compilations
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from rockpool.training import jax_loss as rockpool_loss
@@ -242,10 +244,11 @@ def test_eager_calls_reuse_one_compilation():
     params = {"x": jnp.array([-1.0, 0.5])}
     lower, upper = {"x": 0.0}, {"x": 1.0}
     jb.bounds_cost(params, lower, upper)
-    before = jb._cost._cost._cache_size()
-    for _ in range(3):
-        jb.bounds_cost({"x": params["x"] + 1}, dict(lower), dict(upper))
-    assert jb._cost._cost._cache_size() == before
+    shifted = {"x": params["x"] + 1}  # (an eager add compiles too: outside)
+    with count_compilations() as compiled:
+        for _ in range(3):
+            jb.bounds_cost(shifted, dict(lower), dict(upper))
+    assert compiled == []
 
 
 def test_unbounded_leaves_do_no_work_in_jaxpr():
@@ -292,9 +295,13 @@ def test_equinox_model_with_activation_and_filter_holes():
     )
 
 
-def test_python_float_params_are_bounded():
+def test_python_float_leaves_are_hyperparameters_not_parameters():
+    # As in equinox: a Python float in a model is static, not trained.
+    with pytest.raises(TypeError, match=r"finite bound on 'x'.*a float"):
+        jb.bounds_cost({"x": -1.0}, {"x": 0.0}, {"x": 1.0})
+    assert float(jb.bounds_cost({"x": -1.0}, {"x": None}, {"x": math.inf})) == 0.0
     np.testing.assert_allclose(
-        jb.bounds_cost({"x": -1.0}, {"x": 0.0}, {"x": 1.0}), math.e
+        jb.bounds_cost({"x": jnp.asarray(-1.0)}, {"x": 0.0}, {"x": 1.0}), math.e
     )
 
 
@@ -435,8 +442,16 @@ def test_summed_exp_boundary_loss_overflow_safe_and_checked():
     assert np.isfinite(float(jb.summed_exp_boundary_loss(y, lower_bound=0.0)))
     with pytest.raises(ValueError, match="lower > upper"):
         jb.summed_exp_boundary_loss(y, 1.0, 0.0)
-    with pytest.raises(TypeError, match="float array"):
-        jb.summed_exp_boundary_loss(jnp.array([1, 2]), 0.0)
+    with pytest.raises(TypeError, match="must be real"):
+        jb.summed_exp_boundary_loss(jnp.array([1j]), 0.0)
+
+
+def test_summed_exp_boundary_loss_promotes_integer_data_as_torch_does():
+    # torch: int tensor - float bound is a float tensor; the cost follows.
+    got = jb.summed_exp_boundary_loss(jnp.array([-1, 0, 3]), 0.0, 2.0)
+    np.testing.assert_allclose(got, math.e + math.e, rtol=1e-6)
+    got = jb.summed_exp_boundary_loss([True, False], upper_bound=0.5)
+    np.testing.assert_allclose(got, math.exp(0.5), rtol=1e-6)
 
 
 def test_parameter_boundary_regularizer_is_a_module():

@@ -13,7 +13,7 @@ import pytest
 from howto_printed import HOWTO_PRINTED
 
 import jaxbounds as jb
-from jaxbounds._tree import FAMILY_KEY, LOWER_KEY, UPPER_KEY
+from jaxbounds._bounds import FAMILY_KEY, LOWER_KEY, UPPER_KEY
 
 INF = math.inf
 
@@ -55,8 +55,15 @@ def test_field_rejects_declarations_that_could_never_apply():
         jb.field(lower=0.0, static=True)
     with pytest.raises(TypeError, match="real number.*set_where"):
         jb.field(lower=jnp.zeros(2))
-    with pytest.raises(TypeError, match="real number"):
+    with pytest.raises(TypeError, match="bool"):
         jb.field(upper=True)
+    with pytest.raises(ValueError, match="no value satisfies"):
+        jb.field(upper=-INF)
+    # A zero-width box is a fixed parameter: accepted.
+    assert dict(jb.field(lower=0.5, upper=0.5).metadata) == {
+        LOWER_KEY: 0.5,
+        UPPER_KEY: 0.5,
+    }
     with pytest.raises(TypeError, match="family.*str"):
         jb.field(family=["taus"])
     with pytest.raises(ValueError, match="conflicts"):

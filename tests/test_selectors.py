@@ -157,7 +157,7 @@ def test_masks_of_filtered_and_full_models_apply_to_each_others_bounds():
     assert m.act is None
     full_lower, _ = jb.make_bounds(model)
     new = jb.set_where(full_lower, m, 0.0)
-    assert (new.tau_syn, new.bias, new.act) == (0.0, 0.0, -math.inf)
+    assert (new.tau_syn, new.bias, new.act) == (0.0, 0.0, None)
     # A mask built on the full model, applied to bounds with a hole: the hole stays.
     params_lower, _ = jb.make_bounds(params)
     new = jb.set_where(params_lower, jb.mask(model, "*"), 0.0)
@@ -181,12 +181,24 @@ def test_equinox_module_mask_is_read_as_a_tree_although_modules_are_callable():
     assert jb.set_where(lower, selected, 0.0).tau_syn == 0.0
 
 
-def test_non_array_leaves_are_selected_when_the_selector_says_so():
+def test_selectors_never_select_leaves_that_are_not_parameters():
     block = Block(jnp.ones(2), jnp.zeros(2))
-    m = jb.mask(block, "*")
-    assert (m.tau_syn, m.bias, m.act) == (True, True, True)
-    m = jb.mask(block, lambda path, leaf: eqx.is_array(leaf))
+    assert jb.mask(block, "*").act is False
+    asked = []
+    m = jb.mask(block, lambda path, leaf: asked.append(path) or True)
     assert (m.tau_syn, m.bias, m.act) == (True, True, False)
+    assert asked == ["tau_syn", "bias"]  # the predicate never sees the function
+
+
+def test_broad_selectors_on_an_mlp_bound_tree_bound_parameters_only():
+    model = eqx.nn.MLP(2, 2, 3, 1, key=jax.random.key(0))
+    lower, upper = jb.make_bounds(model)
+    lower = jb.set_where(lower, "*", 0.0)
+    upper = jb.set_where(upper, lambda path, leaf: True, 1.0)
+    assert lower.activation is None and lower.final_activation is None
+    assert lower.layers[0].weight == 0.0 and upper.layers[1].bias == 1.0
+    # bounds_cost accepts the result (no bound landed on a function).
+    assert float(jb.bounds_cost(model, lower, upper)) > 0
 
 
 def test_selecting_nothing_raises_and_lists_the_nearest_paths():
@@ -267,8 +279,8 @@ def test_set_where_on_equinox_model_keeps_type_holes_and_static_fields():
 
 
 def test_set_where_rejects_values_that_would_change_the_structure():
-    with pytest.raises(TypeError, match="single leaf"):
-        jb.set_where(_params(), "*bias", None)
+    # None is one leaf here (an open bound), so it is accepted.
+    assert jb.set_where(_params(), "*bias", None)["lif"]["bias"] is None
     with pytest.raises(TypeError, match="single leaf"):
         jb.set_where(_params(), "*bias", (0.0, 1.0))
 

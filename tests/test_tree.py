@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import pytest
 
 import jaxbounds as jb
-from jaxbounds._tree import check_same_structure
+from jaxbounds._paths import check_same_structure
 
 
 class Pair(NamedTuple):
@@ -42,9 +42,10 @@ def test_make_bounds_mirrors_dicts_lists_namedtuples():
 def test_make_bounds_on_equinox_model_keeps_structure():
     model = eqx.nn.MLP(2, 2, 4, 1, key=jax.random.PRNGKey(0))
     lower, upper = jb.make_bounds(model)
-    assert jax.tree.structure(lower) == jax.tree.structure(model)
+    is_none = lambda x: x is None  # noqa: E731
+    assert jax.tree.structure(lower, is_leaf=is_none) == jax.tree.structure(model)
     assert lower.layers[0].weight == -math.inf and upper.layers[1].bias == math.inf
-    assert lower.activation == -math.inf  # a non-array leaf keeps a slot
+    assert lower.activation is None  # not a parameter: no bound, never selected
 
 
 def test_make_bounds_keeps_filter_holes():
@@ -70,7 +71,7 @@ def test_structure_check_names_first_difference_in_deep_tree():
 
 def test_structure_check_reports_missing_trailing_leaf():
     params = {"layers": [jnp.ones(1), jnp.ones(1)]}
-    with pytest.raises(ValueError, match=r"'layers\.1' exists only in params"):
+    with pytest.raises(ValueError, match=r"`upper` has no entry for 'layers\.1'"):
         check_same_structure(params, {"layers": [0.0]}, "upper")
 
 

@@ -1,0 +1,203 @@
+"""`violations`: which parameters are outside their bounds, as a report."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _penalty
+from ._bounds import plan
+from ._paths import PyTree, flatten_with_paths, is_param_leaf
+
+
+@dataclasses.dataclass(frozen=True)
+class PathViolations:
+    """How one leaf of a params tree sits against its bounds: a `ViolationReport` row.
+
+    ``below`` / ``above`` count the elements under ``lower`` / over
+    ``upper``; ``worst_below`` / ``worst_above`` are the largest distances
+    outside on each side (0.0 where no element is outside); ``nan`` counts
+    NaN elements, which are in no box.
+    """
+
+    path: str
+    size: int
+    below: int
+    above: int
+    worst_below: float
+    worst_above: float
+    nan: int
+
+    @property
+    def ok(self) -> bool:
+        """Whether every element of this leaf is inside its bounds."""
+        return not (self.below or self.above or self.nan)
+
+
+_COLUMNS = ("path", "size", "below", "worst below", "above", "worst above", "nan")
+
+
+def _cells(row: PathViolations) -> tuple[str, ...]:
+    def count(n: int) -> str:
+        return str(n) if n else "-"
+
+    def worst(n: int, v: float) -> str:
+        return f"{v:.4g}" if n else "-"
+
+    return (
+        row.path,
+        str(row.size),
+        count(row.below),
+        worst(row.below, row.worst_below),
+        count(row.above),
+        worst(row.above, row.worst_above),
+        count(row.nan),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ViolationReport:
+    """Per-path bound violations of a params tree, as plain Python numbers.
+
+    Returned by `violations`. ``rows`` has one `PathViolations` per float
+    leaf of the params tree (bounded or not), in tree order;
+    ``report[path]`` looks one up. ``str(report)`` is an aligned table of
+    the violating paths only, or one line when there are none.
+    """
+
+    rows: tuple[PathViolations, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every parameter element is inside its bounds (and none is NaN)."""
+        return all(r.ok for r in self.rows)
+
+    @property
+    def size(self) -> int:
+        """The number of parameter elements checked."""
+        return sum(r.size for r in self.rows)
+
+    @property
+    def violating(self) -> tuple[PathViolations, ...]:
+        """The rows with at least one element outside its bounds or NaN."""
+        return tuple(r for r in self.rows if not r.ok)
+
+    def __getitem__(self, path: str) -> PathViolations:
+        for r in self.rows:
+            if r.path == path:
+                return r
+        raise KeyError(f"no float parameter at path {path!r}")
+
+    def __str__(self) -> str:
+        bad = self.violating
+        if not bad:
+            return f"all {self.size} parameters within bounds"
+        n = sum(r.below + r.above + r.nan for r in bad)
+        table = [_COLUMNS, *(_cells(r) for r in bad)]
+        widths = [max(len(line[j]) for line in table) for j in range(len(_COLUMNS))]
+        lines = [
+            "  ".join(
+                cell.ljust(w) if j == 0 else cell.rjust(w)
+                for j, (cell, w) in enumerate(zip(line, widths))
+            ).rstrip()
+            for line in table
+        ]
+        return "\n".join([f"{n} of {self.size} parameters outside bounds:", *lines])
+
+
+@jax.jit
+def _violation_stats(leaves: list, lows: list, ups: list) -> list:
+    """Per leaf: (below, above, worst below, worst above, nan), in one pass."""
+    stats = []
+    for p, lo, up in zip(leaves, lows, ups):
+        x = jnp.asarray(p)
+        x = x.astype(_penalty.compute_dtype(x.dtype))
+        row = []
+        for bound, sign in ((lo, -1), (up, 1)):
+            if bound is None:
+                row.append((jnp.zeros((), jnp.int32), jnp.zeros((), x.dtype)))
+                continue
+            v = sign * (x - jnp.asarray(bound, x.dtype))  # > 0: outside
+            out = v > 0
+            worst = jnp.max(jnp.where(out, v, 0), initial=0)
+            row.append((jnp.sum(out), worst))
+        (n_lo, w_lo), (n_up, w_up) = row
+        stats.append((n_lo, n_up, w_lo, w_up, jnp.sum(jnp.isnan(x))))
+    return stats
+
+
+def violations(params: PyTree, lower: PyTree, upper: PyTree) -> ViolationReport:
+    """Which parameters are outside their bounds, by path, on the host.
+
+    For every float leaf: how many elements are below ``lower`` and above
+    ``upper``, the worst violation on each side, and how many are NaN (a
+    NaN is in no box, so it makes the report not ``ok``). Comparisons are
+    made as `bounds_cost` makes them: in at least float32, with the bounds
+    cast to that dtype, so ``report.ok`` exactly when the cost is zero (and
+    nothing is NaN).
+
+    Call it on concrete values, e.g. on the params a jitted training step
+    returned: the numbers are computed in one compiled pass over the tree
+    and read back to the host in one transfer. Bounds are checked as for
+    `bounds_cost`.
+
+    Args:
+        params: the parameter tree (concrete values).
+        lower: lower bounds shaped like ``params`` (see `bounds_cost`).
+        upper: upper bounds, likewise.
+
+    Returns:
+        A `ViolationReport`.
+
+    Raises:
+        TypeError: called under a JAX transformation (inside `jax.jit`);
+            the report is made of Python numbers. Also as `bounds_cost`.
+        ValueError: as `bounds_cost`, naming the offending path.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import jaxbounds as jb
+        >>> params = {"tau": jnp.array([-0.5, 0.1, 0.3, -0.2]), "w": jnp.ones(3)}
+        >>> lower, upper = jb.make_bounds(params)
+        >>> lower["tau"], upper["tau"] = 0.0, 0.2
+        >>> report = jb.violations(params, lower, upper)
+        >>> report.ok, report["tau"].below, report["tau"].worst_below
+        (False, 2, 0.5)
+        >>> print(report)
+        3 of 7 parameters outside bounds:
+        path  size  below  worst below  above  worst above  nan
+        tau      4      2          0.5      1          0.1    -
+        >>> print(jb.violations(jb.clip_to_bounds(params, lower, upper), lower, upper))
+        all 7 parameters within bounds
+    """
+    pl = plan(params, lower, upper)
+    bounded = dict(zip(pl.indices, zip(pl.lows, pl.ups)))
+    tree = jax.tree_util.tree_unflatten(pl.treedef, pl.leaves)
+    named = flatten_with_paths(tree)[0]
+    rows, leaves, lows, ups = [], [], [], []
+    for i, leaf in enumerate(pl.leaves):
+        if not is_param_leaf(leaf):
+            continue
+        rows.append((named[i][0] or "<root>", int(np.size(leaf))))
+        lo, up = bounded.get(i, (None, None))
+        leaves.append(leaf)
+        lows.append(lo)
+        ups.append(up)
+    if any(
+        isinstance(x, jax.core.Tracer) for x in jax.tree.leaves([leaves, lows, ups])
+    ):
+        raise TypeError(
+            "violations() returns Python numbers, so it cannot run under a JAX "
+            "transformation; call it outside jax.jit, e.g. on the params a "
+            "jitted step returns (use bounds_cost for a traceable measure)"
+        )
+    stats = jax.device_get(_violation_stats(leaves, lows, ups))
+    return ViolationReport(
+        tuple(
+            PathViolations(path, size, int(b), int(a), float(wb), float(wa), int(n))
+            for (path, size), (b, a, wb, wa, n) in zip(rows, stats)
+        )
+    )
