@@ -6,6 +6,7 @@ then add a differentiable penalty for leaving the box to your loss
 `project_to_bounds`), or optimise through a bijection (`constrain`).
 """
 
+from . import _nnx as _nnx  # registers the flax nnx view; imports no flax
 from . import tree_utils
 from ._bounds import Box, make_bounds
 from ._clip import clip_to_bounds

@@ -1,0 +1,192 @@
+"""flax nnx: Modules, States and Variables seen as plain nested dicts.
+
+Every jaxbounds function sees a tree through `jaxbounds._paths.pure_view`.
+This module registers the view for flax nnx objects, so that
+
+- an `nnx.Module` is seen as its `nnx.Param` variables (what
+  ``nnx.Optimizer(..., wrt=nnx.Param)`` trains), as nested dicts of arrays:
+  ``{"cells": {0: {"tau": Array, ...}}}``;
+- an `nnx.State` (from `nnx.state`, `nnx.split`, `nnx.as_pure`, or what
+  `nnx.Optimizer` hands its transformation) is seen as the same nested dicts,
+  with its Variables replaced by their values (`nnx.to_pure_dict`);
+- a single `nnx.Variable` is seen as its value.
+
+So paths name the attributes (``cells.0.tau``, never ``cells.0.tau.value``),
+and a bound tree made from any of these views (a plain nested dict) serves
+all of them. Outputs shaped like the params (clipped params, optax updates,
+constrained params) come back as the kind that went in: a Module as a new
+Module (its other variables copied, the input untouched), a State as a
+State with the same Variable types and metadata, a Variable as a Variable.
+
+`nnx.Param(value, lower=..., upper=..., family=...)` metadata is read by
+`make_bounds` and `family_mask` (as `jaxbounds.field` is for equinox),
+through `jaxbounds._bounds.register_declarations`. A pure State
+(`nnx.as_pure`) has lost that metadata: make bounds from the Module or from
+`nnx.state(model, nnx.Param)`.
+
+flax is optional: nothing here imports it. A tree is looked at as an nnx
+object only when ``flax.nnx`` is already in `sys.modules` (an nnx object
+cannot exist otherwise).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from ._bounds import (
+    FAMILY_KEY,
+    LOWER_KEY,
+    UPPER_KEY,
+    register_declarations,
+    scalar_bound,
+)
+from ._paths import PyTree, path_str, register_view
+
+#: nnx metadata name -> jaxbounds declaration key.
+_DECLARED = {"lower": LOWER_KEY, "upper": UPPER_KEY, "family": FAMILY_KEY}
+
+
+def _nnx() -> Any:
+    """The ``flax.nnx`` module if something imported it already, else `None`."""
+    return sys.modules.get("flax.nnx")
+
+
+def _flat_state(nnx: Any, state: Any) -> tuple[list[tuple[Any, Any]], Any]:
+    """``[(key path, Variable or value)]`` and treedef, as `nnx.to_flat_state` walks.
+
+    The walk goes through the State and the dicts inside it and stops at
+    everything else (a Variable, an array, `None`, an `optax.MaskedNode`),
+    so a value is never split further than `nnx.to_pure_dict` splits it.
+    """
+    return jax.tree_util.tree_flatten_with_path(
+        state, is_leaf=lambda x: not isinstance(x, (dict, nnx.State))
+    )
+
+
+def _value(nnx: Any, leaf: Any) -> Any:
+    return leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf
+
+
+def _lookup(pure: Any, keypath: Any) -> Any:
+    node = pure
+    for entry in keypath:
+        try:
+            node = node[entry.key]
+        except (KeyError, TypeError, IndexError):
+            raise ValueError(
+                f"cannot put a result back into the nnx State: it has no entry "
+                f"for {path_str(keypath)!r}"
+            ) from None
+    return node
+
+
+def _state_view(nnx: Any, state: Any) -> tuple[PyTree, Callable[[PyTree], Any]]:
+    flat, treedef = _flat_state(nnx, state)
+    pure: dict = {}
+    for keypath, leaf in flat:
+        node = pure
+        for entry in keypath[:-1]:
+            node = node.setdefault(entry.key, {})
+        if keypath:
+            node[keypath[-1].key] = _value(nnx, leaf)
+
+    def restore(pure_like: PyTree) -> Any:
+        new = []
+        for keypath, leaf in flat:
+            x = _lookup(pure_like, keypath)
+            new.append(leaf.replace(value=x) if isinstance(leaf, nnx.Variable) else x)
+        return jax.tree_util.tree_unflatten(treedef, new)
+
+    return pure, restore
+
+
+def _module_view(nnx: Any, module: Any) -> tuple[PyTree, Callable[[PyTree], Any]]:
+    pure, restore_params = _state_view(nnx, nnx.state(module, nnx.Param))
+
+    def restore(pure_like: PyTree) -> Any:
+        new = nnx.clone(module)
+        nnx.update(new, restore_params(pure_like))
+        return new
+
+    return pure, restore
+
+
+def _view(tree: Any) -> tuple[PyTree, Callable[[PyTree], Any]] | None:
+    """The pure view of an nnx Module, State or Variable; `None` for anything else."""
+    nnx = _nnx()
+    if nnx is None:
+        return None
+    if isinstance(tree, nnx.Module):
+        return _module_view(nnx, tree)
+    if isinstance(tree, nnx.State):
+        return _state_view(nnx, tree)
+    if isinstance(tree, nnx.Variable):
+        return tree.get_value(), lambda x: tree.replace(value=x)
+    return None
+
+
+def _variables(tree: Any) -> list[tuple[str, Any]] | None:
+    """``[(path, leaf)]`` of an nnx object, leaves Variables or values; else `None`."""
+    nnx = _nnx()
+    if nnx is None:
+        return None
+    if isinstance(tree, nnx.Variable):
+        return [("", tree)]
+    if isinstance(tree, nnx.Module):
+        tree = nnx.state(tree, nnx.Param)
+    if not isinstance(tree, nnx.State):
+        return None
+    return [(path_str(kp), leaf) for kp, leaf in _flat_state(nnx, tree)[0]]
+
+
+def _declared_on(path: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The jaxbounds declarations in one Variable's metadata, checked."""
+    shown = repr(path) if path else "the root"
+    found: dict[str, Any] = {}
+    for side in ("lower", "upper"):
+        value = meta.get(side)
+        if value is None:
+            continue
+        where = f"nnx.Param({side}=...) on {shown}"
+        bound = scalar_bound(value, where, side)
+        if bound is None:
+            raise TypeError(
+                f"{where} must be a real number, got {type(value).__name__}; "
+                "set array bounds on the bound trees with `set_where`"
+            )
+        found[_DECLARED[side]] = bound
+    lo, up = found.get(LOWER_KEY), found.get(UPPER_KEY)
+    if lo is not None and up is not None and lo > up:
+        raise ValueError(f"nnx.Param(lower={lo}, upper={up}) on {shown}: lower > upper")
+    family = meta.get("family")
+    if family is not None:
+        if not isinstance(family, str):
+            raise TypeError(
+                f"nnx.Param(family=...) on {shown} must be a str, got "
+                f"{type(family).__name__}"
+            )
+        found[FAMILY_KEY] = family
+    return found
+
+
+def _declarations(tree: Any) -> dict[str, dict[str, Any]] | None:
+    """``{path: declarations}`` from nnx Variable metadata; `None` if not nnx."""
+    leaves = _variables(tree)
+    if leaves is None:
+        return None
+    nnx = _nnx()
+    out = {}
+    for path, leaf in leaves:
+        if isinstance(leaf, nnx.Variable):
+            found = _declared_on(path, leaf.get_metadata())
+            if found:
+                out[path] = found
+    return out
+
+
+register_view(_view)
+register_declarations(_declarations)
