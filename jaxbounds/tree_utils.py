@@ -19,6 +19,12 @@ these functions follow JAX, which is what makes them work on any pytree:
   stops at anything that is not a dict);
 - `None` is an empty subtree (an `eqx.filter` hole), not a leaf: it has no
   branch, is never selected, and a `None` in ``additional`` updates nothing.
+  One exception keeps Rockpool's recipes working: in the *target* tree of
+  `set_matching` and `make_prototype_tree`, a `None` held by a dict is a
+  leaf, as in Rockpool (``{"lif": {"tau_mem": None}}`` names the branch
+  ``("lif", "tau_mem")``). A `None` held by anything else (an equinox
+  module's field, a tuple or list element: what `eqx.filter` leaves) is
+  still a hole there.
 
 Rockpool's ``tree_map``, ``tree_flatten`` and ``tree_unflatten`` are not
 repeated here: use `jax.tree_util`, which works on every pytree.
@@ -145,6 +151,21 @@ def branches(tree: PyTree, prefix: list | None = None) -> Generator[Branch, None
             yield from branches(child, prefix + [key])
 
 
+def _target_branches(
+    tree: PyTree, prefix: Branch = ()
+) -> Generator[Branch, None, None]:
+    """`branches` of a target tree; a `None` held by a dict is a leaf (Rockpool)."""
+    kids = _children(tree)
+    if kids is None:
+        yield prefix
+        return
+    for key, child in kids:
+        if child is not None:
+            yield from _target_branches(child, prefix + (key,))
+        elif isinstance(tree, dict):
+            yield prefix + (key,)
+
+
 def get_nested(tree: PyTree, branch: Branch) -> Any:
     """The value at ``branch`` in ``tree`` (a leaf or a subtree).
 
@@ -248,7 +269,9 @@ def set_matching(
 
     Rockpool's ``set_matching``: ``target_tree`` is typically a subset of the
     parameters (``net.parameters("taus")``, or ``eqx.filter(model, mask)``
-    whose `None` holes are skipped). Raises `KeyError` for a branch missing
+    whose `None` holes are skipped); only its branches matter, not its
+    values, and a `None` held by a dict names a branch as in Rockpool
+    (``{"lif": {"tau_mem": None}}``). Raises `KeyError` for a branch missing
     from ``full_tree`` and `ValueError` if ``target_tree`` has no leaves.
 
     Examples:
@@ -257,7 +280,7 @@ def set_matching(
         >>> tu.set_matching(lb, {"lif": {"tau_mem": 0.02}}, 0.0)
         {'lif': {'tau_mem': 0.0, 'bias': -inf}}
     """
-    targets = list(branches(target_tree))
+    targets = list(_target_branches(target_tree))
     if not targets:
         raise ValueError("target_tree has no leaves: set_matching would set nothing")
     return _set_all(full_tree, [(b, value) for b in targets], inplace, "full_tree")
@@ -300,10 +323,12 @@ def _map_leaves(node: Any, fn: Callable[[Branch, Any], Any], prefix: Branch) -> 
 def make_prototype_tree(full_tree: PyTree, target_tree: PyTree) -> PyTree:
     """A bool tree with ``full_tree``'s structure: `True` at ``target_tree``'s branches.
 
-    Rockpool's ``make_prototype_tree``. A branch of ``target_tree`` that is
-    not a leaf of ``full_tree`` is a `ValueError` (Rockpool ignores it, and
-    only warns when the target has more leaves than the full tree). `None`
-    holes of ``full_tree`` stay `None`.
+    Rockpool's ``make_prototype_tree``. As in `set_matching`, only the
+    branches of ``target_tree`` matter, and a `None` held by a dict names a
+    branch (Rockpool's reading). A branch of ``target_tree`` that is not a
+    leaf of ``full_tree`` is a `ValueError` (Rockpool ignores it, and only
+    warns when the target has more leaves than the full tree). `None` holes
+    of ``full_tree`` stay `None`.
 
     Examples:
         >>> import jaxbounds.tree_utils as tu
@@ -311,10 +336,12 @@ def make_prototype_tree(full_tree: PyTree, target_tree: PyTree) -> PyTree:
         >>> full_tree = {"a": 1, "b": {"b1": 2, "b2": 3}, "c": 4, "d": 5}
         >>> tu.make_prototype_tree(full_tree, target_tree)
         {'a': True, 'b': {'b1': False, 'b2': True}, 'c': False, 'd': False}
+        >>> tu.make_prototype_tree(full_tree, {"c": None})
+        {'a': False, 'b': {'b1': False, 'b2': False}, 'c': True, 'd': False}
     """
     full = set(branches(full_tree))
     targets = set()
-    for branch in branches(target_tree):
+    for branch in _target_branches(target_tree):
         if branch not in full:
             hint = nearest(_show(branch), [_show(b) for b in full])
             raise ValueError(
