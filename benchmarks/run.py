@@ -491,12 +491,74 @@ def case_optimizer(cfg: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def many_leaves(n_leaves: int, seed: int = 4) -> tuple[Any, Any, Any]:
+    """``n_leaves`` leaves in blocks of (weight 8x8, bias 8, tau 8); taus bounded.
+
+    So a third of the leaves are bounded, as in a network whose every layer
+    has a time constant. Returns ``(params, lower, upper)``.
+    """
+    rng = np.random.default_rng(seed)
+    params = {
+        f"block{i}": {
+            "weight": jnp.asarray(rng.normal(size=(8, 8)), jnp.float32),
+            "bias": jnp.asarray(rng.normal(size=8), jnp.float32),
+            "tau": jnp.asarray(rng.uniform(-0.005, 0.105, 8), jnp.float32),
+        }
+        for i in range(max(1, n_leaves // 3))
+    }
+    lower, upper = jb.make_bounds(params)
+    lower = jb.set_where(lower, "*tau", TAU_LOWER)
+    upper = jb.set_where(upper, "*tau", TAU_UPPER)
+    return params, lower, upper
+
+
+def case_optimizer_compile(cfg: argparse.Namespace) -> dict[str, Any]:
+    med: dict[str, float] = {}
+    targets: dict[str, Any] = {}
+    for n in cfg.compile_leaves:
+        params, lower, upper = many_leaves(n)
+        grads = jax.tree_util.tree_map(jnp.ones_like, params)
+        adam = optax.adam(1e-3)
+        txs = {
+            "adam": adam,
+            "adam + projection": optax.chain(adam, jb.project_to_bounds(lower, upper)),
+            "penalty + adam": optax.chain(
+                jb.add_bounds_penalty(lower, upper, 1e-2), adam
+            ),
+        }
+
+        def builder(tx: optax.GradientTransformation) -> Callable:
+            def build() -> Callable[[], Any]:
+                state = tx.init(params)
+                step = optimizer_step(tx)
+                return lambda: step.lower(params, state, grads).compile()
+
+            return build
+
+        times = compile_seconds(
+            {f"{k}, {n} leaves": builder(tx) for k, tx in txs.items()},
+            cfg.compile_repeats,
+        )
+        med.update({k: median(ts) for k, ts in times.items()})
+        for k in ("adam + projection", "penalty + adam"):
+            targets[f"{k} / adam, {n} leaves"] = target(
+                med[f"{k}, {n} leaves"] / med[f"adam, {n} leaves"], "<=", 1.25
+            )
+    return {
+        "description": "compile time of one jitted optimizer step (trace + lower "
+        "+ compile, caches cleared), a third of the leaves bounded",
+        "median_s": med,
+        "targets": targets,
+    }
+
+
 CASES: dict[int, tuple[str, Callable[[argparse.Namespace], dict[str, Any]]]] = {
     1: ("eager bounds_cost, SNN tree", case_eager),
     2: ("jit grad, big unbounded leaf + bounded time constants", case_sparse),
     3: ("jit grad, one big fully bounded leaf", case_dense),
     4: ("compile time", case_compile),
     5: ("optimizer step", case_optimizer),
+    6: ("optimizer compile time, many leaves", case_optimizer_compile),
 }
 
 
@@ -544,7 +606,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, help="untimed rounds first (3)")
     ap.add_argument("--compile-repeats", type=int, help="cold compiles (5)")
     ap.add_argument("--block", type=float, help="seconds per timed block (0.02)")
-    ap.add_argument("--cases", default="1,2,3,4,5", help="e.g. 1,3")
+    ap.add_argument(
+        "--compile-leaves", help="leaf counts of case 6 (300,3000)", default=None
+    )
+    ap.add_argument("--cases", default="1,2,3,4,5,6", help="e.g. 1,3")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON path")
     ap.add_argument(
         "--no-rockpool",
@@ -575,6 +640,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     for k, v in (quick if cfg.quick else full).items():
         if getattr(cfg, k) is None:
             setattr(cfg, k, v)
+    if cfg.compile_leaves is None:
+        cfg.compile_leaves = "30" if cfg.quick else "300,3000"
+    cfg.compile_leaves = [int(n) for n in str(cfg.compile_leaves).split(",")]
     cfg.cases = [int(c) for c in cfg.cases.split(",") if c.strip()]
     unknown = [c for c in cfg.cases if c not in CASES]
     if unknown:

@@ -24,7 +24,6 @@ import optax
 
 from . import _kernels, _penalty
 from ._bounds import Plan, inward, plan
-from ._clip import clip_leaf
 from ._paths import PyTree, check_same_structure, pure_view
 
 
@@ -127,7 +126,7 @@ def _penalised(scale: Any, penalty: Any) -> Any:
 def _add_penalty(
     params: list, lows: list, ups: list, updates: list, scale: Any, penalty: Any
 ) -> list:
-    return _kernels.grouped(_penalised(scale, penalty), params, lows, ups, updates)
+    return _kernels.per_leaf(_penalised(scale, penalty), params, lows, ups, updates)
 
 
 def _check_scale(scale: Any) -> None:
@@ -234,47 +233,61 @@ def _apply(p: jax.Array, u: jax.Array) -> jax.Array:
     return _rounded(_rounded(jnp.asarray(p + u)).astype(p.dtype))
 
 
-def _distance(r: jax.Array, lo: jax.Array, up: jax.Array) -> jax.Array:
-    """How far ``r`` is outside ``[lo, up]``; 0 inside. Never NaN for non-NaN ``r``."""
-    below = r < lo
-    above = r > up
-    return jnp.where(below, lo - jnp.where(below, r, lo), 0) + jnp.where(
-        above, jnp.where(above, r, up) - up, 0
-    )
+def _next_float(x: jax.Array, up: jax.Array) -> jax.Array:
+    """The float next to ``x`` towards ``+inf`` where ``up``, else towards ``-inf``.
+
+    `jnp.nextafter` for finite nonzero ``x``, by stepping the bit pattern
+    (floats are sign-magnitude, so the integer of a positive float grows
+    with it): a few integer operations where `jnp.nextafter` lowers to some
+    thirty, which matters to compile time with thousands of leaves. Zero
+    stays zero: its neighbours are subnormal, which XLA flushes to zero
+    anyway. NaN stays NaN; an infinity steps to the largest finite float
+    when stepped towards zero (the other direction is never asked for).
+    """
+    bits = jnp.dtype(f"int{jnp.finfo(x.dtype).bits}")
+    i = jax.lax.bitcast_convert_type(x, bits)
+    step = jnp.where((x > 0) == up, 1, -1).astype(bits)
+    nxt = jax.lax.bitcast_convert_type(i + step, x.dtype)
+    return jnp.where(x == 0, x, nxt)
+
+
+def _outside_by(r: jax.Array, low: Any, high: Any) -> jax.Array:
+    """How far ``r`` is outside ``[low, high]``: 0 inside, NaN only for NaN ``r``."""
+    return jnp.maximum(jnp.maximum(low - r, r - high), 0)
 
 
 def _project_leaf(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array:
     """An update ``u'`` in ``u``'s dtype with ``p + u'`` on the clipped target.
 
-    The target is ``clip(p + u)``, with bounds rounded inwards into ``p``'s
-    dtype. ``t - p`` rounded into ``u``'s dtype is one of the two floats that
-    bracket the exact difference; since the rounded sum ``p + v`` is monotone
-    in ``v``, the values ``v`` with ``p + v`` on the target (or in the box)
-    form an interval around the exact difference, so if any float of ``u``'s
-    dtype lands there, one of the bracketing pair does. Trying the rounded
-    difference and its two neighbours, and keeping the first that hits the
-    target (else lands in the box, else comes closest), is therefore exact
-    whenever an exact update exists.
+    The target is ``t = clip(p + u)``, with bounds rounded inwards into
+    ``p``'s dtype. ``d = t - p`` rounded into ``u``'s dtype is one of the two
+    floats that bracket the exact difference, and the stored sum ``p + d``
+    tells which: if it falls short of ``t``, ``d`` is below the exact
+    difference and the other bracketing float is the next one up, else the
+    next one down. Since the stored sum is monotone in the update, the
+    updates that land on ``t`` (or in the box) form an interval around the
+    exact difference, so if any float of ``u``'s dtype lands there, one of
+    the two does. Keeping ``d`` when it hits ``t``, else the neighbour when
+    it hits ``t`` or lands closer to the box, is therefore exact whenever an
+    exact update exists (see the docs' numerics page). Two candidates, not
+    a search: compile time matters when there are thousands of leaves.
     """
-    cdtype = _penalty.compute_dtype(p.dtype)
-    target = clip_leaf(_apply(p, u), lo, up)
-    low = -jnp.inf if lo is None else inward(lo, p.dtype, "lower").astype(cdtype)
-    high = jnp.inf if up is None else inward(up, p.dtype, "upper").astype(cdtype)
+    low = inward(-jnp.inf if lo is None else lo, p.dtype, "lower")
+    high = inward(jnp.inf if up is None else up, p.dtype, "upper")
+    target = jnp.clip(_apply(p, u), low, high)
     wide = jnp.promote_types(p.dtype, u.dtype)
     step = _rounded(_rounded(target.astype(wide) - p.astype(wide)).astype(u.dtype))
+    landed = _apply(p, step)
+    short = landed < target
+    other = _next_float(step, short)
+    reached = _apply(p, other)
+    cdtype = _penalty.compute_dtype(p.dtype)
 
-    def score(v: jax.Array) -> jax.Array:
-        r = _apply(p, v)
-        return jnp.where(r == target, -1, _distance(r.astype(cdtype), low, high))
+    def off(r: jax.Array) -> jax.Array:
+        return _outside_by(r.astype(cdtype), low.astype(cdtype), high.astype(cdtype))
 
-    best, best_score = step, score(step)
-    for direction in (-jnp.inf, jnp.inf):
-        v = jnp.nextafter(step, jnp.asarray(direction, step.dtype))
-        s = score(v)
-        better = s < best_score
-        best = jnp.where(better, v, best)
-        best_score = jnp.where(better, s, best_score)
-    return best
+    better = (landed != target) & ((reached == target) | (off(reached) < off(landed)))
+    return jnp.where(better, other, step)
 
 
 def _projected(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array:
@@ -283,7 +296,7 @@ def _projected(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array:
 
 @jax.jit
 def _project(params: list, lows: list, ups: list, updates: list) -> list:
-    return _kernels.grouped(_projected, params, lows, ups, updates)
+    return _kernels.per_leaf(_projected, params, lows, ups, updates)
 
 
 def project_to_bounds(lower: PyTree, upper: PyTree) -> optax.GradientTransformation:
