@@ -53,6 +53,9 @@ _MAX_EVALS = 20
 #: Line search constants (scipy's L-BFGS-B): sufficient decrease and curvature.
 _C1 = 1e-3
 _C2 = 0.9
+#: Steps in a row without a decrease of the value (at the precision limit,
+#: the Armijo test passes with none) after which `minimize` gives up.
+_MAX_STALL = 10
 #: Largest step the line search tries on an unbounded segment (scipy's).
 _BIG = 1e10
 
@@ -170,10 +173,43 @@ def _push(mem: _Memory, s: Any, y: Any, dtype: Any) -> _Memory:
     return _Memory(new_s, new_y, ss, sy, age, theta)
 
 
-class _Compact(NamedTuple):
-    """``W = [Y, theta S]`` and the middle matrix ``M`` of ``B = theta I - W M W^T``."""
+def _inv_spd(a: jax.Array) -> jax.Array:
+    """The inverse of a small SPD matrix by sweeping every pivot (Gauss-Jordan).
 
-    kmat: jax.Array  # M^{-1}, (2m, 2m)
+    One loop rather than LAPACK: the matrices are at most ``m x m``, and this
+    compiles in a fraction of the time. Pivots are kept positive.
+    """
+    n = a.shape[0]
+    tiny = jnp.finfo(a.dtype).tiny ** 0.5
+
+    def sweep(k: Any, a: jax.Array) -> jax.Array:
+        d = jnp.maximum(a[k, k], tiny)
+        col, row = a[:, k], a[k, :]
+        a = a - jnp.outer(col, row) / d
+        return a.at[k, :].set(row / d).at[:, k].set(col / d).at[k, k].set(-1 / d)
+
+    return -jax.lax.fori_loop(0, n, sweep, a)
+
+
+def _block_inverse(a: jax.Array, c: jax.Array, e: jax.Array) -> jax.Array:
+    """``[[-A, C^T], [C, E]]^{-1}`` for SPD ``A`` and ``E + C A^{-1} C^T``."""
+    ai = _inv_spd(a)
+    aic = ai @ c.T
+    si = _inv_spd(e + c @ aic)
+    top = aic @ si
+    return jnp.block([[-ai + top @ aic.T, top], [top.T, si]])
+
+
+class _Compact(NamedTuple):
+    """``W = [Y, theta S]`` and the middle matrix ``M`` of ``B = theta I - W M W^T``.
+
+    ``M^{-1} = [[-D, L^T], [L, theta S^T S]]``; empty slots get identity rows
+    (and zeros in every vector), so they take no part.
+    """
+
+    d: jax.Array  # (m,) s_i . y_i (1 on empty slots)
+    low: jax.Array  # (m, m) L: s_i . y_j, i newer than j
+    ss: jax.Array  # (m, m) theta s_i . s_j (identity on empty slots)
     mmat: jax.Array  # M
     valid: jax.Array  # (2m,) bool
     theta: jax.Array
@@ -185,13 +221,17 @@ def _compact(mem: _Memory) -> _Compact:
     pair = valid[:, None] & valid[None, :]
     d = jnp.where(valid, jnp.diagonal(mem.sy), 1.0)
     newer = (mem.age[:, None] > mem.age[None, :]) & pair
-    low = jnp.where(newer, mem.sy, 0.0)  # L: s_i . y_j, i newer than j
+    low = jnp.where(newer, mem.sy, 0.0)
     ss = jnp.where(pair, theta * mem.ss, 0.0) + jnp.diag(jnp.where(valid, 0.0, 1.0))
-    kmat = jnp.block([[-jnp.diag(d), low.T], [low, ss]])
     valid2 = jnp.concatenate([valid, valid])
-    mmat = jnp.linalg.inv(kmat)
+    mmat = _block_inverse(jnp.diag(d), low, ss)
     mmat = jnp.where(valid2[:, None] & valid2[None, :], mmat, 0.0)
-    return _Compact(kmat, mmat, valid2, theta)
+    return _Compact(d, low, ss, mmat, valid2, theta)
+
+
+def _m_times(cp: _Compact, v: jax.Array) -> jax.Array:
+    """``M v`` (``v``: ``2m`` rows)."""
+    return cp.mmat @ v
 
 
 def _w_dot(mem: _Memory, cp: _Compact, vs: Any, dtype: Any) -> jax.Array:
@@ -264,8 +304,12 @@ def _cauchy(
     g0, p0, c0 = _probe(zero, g, tb, mem, cp, dtype)
 
     def slope(t: Any, gk: Any, p: Any, c: Any) -> tuple[Any, Any]:
-        mp = cp.mmat @ p
-        return -(1 - theta * t) * gk - c @ mp, theta * gk - p @ mp
+        """The model's slope and curvature just after ``t`` (batched on axis 0)."""
+        mp = _m_times(cp, p.T).T
+        return (
+            -(1 - theta * t) * gk - jnp.sum(c * mp, axis=-1),
+            theta * gk - jnp.sum(p * mp, axis=-1),
+        )
 
     def cond(carry: tuple) -> Any:
         return ~carry[-2] & (carry[-1] < _MAX_ROUNDS)
@@ -303,7 +347,7 @@ def _cauchy(
         frac = jnp.linspace(0.0, 1.0, _PROBES, dtype=dtype)
         ts = jnp.where(finish, a, t_lo * span**frac)
         gk, pk, ck = _probe(ts, g, tb, mem, cp, dtype)
-        qk, _ = jax.vmap(slope)(ts, gk, pk, ck)
+        qk, _ = slope(ts, gk, pk, ck)
         up_hill = qk >= 0
         first = jnp.argmax(up_hill)
         some = jnp.any(up_hill)
@@ -359,7 +403,7 @@ def _subspace(
     zc = _map(jnp.subtract, xc, x)
     stack = _map(lambda a: a[None], zc)
     c = _w_dot(mem, cp, stack, dtype)[:, 0]
-    wmc = _w_times(mem, cp, cp.mmat @ c)
+    wmc = _w_times(mem, cp, _m_times(cp, c))
     r = _map(
         lambda f, g, z, w: jnp.where(f, g + theta.astype(g.dtype) * z - w, 0),
         free,
@@ -368,14 +412,19 @@ def _subspace(
         wmc,
     )
     v = _w_dot(mem, cp, _map(lambda a: a[None], r), dtype)[:, 0]
-    yy = _gram(mem.y, mem.y, free, dtype)
-    ys = _gram(mem.y, mem.s, free, dtype)
-    ss = _gram(mem.s, mem.s, free, dtype)
-    gram = jnp.block([[yy, theta * ys], [theta * ys.T, theta**2 * ss]])
-    valid = cp.valid[:, None] & cp.valid[None, :]
-    system = cp.kmat - jnp.where(valid, gram, 0.0) / theta
-    u = jnp.linalg.solve(system, v)
-    u = jnp.where(cp.valid & jnp.all(jnp.isfinite(u)), u, 0.0)
+    # (M^{-1} - W^T Z Z^T W / theta) u = v, as a block system: the free
+    # variables' Gram matrices of Y and S, the active ones' of S
+    m = mem.age.shape[0]
+    valid = cp.valid[:m]
+    pair = valid[:, None] & valid[None, :]
+    active = _map(jnp.logical_not, free)
+    yy = jnp.where(pair, _gram(mem.y, mem.y, free, dtype), 0.0)
+    sy = jnp.where(pair, _gram(mem.s, mem.y, free, dtype), 0.0)
+    ss = jnp.where(pair, _gram(mem.s, mem.s, active, dtype), 0.0)
+    ss = theta * ss + jnp.diag(jnp.where(valid, 0.0, 1.0))
+    system = _block_inverse(jnp.diag(cp.d) + yy / theta, cp.low - sy, ss)
+    u = jnp.where(cp.valid, system @ jnp.where(cp.valid, v, 0.0), 0.0)
+    u = jnp.where(jnp.all(jnp.isfinite(u)), u, 0.0)
     wu = _w_times(mem, cp, u)
     du = _map(
         lambda f, r, w: jnp.where(
@@ -465,7 +514,6 @@ def _line_search(
         dphi = dphi.astype(dtype)
         finite = jnp.isfinite(f) & jnp.isfinite(dphi)
         too_far = ~finite | (f > f0 + _C1 * lam * d0) | (f >= s.f_lo) & (s.lo > 0)
-        too_far = too_far | ~finite
         flat = jnp.abs(dphi) <= -_C2 * d0
         accept = ~too_far & (flat | (~s.bracketed & (dphi < 0) & (lam >= lam_max)))
         # update the bracket
@@ -743,13 +791,14 @@ class _Loop(NamedTuple):
     evals: jax.Array
     done: jax.Array
     converged: jax.Array
+    stall: jax.Array
 
 
 @eqx.filter_jit
 def _solve(
     fun: Callable[[Any], Any],
     sp: _Split,
-    max_steps: int,
+    max_steps: Any,
     tol: Any,
     ftol: Any,
     memory_size: int,
@@ -772,6 +821,7 @@ def _solve(
         evals=jnp.ones((), jnp.int32),
         done=nan | (pg <= tol),
         converged=~nan & (pg <= tol),
+        stall=jnp.zeros((), jnp.int32),
     )
 
     def cond(s: _Loop) -> Any:
@@ -786,16 +836,18 @@ def _solve(
         f_old = s.here.f.astype(dtype)
         f_new = new.f.astype(dtype)
         scale = jnp.maximum(jnp.maximum(jnp.abs(f_old), jnp.abs(f_new)), 1.0)
-        small = ok & (f_old - f_new <= ftol * scale)
+        small = ok & (ftol > 0) & (f_old - f_new <= ftol * scale)
         converged = ok & ((pg <= tol) | small)
         failed = ~ok & empty  # a second failure, with no memory left to drop
+        stall = jnp.where(f_new < f_old, 0, s.stall + 1)
         return _Loop(
             here=new,
             mem=mem,
             steps=s.steps + 1,
             evals=s.evals + evals,
-            done=converged | failed,
+            done=converged | failed | (stall >= _MAX_STALL),
             converged=converged,
+            stall=stall,
         )
 
     out = jax.lax.while_loop(cond, body, init)
@@ -879,7 +931,7 @@ def minimize(
     x, value, steps, evals, converged = _solve(
         fun,
         sp,
-        int(max_steps),
+        jnp.asarray(max_steps, jnp.int32),
         jnp.asarray(tol, sp.dtype),
         jnp.asarray(ftol, sp.dtype),
         int(memory_size),

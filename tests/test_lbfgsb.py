@@ -1,0 +1,298 @@
+"""L-BFGS-B (`minimize`, `lbfgsb`): checked against scipy and the KKT conditions.
+
+References are independent of the code under test: scipy's L-BFGS-B
+(Fortran) for the optimum, the KKT conditions computed from `jax.grad`, and
+the points `fun` was evaluated at, recorded with `jax.debug.callback`.
+Problems are small and their functions defined once, so each compiles once.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.optimize
+
+import jaxbounds as jb
+from jaxbounds._lbfgsb import lbfgsb, minimize
+
+N = 10
+
+
+def rosen(x):
+    return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+_RNG = np.random.default_rng(0)
+_A = _RNG.normal(size=(12, N))
+Q = jnp.asarray(_A.T @ _A / 12 + 0.05 * np.eye(N))
+B = jnp.asarray(_RNG.normal(size=N))
+
+
+def quad(x):
+    return 0.5 * x @ Q @ x - B @ x + 0.1 * jnp.sum(x**4)
+
+
+#: The points where `recorded` was evaluated, in order.
+SEEN: list[np.ndarray] = []
+
+
+def _record(x):
+    SEEN.append(np.asarray(x).copy())
+
+
+def recorded(x):
+    jax.debug.callback(_record, x, ordered=True)
+    return rosen(x)
+
+
+def scipy_solve(fun, x0, lo, up):
+    vg = jax.jit(jax.value_and_grad(fun))
+
+    def fg(x):
+        v, g = vg(jnp.asarray(x))
+        return float(v), np.asarray(g, dtype=float)
+
+    bounds = list(zip(np.broadcast_to(lo, x0.shape), np.broadcast_to(up, x0.shape)))
+    res = scipy.optimize.minimize(
+        fg,
+        np.asarray(x0, float),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options=dict(gtol=1e-10, ftol=1e-15, maxiter=2000, maxcor=10),
+    )
+    return res
+
+
+def kkt(fun, x, lo, up):
+    """Projected gradient, and the gradient at active bounds."""
+    g = np.asarray(jax.grad(fun)(x))
+    x = np.asarray(x)
+    lo = np.broadcast_to(lo, x.shape)
+    up = np.broadcast_to(up, x.shape)
+    pg = np.abs(np.clip(x - g, lo, up) - x).max()
+    return pg, g, x == lo, x == up
+
+
+PROBLEMS = {
+    "rosenbrock, many active bounds": (rosen, -1.2, -2.0, 0.5),
+    "rosenbrock, mixed bounds": (
+        rosen,
+        0.0,
+        np.array([-np.inf, 0.2, -1, -np.inf, 1.1, -3, 0, -np.inf, -1, 0.3]),
+        np.array([np.inf, 0.6, np.inf, 2, 3, 0.1, np.inf, 0.4, 0.3, 0.35]),
+    ),
+    "quartic QP in a box": (quad, 0.0, -0.3, 0.4),
+    "quartic, unbounded": (quad, 1.0, -np.inf, np.inf),
+}
+
+
+@pytest.mark.parametrize("name", list(PROBLEMS))
+def test_reaches_scipy_optimum_and_kkt(name):
+    fun, x0, lo, up = PROBLEMS[name]
+    x0 = jnp.full(N, x0, jnp.float64)
+    tol = 1e-8
+    r = minimize(fun, x0, jnp.asarray(lo, float), jnp.asarray(up, float), tol=tol)
+    assert bool(r.converged)
+    ref = scipy_solve(fun, x0, lo, up)
+    assert float(r.value) <= ref.fun + 1e-12 * max(1.0, abs(ref.fun))
+    np.testing.assert_allclose(np.asarray(r.params), ref.x, atol=1e-6)
+    pg, g, at_lo, at_up = kkt(fun, r.params, lo, up)
+    # (the gradient computed here, outside the solver, differs by rounding)
+    assert pg <= 2 * tol
+    assert np.all(g[at_lo] >= -2 * tol) and np.all(g[at_up] <= 2 * tol)
+    free = ~at_lo & ~at_up
+    assert np.all(np.abs(g[free]) <= 2 * tol)
+    if name == "rosenbrock, many active bounds":
+        assert at_up.any()  # a bound holds descent back here
+    # the value is the function's at the returned params
+    assert float(r.value) == pytest.approx(float(fun(r.params)), rel=1e-14)
+
+
+def test_never_evaluates_outside_and_counts_every_evaluation():
+    lo = jnp.asarray(PROBLEMS["rosenbrock, mixed bounds"][2])
+    up = jnp.asarray(PROBLEMS["rosenbrock, mixed bounds"][3])
+    x0 = jnp.linspace(-3.0, 3.0, N)  # partly outside: projected in first
+    SEEN.clear()
+    r = minimize(recorded, x0, lo, up, tol=1e-8)
+    jax.effects_barrier()
+    assert bool(r.converged)
+    pts = np.stack(SEEN)
+    assert len(pts) == int(r.num_fun_evals) > int(r.num_steps) > 5
+    assert np.all(pts >= np.asarray(lo)) and np.all(pts <= np.asarray(up))
+    # the start outside was projected onto the box
+    np.testing.assert_array_equal(pts[0], np.clip(x0, lo, up))
+    assert any(np.array_equal(p, np.asarray(r.params)) for p in pts)
+
+
+def test_fixed_parameters_stay_fixed_and_infinite_sides():
+    def fun(p):
+        return rosen(p["x"]) + jnp.sum((p["y"] - 3.0) ** 2)
+
+    params = {"x": jnp.zeros(N), "y": jnp.zeros(3)}
+    fixed = jnp.array([0.3, 0.7, 1.2])
+    x_lo = jnp.full(N, -jnp.inf).at[2].set(0.25)
+    x_up = jnp.full(N, jnp.inf).at[2].set(0.25).at[5].set(0.5)
+    r = minimize(fun, params, {"x": x_lo, "y": fixed}, {"x": x_up, "y": fixed})
+    assert bool(r.converged)
+    np.testing.assert_array_equal(r.params["y"], fixed)
+    assert float(r.params["x"][2]) == 0.25
+    assert float(r.params["x"][5]) <= 0.5
+    g = jax.grad(fun)(r.params)["x"]
+    free = np.ones(N, bool)
+    free[[2]] = False
+    free[5] = float(r.params["x"][5]) < 0.5
+    assert np.abs(np.asarray(g)[free]).max() <= 1e-6
+
+
+@jax.jit
+def fit(data, lo, up):
+    """A batchable fit: its own data and its own bounds."""
+
+    def fun(x):
+        t = jnp.linspace(0.0, 1.0, 8)
+        return jnp.sum((x[0] * jnp.exp(-t / x[1]) + x[2] - data) ** 2)
+
+    return minimize(fun, jnp.array([1.0, 0.5, 0.0]), lo, up, tol=1e-7)
+
+
+def test_vmap_over_problems_with_their_own_bounds_matches_one_by_one():
+    t = jnp.linspace(0.0, 1.0, 8)
+    amps = jnp.array([1.0, 2.0, -1.0, 0.5])
+    taus = jnp.array([0.2, 0.5, 0.05, 1.0])
+    data = amps[:, None] * jnp.exp(-t / taus[:, None]) + 0.1
+    lo = jnp.array([[-5.0, 0.1, -1], [0.0, 0.1, -1], [-5, 0.1, 0.2], [-5, 0.01, -1]])
+    up = jnp.array([[5.0, 2.0, 1], [1.5, 2.0, 1], [5, 2.0, 1], [5, 0.5, 1]])
+    batch = jax.jit(jax.vmap(fit))(data, lo, up)
+    assert batch.params.shape == (4, 3)
+    for i in range(4):
+        one = fit(data[i], lo[i], up[i])
+        np.testing.assert_allclose(batch.params[i], one.params, rtol=1e-7, atol=1e-9)
+        assert bool(batch.converged[i]) and bool(one.converged)
+    # bounds held where they bind (problems 1, 2 and 3)
+    assert float(batch.params[1, 0]) == 1.5
+    assert float(batch.params[2, 2]) == 0.2
+    assert float(batch.params[3, 1]) == 0.5
+    # traced scalar bounds under vmap
+    scal = jax.vmap(lambda d, u: fit(d, 0.0, u))(data[:2], jnp.array([0.5, 9]))
+    assert float(scal.params[0, 0]) == 0.5 and float(scal.params[1, 0]) < 9
+
+
+def run_optax(fun, params, lo, up, steps):
+    solver = lbfgsb(lo, up)
+    value_and_grad = optax.value_and_grad_from_state(fun)
+
+    @jax.jit
+    def step(params, state):
+        value, grad = value_and_grad(params, state=state)
+        updates, state = solver.update(
+            grad, state, params, value=value, grad=grad, value_fn=fun
+        )
+        return optax.apply_updates(params, updates), state
+
+    state = solver.init(params)
+    history = []
+    for _ in range(steps):
+        params, state = step(params, state)
+        history.append((params, state))
+    return history
+
+
+def test_optax_form_state_cache_box_and_optimum():
+    lo, up = -2.0, 0.5
+    x0 = jnp.full(N, 1.7)  # outside: the first update projects it in
+    history = run_optax(rosen, x0, lo, up, 30)
+    vg = jax.jit(jax.value_and_grad(rosen))
+    for params, state in history:
+        assert np.all(np.asarray(params) >= lo) and np.all(np.asarray(params) <= up)
+        value, grad = vg(params)
+        # the cache belongs to the point taken
+        assert float(state.value) == pytest.approx(float(value), rel=1e-13, abs=1e-13)
+        np.testing.assert_allclose(state.grad, grad, rtol=1e-10, atol=1e-12)
+    ref = minimize(rosen, x0, lo, up, tol=1e-9)
+    np.testing.assert_allclose(history[-1][0], ref.params, atol=1e-6)
+    assert float(history[-1][1].value) == pytest.approx(float(ref.value), rel=1e-10)
+
+
+def test_optax_updates_land_exactly_on_the_evaluated_point():
+    # float32 params far from a bound: naive x_new - x would round outside
+    lo, up = jnp.float32(0.1), jnp.float32(0.3)
+    x0 = jnp.array([0.29, 0.11, 0.2], jnp.float32)
+
+    def fun(x):
+        return jnp.sum((x - jnp.array([5.0, -5.0, 0.25], jnp.float32)) ** 2)
+
+    history = run_optax(fun, x0, lo, up, 4)
+    params = history[-1][0]
+    assert params.dtype == jnp.float32
+    np.testing.assert_array_equal(params[:2], np.array([0.3, 0.1], np.float32))
+    assert abs(float(params[2]) - 0.25) < 1e-6
+
+
+def test_nan_stops_unconverged_and_max_steps():
+    r = minimize(lambda x: jnp.sum(jnp.log(x)), -jnp.ones(3), -2.0, 2.0)
+    assert not bool(r.converged)
+    assert int(r.num_steps) == 0 and int(r.num_fun_evals) == 1
+    assert np.isnan(float(r.value))
+    r = minimize(rosen, jnp.full(N, -1.2), -2.0, 0.5, max_steps=3)
+    assert not bool(r.converged) and int(r.num_steps) == 3
+
+
+class Cell(eqx.Module):
+    tau: jax.Array
+    w: jax.Array
+    n: int
+    k: jax.Array
+    act: object
+    hole: object  # None: an eqx.filter hole
+
+
+def loss(m):
+    return jnp.sum((m.tau - 1.0) ** 2) + jnp.sum((m.w - m.act(m.k * m.n)) ** 2)
+
+
+def test_pytree_with_none_holes_and_int_leaves():
+    model = Cell(
+        jnp.array([3.0, 0.01]), jnp.ones(2), 3, jnp.array([1, 2]), jnp.sinh, None
+    )
+    lower, upper = jb.make_bounds(model)
+    lower = jb.set_where(lower, "tau", 0.05)
+    upper = jb.set_where(jb.set_where(upper, "tau", 2.0), "w", 20.0)
+    r = minimize(loss, model, lower, upper)
+    assert bool(r.converged)
+    np.testing.assert_allclose(r.params.tau, [1.0, 1.0], atol=1e-5)
+    np.testing.assert_allclose(r.params.w, [np.sinh(3.0), 20.0], atol=1e-5)
+    # leaves that are not parameters pass through untouched
+    assert r.params.n == 3 and r.params.act is jnp.sinh and r.params.hole is None
+    assert r.params.k is model.k
+    # a finite bound on an int leaf is an error that names it
+    with pytest.raises(TypeError, match="k"):
+        bad = eqx.tree_at(lambda c: c.k, lower, 0.0, is_leaf=lambda x: x is None)
+        minimize(loss, model, bad, upper)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_float32_and_float64(dtype):
+    x0 = jnp.full(N, -1.2, dtype)
+    r = minimize(rosen, x0, -2.0, 0.5, tol=1e-4 if dtype == jnp.float32 else 1e-9)
+    assert r.params.dtype == dtype and r.value.dtype == dtype
+    assert bool(r.converged)
+    ref = scipy_solve(rosen, x0, -2.0, 0.5)
+    np.testing.assert_allclose(np.asarray(r.params, float), ref.x, atol=1e-3)
+    assert np.all(np.asarray(r.params) <= 0.5) and np.all(np.asarray(r.params) >= -2)
+
+
+def test_bad_bound_trees_raise_naming_the_path():
+    params = {"a": jnp.zeros(2), "b": {"tau": jnp.ones(3)}}
+    with pytest.raises(ValueError, match="b.tau"):
+        minimize(rosen, params, {"a": 0.0, "b": {"tau": 1.0}}, {"a": 1.0, "b": 0.5})
+    with pytest.raises(ValueError, match="b.tau"):
+        minimize(
+            rosen, params, {"a": 0.0, "b": {"tau": 2.0}}, {"a": 1.0, "b": {"tau": 1.0}}
+        )
+    with pytest.raises(ValueError, match="tau"):
+        lbfgsb({"a": 0.0, "b": {}}, {"a": 1.0, "b": {}}).init(params)
