@@ -259,10 +259,10 @@ def check_order(lo: Any, up: Any, where: Callable[[], str]) -> None:
     if nan:
         raise ValueError(f"bound at {where()} contains NaN")
     if crossed:
-        index = tuple(int(i) for i in index)
+        element = tuple(int(i) for i in index)
         raise ValueError(
             f"lower > upper at {where()}"
-            + (f", element {index}" if index else "")
+            + (f", element {element}" if element else "")
             + f": {lo_at} > {up_at}"
         )
 
@@ -377,6 +377,9 @@ def plan(params: PyTree, lower: PyTree, upper: PyTree) -> Plan:
     params, restore = pure_view(params)
     lower, _ = pure_view(lower)
     upper, _ = pure_view(upper)
+    treedef: Any
+    lower_def: Any
+    upper_def: Any
     leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=is_none)
     lows, lower_def = jax.tree_util.tree_flatten(lower, is_leaf=is_none)
     ups, upper_def = jax.tree_util.tree_flatten(upper, is_leaf=is_none)

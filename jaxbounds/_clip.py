@@ -7,7 +7,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from . import _kernels
 from ._bounds import inward, map_bounded
 from ._paths import PyTree
 
@@ -27,7 +26,7 @@ def clip_leaf(p: jax.Array, lo: Any, up: Any) -> jax.Array:
 
 @jax.jit
 def _clipped(leaves: list, lows: list, ups: list) -> list:
-    return _kernels.grouped(clip_leaf, leaves, lows, ups)
+    return [clip_leaf(*args) for args in zip(leaves, lows, ups)]
 
 
 def clip_to_bounds(params: PyTree, lower: PyTree, upper: PyTree) -> PyTree:

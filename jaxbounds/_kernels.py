@@ -1,21 +1,21 @@
-"""The fast forms of the penalty sum, its derivative and elementwise leaf maps.
+"""The fast forms of the penalty sum and its derivative.
 
 Everything here has a plain reference it must equal (tested against it):
-
-- the penalty sum of a leaf is ``jnp.sum(_penalty.elementwise(p, lo, up))``,
-  with the gradient autodiff gives;
-- `grouped` of an elementwise map is the map applied leaf by leaf.
-
-The fast forms exist because of how XLA compiles and runs these sums:
+the penalty sum of a leaf is ``jnp.sum(_penalty.elementwise(p, lo, up))``,
+with the gradient autodiff gives. The fast forms exist because of how XLA
+compiles and runs these sums:
 
 - `leaf_cost` writes its derivative out (`jax.custom_jvp`): autodiff of the
   penalty's double-where keeps intermediates the size of the leaf;
-- `group_cost` and `grouped` concatenate many small leaves of one dtype and
-  bound pattern, so that a tree of a thousand small leaves is one
-  elementwise pass (one kernel launch, and a compile time that does not grow
-  with the number of leaves), not a thousand;
+- `group_cost` concatenates many small leaves of one dtype and bound
+  pattern, so that the cost of a tree of a thousand small leaves is one
+  elementwise pass and one reduction (one kernel launch), not a thousand;
 - `summed` sums a large leaf in chunks on CPU, where a reduction does not
   fuse its producer and would first write ``f(x)`` out in full.
+
+Maps that return one array per leaf (clip, projection) are not grouped: on
+XLA's CPU backend every slice split off a concatenation is a kernel of its
+own, which compiles slower than the per-leaf map it would replace.
 
 Bounds are `None` (open side) or values: floats, arrays broadcastable to the
 leaf, or tracers. Both sides given means ``lo <= up`` (checked by the plan
@@ -266,55 +266,3 @@ def cost(leaves: list, lows: list, ups: list, penalty: Any) -> jax.Array:
             penalty,
         )
     return functools.reduce(jnp.add, [terms[i] for i in sorted(terms)])
-
-
-# -- elementwise leaf maps, grouped --------------------------------------------------
-
-
-def per_leaf(
-    fn: Callable[..., jax.Array], leaves: list, lows: list, ups: list, *others: list
-) -> list:
-    """``[fn(p, lo, up, *o) for each leaf]``: the reference `grouped` must equal."""
-    return [fn(p, lo, up, *o) for p, lo, up, *o in zip(leaves, lows, ups, *others)]
-
-
-def grouped(
-    fn: Callable[..., jax.Array], leaves: list, lows: list, ups: list, *others: list
-) -> list:
-    """`per_leaf` for an elementwise ``fn``, with small leaves concatenated.
-
-    Leaves of at most `GROUP_MAX_SIZE` elements with the same dtypes (the
-    leaf's and the ``others``') and the same open sides are raveled and
-    concatenated, with their bounds broadcast to them; ``fn`` runs once per
-    group and the result is split back. A tree of a thousand small leaves
-    is then a few elementwise passes, which XLA compiles in a time that does
-    not grow with the number of leaves. ``fn(p, lo, up, *o)`` must be
-    elementwise in all its arguments and return an array of ``p``'s shape.
-    With several devices it is `per_leaf` (concatenating would move shards).
-    """
-    if not one_device():
-        return per_leaf(fn, leaves, lows, ups, *others)
-    out: list[Any] = [None] * len(leaves)
-    groups: dict[Any, list[int]] = {}
-    for i, (p, lo, up, *o) in enumerate(zip(leaves, lows, ups, *others)):
-        if _groupable(p, lo, up) and all(map(_unsharded, o)):
-            key = (jnp.result_type(p), tuple(jnp.result_type(x) for x in o))
-            groups.setdefault((*key, lo is None, up is None), []).append(i)
-        else:
-            out[i] = fn(p, lo, up, *o)
-    for members in groups.values():
-        if len(members) == 1:
-            i = members[0]
-            out[i] = fn(leaves[i], lows[i], ups[i], *(o[i] for o in others))
-            continue
-        ps = [jnp.asarray(leaves[i]) for i in members]
-        dtype = _penalty.compute_dtype(ps[0].dtype)
-        x = jnp.concatenate([jnp.ravel(p) for p in ps])
-        lo = _concat([_flat_bound(lows[i], p, dtype) for i, p in zip(members, ps)])
-        up = _concat([_flat_bound(ups[i], p, dtype) for i, p in zip(members, ps)])
-        rest = [jnp.concatenate([jnp.ravel(o[i]) for i in members]) for o in others]
-        flat = fn(x, lo, up, *rest)
-        offsets = np.cumsum([p.size for p in ps])[:-1]
-        for i, p, part in zip(members, ps, jnp.split(flat, offsets)):
-            out[i] = part.reshape(p.shape)
-    return out

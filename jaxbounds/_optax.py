@@ -30,7 +30,7 @@ from ._paths import PyTree, check_same_structure, pure_view
 class BoundsPenaltyState(NamedTuple):
     """State of `add_bounds_penalty` with a scale schedule: the step count."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name, shadows tuple.count
 
 
 def _no_params_message() -> str:
@@ -126,7 +126,8 @@ def _penalised(scale: Any, penalty: Any) -> Any:
 def _add_penalty(
     params: list, lows: list, ups: list, updates: list, scale: Any, penalty: Any
 ) -> list:
-    return _kernels.per_leaf(_penalised(scale, penalty), params, lows, ups, updates)
+    add = _penalised(scale, penalty)
+    return [add(*args) for args in zip(params, lows, ups, updates)]
 
 
 def _check_scale(scale: Any) -> None:
@@ -296,7 +297,7 @@ def _projected(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array:
 
 @jax.jit
 def _project(params: list, lows: list, ups: list, updates: list) -> list:
-    return _kernels.per_leaf(_projected, params, lows, ups, updates)
+    return [_projected(*args) for args in zip(params, lows, ups, updates)]
 
 
 def project_to_bounds(lower: PyTree, upper: PyTree) -> optax.GradientTransformation:

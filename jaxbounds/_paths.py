@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import chex
 import jax
@@ -23,10 +23,10 @@ import numpy as np
 import optax
 
 #: A tree of arrays, floats, `None` holes and whatever else a model holds.
-PyTree = chex.ArrayTree
+PyTree: TypeAlias = chex.ArrayTree
 
 #: ``view(tree)`` is ``None`` (not its kind) or ``(pure tree, restore)``.
-View = Callable[[Any], "tuple[PyTree, Callable[[PyTree], Any]] | None"]
+View: TypeAlias = Callable[[Any], "tuple[PyTree, Callable[[PyTree], Any]] | None"]
 
 _VIEWS: list[View] = []
 
@@ -51,6 +51,11 @@ def pure_view(tree: Any) -> tuple[PyTree, Callable[[PyTree], Any]]:
         if seen is not None:
             return seen
     return tree, _same
+
+
+def structure(tree: Any) -> Any:
+    """The treedef of ``tree`` with `None` holes as leaves (compare with ``==``)."""
+    return jax.tree_util.tree_structure(tree, is_leaf=is_none)
 
 
 def is_none(x: Any) -> bool:
@@ -175,9 +180,7 @@ def _node_difference(
     ref: Any, other: Any, ref_name: str, name: str, path: str
 ) -> str | None:
     """Why two trees with the same leaf paths differ: the first node that does."""
-    if jax.tree_util.tree_structure(ref, is_leaf=is_none) == (
-        jax.tree_util.tree_structure(other, is_leaf=is_none)
-    ):
+    if structure(ref) == structure(other):
         return None
     a, b = _children(ref), _children(other)
     if a is None or b is None or type(ref) is not type(other) or a.keys() != b.keys():
@@ -218,9 +221,7 @@ def structure_error(
     one "`upper` has 'bias', which params does not have". A bound leaf that
     sits where ``ref`` has a whole subtree is called out as such.
     """
-    r_def = jax.tree_util.tree_structure(ref, is_leaf=is_none)
-    o_def = jax.tree_util.tree_structure(other, is_leaf=is_none)
-    if r_def == o_def:
+    if structure(ref) == structure(other):
         return None
     r_paths = [p for p, _ in flatten_with_paths(ref)[0]]
     o_paths = [p for p, _ in flatten_with_paths(other)[0]]

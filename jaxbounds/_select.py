@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import equinox as eqx
 import jax
@@ -30,7 +30,7 @@ from ._paths import (
 )
 
 #: A selector: a glob string, a predicate ``(path, leaf) -> bool`` or a bool tree.
-Where = str | Callable[[str, Any], bool] | PyTree
+Where: TypeAlias = str | Callable[[str, Any], bool] | PyTree
 
 
 def selectable(leaf: Any) -> bool:
@@ -100,29 +100,26 @@ def selection(tree: PyTree, where: Where) -> tuple[list[tuple[str, Any]], Any, l
         )
     tree, _ = pure_view(tree)
     leaves, treedef = flatten_with_paths(tree)
+    marks: list[Any] = [None] * len(leaves)
     if isinstance(where, str):
         kind = "glob"
-
-        def pick(p: str, x: Any, _: Any) -> bool:
-            return fnmatch.fnmatchcase(p, where)
-
     elif callable(where) and not isinstance(where, eqx.Module):
         kind = "predicate"
-
-        def pick(p: str, x: Any, _: Any) -> bool:
-            return _as_bool(where(p, x), "`where` returned a value", p)
-
     else:
         kind = "bool tree"
         where, _ = pure_view(where)
         check_same_structure(tree, where, "where", ref_name="the tree")
         marks = jax.tree_util.tree_leaves(where, is_leaf=is_none)
 
-        def pick(p: str, x: Any, m: Any) -> bool:
-            return m is not None and _as_bool(m, "the `where` leaf", p)
+    chosen: Any = where
 
-    if kind != "bool tree":
-        marks = [None] * len(leaves)
+    def pick(path: str, leaf: Any, mark: Any) -> bool:
+        if kind == "glob":
+            return fnmatch.fnmatchcase(path, chosen)
+        if kind == "predicate":
+            return _as_bool(chosen(path, leaf), "`where` returned a value", path)
+        return mark is not None and _as_bool(mark, "the `where` leaf", path)
+
     flags = [
         None if x is None else (selectable(x) and pick(p, x, m))
         for (p, x), m in zip(leaves, marks)
