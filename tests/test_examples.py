@@ -35,6 +35,7 @@ QUICK_ARGS = {
         "--runs=none,penalty,loss-penalty,project,reparam",
         "--out={out}",
     ],
+    "nnx_lif.py": ["--steps=20", "--log-every=10"],
 }
 
 #: Modules of the ``examples`` extra: missing ones skip a script, not fail it.
@@ -191,5 +192,17 @@ def test_rockpool_migration_agrees_with_rockpool(launched: dict):
 def test_rockpool_migration_runs_without_rockpool(launched: dict):
     out = finished(launched, "rockpool_migration.py[no rockpool]").stdout
     assert out.startswith("Rockpool is not installed")
-    assert "jaxbounds: 14.506120" in out
+    assert "jaxbounds: 14.514523" in out  # tau lower bound dt = 1e-3
     assert "Rockpool:" not in out
+
+
+def test_nnx_lif_stays_inside_its_declared_bounds(launched: dict):
+    out = finished(launched, "nnx_lif.py").stdout
+    assert "  tau_mem    [0.001, 0.1]" in out
+    projected = re.search(
+        r"^  project: smallest tau during training ([\d.]+) s .* (\d+) of 16 decays",
+        out,
+        re.M,
+    )
+    assert projected and float(projected[1]) >= 0.001 and projected[2] == "0", out
+    assert "'project':\nall 56 parameters within bounds" in out
