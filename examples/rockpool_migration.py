@@ -34,6 +34,13 @@ try:
 except ImportError:
     rp_loss = None
 
+#: LIFJax's time step (its ``dt`` default): the smallest safe time constant.
+#: Rockpool's how-to bounds the taus below by 0.0, but a LIF decay
+#: exp(-dt / tau) has a non-finite gradient at tau = 0 (0 * inf), so a
+#: projection that puts a tau on 0 turns every parameter into NaN at the next
+#: step. One time step is the smallest tau a discrete-time LIF can resolve.
+DT = 1e-3
+
 
 def rockpool_network() -> tuple[dict, dict, dict]:
     """The how-to's network: params, ``net.parameters("taus")`` and
@@ -102,22 +109,23 @@ def main() -> None:
 
     # - 2. Bounds on parameter families
     print("\n2. Bounds on families of parameters")
-    print('  before: lb = tu.set_matching(lb, net.parameters("taus"), 0.0)')
+    print(f"  (lower bound on the taus: one time step, dt = {DT}, not 0.0)")
+    print('  before: lb = tu.set_matching(lb, net.parameters("taus"), dt)')
     print('          ub = tu.set_matching(ub, net.attributes_named("tau_syn"), 0.5)')
-    print('  after:  lb = jaxbounds.set_where(lb, "*.tau_*", 0.0)')
+    print('  after:  lb = jaxbounds.set_where(lb, "*.tau_*", dt)')
     print('          ub = jaxbounds.set_where(ub, "*.tau_syn", 0.5)')
     print("  (or the Rockpool lines unchanged, with jaxbounds.tree_utils as tu)")
-    lb = jb.set_where(lb, "*.tau_*", 0.0)
+    lb = jb.set_where(lb, "*.tau_*", DT)
     ub = jb.set_where(ub, "*.tau_syn", 0.5)
     print("  lower:", lb)
     print("  upper:", ub)
     if rockpool:
-        rp_lb = rp_tu.set_matching(rp_lb, taus, 0.0)
+        rp_lb = rp_tu.set_matching(rp_lb, taus, DT)
         rp_ub = rp_tu.set_matching(rp_ub, tau_syns, 0.5)
         check("bounds from the selectors", same(lb, rp_lb) and same(ub, rp_ub))
         check(
             "bounds from jaxbounds.tree_utils.set_matching",
-            same(jtu.set_matching(rp_loss.make_bounds(params)[0], taus, 0.0), lb),
+            same(jtu.set_matching(rp_loss.make_bounds(params)[0], taus, DT), lb),
         )
 
     # - 3. The cost, on parameters that leave their bounds
