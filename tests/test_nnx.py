@@ -210,6 +210,16 @@ def test_one_bound_tree_serves_every_view(made_from):
         ), name
 
 
+def test_a_full_split_state_has_more_than_the_params_and_the_error_says_so():
+    model = Net()
+    lower, upper = jb.make_bounds(model)  # the nnx.Param variables only
+    _, full = nnx.split(model)  # also holds the BatchStat `spikes`
+    with pytest.raises(ValueError, match=r"no entry for 'cells\.0\.spikes'"):
+        jb.bounds_cost(full, lower, upper)
+    _, params, _ = nnx.split(model, nnx.Param, ...)
+    assert float(jb.bounds_cost(params, lower, upper)) == 0.0
+
+
 def test_bounds_for_another_model_name_the_missing_attribute():
     lower, upper = jb.make_bounds(Net())
     del lower["cells"][1]["w"]
