@@ -146,13 +146,21 @@ def test_rockpool_overflows_where_we_stay_finite():
     assert np.isfinite(float(jb.bounds_cost(params, {"x": 0.0}, {"x": 1.0})))
 
 
-def test_continuation_matches_exp_value_and_slope_at_switch():
-    switch = 15.0
-    below = jnp.array(switch - 1e-4, jnp.float64)
-    above = jnp.array(switch + 1e-4, jnp.float64)
-    f = jb._penalty.exp_penalty
-    np.testing.assert_allclose(f(below), f(above), rtol=1e-3)
-    np.testing.assert_allclose(jax.grad(f)(below), jax.grad(f)(above), rtol=1e-3)
+@pytest.mark.parametrize("dtype, switch", [(jnp.float64, 15.0), (jnp.float16, 10.0)])
+def test_continuation_is_exp_up_to_the_switch_then_its_tangent(dtype, switch):
+    # Violations on both sides of the documented switch, through bounds_cost:
+    # exp(v) below it, exp(s) * (1 + v - s) above it (hand-written here).
+    v = np.array([switch - 0.5, switch - 1e-2, switch + 1e-2, switch + 5.0])
+    p = jnp.asarray(-v, dtype)
+    x = np.asarray(p, np.float64)  # the violations as stored in dtype
+    cost, grad = jax.value_and_grad(jb.bounds_cost)({"x": p}, {"x": 0.0}, {"x": 1.0})
+    want = np.where(
+        -x <= switch, np.exp(-x), math.exp(switch) * (1 + (-x - switch))
+    ).sum()
+    slope = np.where(-x <= switch, -np.exp(-x), -math.exp(switch))
+    tol = 1e-12 if dtype == jnp.float64 else 1e-6
+    np.testing.assert_allclose(float(cost), want, rtol=tol)
+    np.testing.assert_allclose(np.asarray(grad["x"], np.float64), slope, rtol=1e-3)
 
 
 def test_float16_anywhere_in_range_has_float16_finite_gradient():
@@ -409,13 +417,17 @@ def test_callable_penalty_never_sees_inside_elements():
     seen = []
 
     def penalty(v):
-        seen.append(v)
+        jax.debug.callback(lambda v: seen.append(np.asarray(v)), v)
         return jnp.log1p(v) / jnp.sqrt(v + 1e-30)  # infinite gradient at v = 0
 
-    params = {"x": jnp.array([0.5, 2.0])}
+    params = {"x": jnp.array([0.5, 2.0, -3.0])}
     with jax.debug_nans(True):
         g = jax.grad(jb.bounds_cost)(params, {"x": 0.0}, {"x": 1.0}, penalty=penalty)
     assert np.all(np.isfinite(g["x"])) and float(g["x"][0]) == 0.0
+    assert seen, "the penalty was never evaluated"
+    # Inside elements reach the penalty as 0 (never as a negative distance).
+    assert all(np.all(s >= 0) for s in seen)
+    assert any(np.any(s == 3.0) for s in seen) and any(np.any(s == 1.0) for s in seen)
 
 
 # --- summed_exp_boundary_loss / ParameterBoundaryRegularizer -------------------
@@ -456,7 +468,6 @@ def test_summed_exp_boundary_loss_promotes_integer_data_as_torch_does():
 
 def test_parameter_boundary_regularizer_is_a_module():
     reg = jb.ParameterBoundaryRegularizer(lower_bound=1e-3, upper_bound=1e-1)
-    assert isinstance(reg, eqx.Module)
     tau = jnp.array([1e-4, 5e-2, 0.5])
     expected = math.exp(1e-3 - 1e-4) + math.exp(0.5 - 1e-1)
     np.testing.assert_allclose(reg(tau), expected, rtol=1e-12)

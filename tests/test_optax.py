@@ -375,20 +375,6 @@ def test_update_is_jit_compatible_and_agrees_with_eager(make: Callable):
         np.testing.assert_array_equal(eager[k], jitted[k])
 
 
-@pytest.mark.parametrize(
-    "make", [lambda lo, up: jb.add_bounds_penalty(lo, up, 0.1), jb.project_to_bounds]
-)
-def test_update_keeps_sharding_of_every_leaf(make: Callable):
-    params, lower, upper = two_leaves()
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    params = jax.device_put(params, sharding)
-    grads = jax.device_put(jax.tree.map(jnp.ones_like, params), sharding)
-    tx = make(lower, upper)
-    got, _ = tx.update(grads, tx.init(params), params)
-    for k in params:
-        assert got[k].sharding == grads[k].sharding
-
-
 # --- project_to_bounds ------------------------------------------------------
 
 
