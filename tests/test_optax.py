@@ -716,3 +716,56 @@ def test_penalty_callable_penalty_with_inject_hyperparams_static_args():
     )
     with pytest.raises(ValueError, match="unknown penalty"):
         tx.update(zeros, tx.init(p), p)
+
+
+def test_masked_projection_on_partitioned_params_with_holes_at_float_leaves():
+    # Train only the time constants: eqx.partition leaves None holes where the
+    # other float arrays were, and optax.masked adds MaskedNode on top; the
+    # bound trees are built from the full model.
+    class Cell(eqx.Module):
+        tau: jax.Array
+        w: jax.Array
+        b: jax.Array
+
+    model = Cell(jnp.array([0.5, 0.9]), jnp.ones(2), jnp.zeros(2))
+    lower, upper = jb.make_bounds(model)
+    lower = eqx.tree_at(lambda c: (c.tau, c.w), lower, (0.0, -1.0))
+    upper = eqx.tree_at(lambda c: (c.tau, c.w), upper, (1.0, 1.0))
+    spec = Cell(tau=True, w=True, b=False)
+    params, _ = eqx.partition(model, spec)  # b -> None
+    tx = optax.masked(
+        optax.chain(optax.sgd(1.0), jb.project_to_bounds(lower, upper)),
+        Cell(tau=True, w=False, b=None),
+    )
+    grads = Cell(jnp.array([1.0, -1.0]), jnp.array([5.0, 5.0]), None)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    new = optax.apply_updates(params, updates)
+    np.testing.assert_array_equal(new.tau, np.clip([0.5 - 1.0, 0.9 + 1.0], 0, 1))
+    np.testing.assert_array_equal(new.w, [6.0, 6.0])  # masked out: passed through
+    assert new.b is None
+
+
+def test_projection_prefers_the_neighbour_that_hits_the_target_exactly():
+    # In bfloat16, p + round(t - p) misses t now and then (the sum is rounded
+    # twice), while a neighbour of the rounded difference hits it. A
+    # zero-width box at t makes t the target whatever the update.
+    rng = np.random.default_rng(7)
+    p = jnp.asarray(rng.uniform(-1, 1, 20000), jnp.bfloat16)
+    t = jnp.asarray(rng.uniform(-1, 1, 20000), jnp.bfloat16)
+    d = (t.astype(jnp.float32) - p.astype(jnp.float32)).astype(jnp.bfloat16)
+    misses = optax.apply_updates(p, d) != t
+    hits = [
+        optax.apply_updates(p, jnp.nextafter(d, jnp.full_like(d, side))) == t
+        for side in (jnp.inf, -jnp.inf)
+    ]
+    exact = np.asarray(~misses | hits[0] | hits[1])
+    assert int(np.sum(np.asarray(misses) & exact)) > 0  # the cases this is about
+    params = {"x": p}
+    # A zero-width box, and a lower bound alone with a step far below it: the
+    # target is t both times (the second lets a miss above t stay inside).
+    for upper, step in ((t, 0.0), (None, -1e4)):
+        tx = jb.project_to_bounds({"x": t}, {"x": upper})
+        grads = {"x": jnp.full_like(p, step)}
+        updates, _ = tx.update(grads, tx.init(params), params)
+        new = np.asarray(optax.apply_updates(params, updates)["x"], np.float32)
+        np.testing.assert_array_equal(new[exact], np.asarray(t, np.float32)[exact])

@@ -576,3 +576,16 @@ def test_example_script_trains_through_constrain(capsys):
     assert 39.0 < fitted <= 40.0
     assert "violations: all 3 parameters within bounds" in out
     assert "naive 0.0e+00" in out
+
+
+def test_two_sided_map_is_monotone_through_zero_for_awkward_boxes():
+    # Near raw = 0 both halves of the map land on the midpoint; rounding
+    # must not make the map step down there (boxes with inexact midpoints).
+    rng = np.random.default_rng(11)
+    lo = rng.uniform(-3, 3, 64).astype(np.float32)
+    width = (10.0 ** rng.uniform(-3, 3, 64)).astype(np.float32)
+    raw = jnp.asarray(np.linspace(-1e-6, 1e-6, 201, dtype=np.float32))
+    for a, w in zip(lo, width):
+        b = np.float32(a + w)
+        y = np.asarray(jb.constrain({"x": raw}, {"x": float(a)}, {"x": float(b)})["x"])
+        assert np.all(np.diff(y) >= 0), (a, b)
