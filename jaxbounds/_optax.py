@@ -140,6 +140,28 @@ def _check_scale(scale: Any) -> None:
         )
 
 
+def _not_scheduled(params: PyTree, lower: PyTree, upper: PyTree) -> None:
+    """Raise if `optax.inject_hyperparams` replaced a bound tree by a schedule value.
+
+    optax takes every callable argument for a schedule and passes its value
+    at the step count instead: a bound tree that is a callable equinox
+    module arrives as a single array.
+    """
+    if params is None or jax.tree_util.treedef_is_leaf(
+        jax.tree_util.tree_structure(params)
+    ):
+        return
+    for name, bound in (("lower", lower), ("upper", upper)):
+        if isinstance(bound, jax.Array):
+            raise ValueError(
+                f"`{name}` is a single array but params is a tree. If this "
+                "transformation comes from optax.inject_hyperparams, optax called "
+                f"the `{name}` bound tree (a callable equinox module) as a "
+                "schedule; list the bounds in static_args: optax.inject_hyperparams("
+                "jaxbounds.add_bounds_penalty, static_args=('lower', 'upper'))"
+            )
+
+
 def add_bounds_penalty(
     lower: PyTree,
     upper: PyTree,
@@ -152,30 +174,41 @@ def add_bounds_penalty(
     The penalty of `bounds_cost` as a link in an optax chain: put it in front
     of the optimizer and the loss stays free of bound terms,
     ``optax.chain(add_bounds_penalty(lower, upper, 1e-2), optax.adam(1e-3))``.
-    Like `optax.add_decayed_weights`, it needs ``params`` in ``update`` (a
-    `ValueError` with optax's message otherwise). The penalty only pushes
-    towards the box; to keep parameters inside exactly, end the chain with
-    `project_to_bounds`.
+    The penalty only pushes towards the box; to keep parameters inside
+    exactly, end the chain with `project_to_bounds`.
 
-    ``lower``/``upper`` are bound trees shaped like the params (see
-    `make_bounds`); params with `None` holes (`eqx.partition`) and bound trees
-    built for the full model line up, and inside `optax.masked` the bounds are
-    masked like the params. ``scale`` is a number or an optax schedule of the
-    step count (then the state holds the count, as in
-    `optax.add_decayed_weights`). A Python ``scale`` must be finite and
-    ``>= 0``; ``0`` returns the updates unchanged. With
-    `optax.inject_hyperparams`, ``scale`` is the injected hyperparameter; a
-    callable ``penalty`` must then be listed in ``static_args`` (optax would
-    take it for a schedule). Bound trees are not numbers and stay as they
-    are; only the bounds of a params tree that is a single array, given as
-    Python floats, would become (array) hyperparameters too: list ``lower``
-    and ``upper`` in ``static_args`` to keep them static.
+    Bounds follow `bounds_cost`'s rules (bounds are data: they may be jit
+    arguments or vmapped). Params with `None` holes (`eqx.partition`) and
+    bound trees built for the full model line up, and inside `optax.masked`
+    the bounds are masked like the params. Only leaves with a bound are
+    touched: all other update leaves are returned as the same objects, and
+    under `jax.jit` no operation is traced for them. A `None` update leaf
+    stays `None`. The gradient is computed in at least float32 and the sum
+    is rounded once into each update's dtype.
 
-    Only leaves with a finite bound are touched: all other update leaves are
-    returned as the same objects, and under `jax.jit` no operation is traced
-    for them. A `None` update leaf stays `None` (no update for that leaf). The
-    gradient is computed in at least float32 and the sum is rounded once into
-    each update's dtype; shapes and dtypes of the updates are kept.
+    With `optax.inject_hyperparams`, ``scale`` is the injected
+    hyperparameter. optax takes every callable argument for a schedule and
+    calls it with the step count, so a callable ``penalty``, and bound trees
+    that are callable (those of an equinox model with a ``__call__``, e.g.
+    `equinox.nn.MLP`), must be listed in ``static_args``; bound trees that
+    are dicts (Rockpool params, flax nnx) are left alone. When optax has
+    replaced a bound tree by an array, ``init`` says so and names the fix.
+
+    Args:
+        lower: lower bounds shaped like the params (see `make_bounds`).
+        upper: upper bounds, likewise.
+        scale: a number ``>= 0`` or an optax schedule of the step count (then
+            the state holds the count, as in `optax.add_decayed_weights`);
+            ``0`` returns the updates unchanged.
+        penalty: as in `bounds_cost`.
+
+    Returns:
+        An `optax.GradientTransformation` whose ``update`` needs ``params``.
+
+    Raises:
+        ValueError: ``scale`` is negative or not finite; ``update`` gets no
+            params (optax's message), or bound trees that do not fit them
+            (as `bounds_cost`, naming the path).
 
     Examples:
         >>> import jax.numpy as jnp, optax
@@ -190,12 +223,31 @@ def add_bounds_penalty(
         [-1.3591409  0.       ]
         >>> updates["w"] is grads["w"]
         True
+
+        With a scheduled scale through `optax.inject_hyperparams`, and the
+        bound trees of a callable model kept static:
+
+        >>> import equinox as eqx, jax
+        >>> mlp = eqx.nn.MLP(2, 1, 3, 1, key=jax.random.key(0))
+        >>> params = eqx.filter(mlp, eqx.is_inexact_array)
+        >>> lower, upper = jb.make_bounds(mlp)
+        >>> lower = jb.set_where(lower, "layers.0.bias", 1.0)
+        >>> inject = optax.inject_hyperparams(
+        ...     jb.add_bounds_penalty, static_args=("lower", "upper")
+        ... )
+        >>> tx = inject(lower, upper, scale=optax.linear_schedule(0.0, 1.0, 10))
+        >>> state = tx.init(params)
+        >>> grads = jax.tree.map(jnp.zeros_like, params)
+        >>> for _ in range(2):
+        ...     _, state = tx.update(grads, state, params)
+        >>> print(round(float(state.hyperparams["scale"]), 6))
+        0.1
     """
     _penalty.resolve(penalty, jnp.float32)
     _check_scale(scale)
 
     def init_fn(params: PyTree) -> Any:
-        del params
+        _not_scheduled(params, lower, upper)
         if callable(scale):
             return BoundsPenaltyState(count=jnp.zeros([], jnp.int32))
         return optax.EmptyState()
@@ -203,6 +255,7 @@ def add_bounds_penalty(
     def update_fn(
         updates: PyTree, state: Any, params: PyTree | None = None
     ) -> tuple[PyTree, Any]:
+        _not_scheduled(params, lower, upper)
         work = _split(updates, params, lower, upper)
         if callable(scale):
             s = scale(state.count)
@@ -307,36 +360,43 @@ def project_to_bounds(lower: PyTree, upper: PyTree) -> optax.GradientTransformat
     ``new = optax.apply_updates(params, updates)``, each element of ``new`` is
     ``clip_to_bounds(params + updates)``, i.e. the step is taken and then
     projected onto ``[lower, upper]``; params that start outside are moved to
-    the nearest bound. Needs ``params`` in ``update`` (optax's `ValueError`
-    otherwise).
+    the nearest bound.
 
     Exactness: optax adds ``p + u`` and rounds into ``p``'s dtype, so the
     naive ``u' = clip(p + u) - p`` can land an ulp outside. Here ``u'`` is
-    chosen, in the update's dtype, among the rounded difference and its two
-    neighbours, evaluating ``p + u'`` the way `optax.apply_updates` does.
-    That is enough for three guarantees: a param that starts inside the box
-    stays inside; the result is exactly ``clip(p + u)`` whenever some update
-    of that dtype gives it; and a param that starts outside lands inside
-    whenever some update of that dtype gets it there. Only a param far
-    outside a box narrower than the spacing of floats around the step
-    ``clip(p + u) - p`` can be out of reach in one step (e.g. ``1e8`` in
-    float32 towards ``[0.1, 0.2]``: every reachable value is a multiple of
-    8); it then gets the update that brings it closest, and later steps,
-    whose differences are far smaller, take it in. Bounds not representable
-    in a param's dtype are rounded inwards (see `clip_to_bounds`). NaN
-    updates stay NaN.
+    the rounded difference or its neighbour, whichever lands on the target,
+    evaluated the way `optax.apply_updates` does. So a param that starts
+    inside stays inside, the result is exactly ``clip(p + u)`` whenever some
+    update of that dtype gives it, and a param that starts outside lands
+    inside whenever some update of that dtype gets it there. The limits (a
+    box narrower than the float spacing of the step, subnormals, XLA's excess
+    precision for float16/bfloat16 inside one `jax.jit`) are on the docs'
+    numerics page. NaN updates stay NaN.
 
-    Two XLA effects sit outside these guarantees. XLA flushes subnormal
-    floats to zero, so a box holding only subnormals (and not 0) cannot be
-    reached. And inside one `jax.jit`, XLA may keep a float16/bfloat16 sum
-    ``p + u`` in float32 without rounding it: the params as stored (returned
-    from the compiled step) are inside, but code reading ``p + u`` further
-    down the same compiled function can see it up to half an ulp outside.
+    Not after `optax.lbfgs`: its line search stores the value and gradient
+    of the point it accepted, `optax.value_and_grad_from_state` hands them
+    back on the next step, and after the projection they belong to a point
+    the params never reached (its curvature pairs, too, describe steps that
+    were not taken). The run stays inside the box and silently ends away
+    from the bounded optimum. Use `lbfgsb` or `minimize`, which keep the
+    line search inside the box.
 
-    ``lower``/``upper`` are bound trees shaped like the params; `None` holes
-    and `optax.masked` work as in `add_bounds_penalty`. Unbounded leaves and
+    Bounds follow `bounds_cost`'s rules (bounds are data); `None` holes and
+    `optax.masked` work as in `add_bounds_penalty`. Unbounded leaves and
     `None` update leaves are returned as the same objects; dtypes and shapes
-    of the updates are kept. The state is `optax.EmptyState`.
+    of the updates are kept.
+
+    Args:
+        lower: lower bounds shaped like the params (see `make_bounds`).
+        upper: upper bounds, likewise.
+
+    Returns:
+        An `optax.GradientTransformation` whose ``update`` needs ``params``;
+        its state is `optax.EmptyState`.
+
+    Raises:
+        ValueError: ``update`` gets no params (optax's message), or bound
+            trees that do not fit them (as `bounds_cost`, naming the path).
 
     Examples:
         >>> import jax.numpy as jnp, optax

@@ -224,9 +224,6 @@ class Calibrated(eqx.Module):
         return x * 1.0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the add_bounds_penalty hint (reported to the lead)"
-)
 def test_inject_hyperparams_error_names_static_args_when_the_call_succeeds():
     params = Calibrated(jnp.array([2.0, -1.0]))
     lower, upper = jb.make_bounds(params)
