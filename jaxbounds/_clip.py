@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._bounds import inward, map_bounded
+from ._bounds import compiled, inward, map_bounded
 from ._paths import PyTree
 
 
@@ -24,7 +24,7 @@ def clip_leaf(p: jax.Array, lo: Any, up: Any) -> jax.Array:
     return p
 
 
-@jax.jit
+@compiled
 def _clipped(leaves: list, lows: list, ups: list) -> list:
     return [clip_leaf(*args) for args in zip(leaves, lows, ups)]
 

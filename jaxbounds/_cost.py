@@ -10,11 +10,11 @@ import jax
 import jax.numpy as jnp
 
 from . import _kernels, _penalty
-from ._bounds import plan
+from ._bounds import compiled, plan
 from ._paths import PyTree, is_param_leaf
 
 
-@functools.partial(jax.jit, static_argnames=("penalty",))
+@functools.partial(compiled, static=("penalty",))
 def _summed_penalty(leaves: list, lows: list, ups: list, penalty: Any) -> jax.Array:
     return _kernels.cost(leaves, lows, ups, penalty)
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from . import _kernels, _penalty
-from ._bounds import Plan, inward, plan
+from ._bounds import Plan, compiled, inward, plan
 from ._paths import PyTree, check_same_structure, pure_view
 
 
@@ -122,7 +122,7 @@ def _penalised(scale: Any, penalty: Any) -> Any:
     return add
 
 
-@functools.partial(jax.jit, static_argnames=("penalty",))
+@functools.partial(compiled, static=("penalty",))
 def _add_penalty(
     params: list, lows: list, ups: list, updates: list, scale: Any, penalty: Any
 ) -> list:
@@ -348,7 +348,7 @@ def _projected(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array:
     return _project_leaf(jnp.asarray(p), lo, up, jnp.asarray(u))
 
 
-@jax.jit
+@compiled
 def _project(params: list, lows: list, ups: list, updates: list) -> list:
     return [_projected(*args) for args in zip(params, lows, ups, updates)]
 

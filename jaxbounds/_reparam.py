@@ -33,7 +33,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._bounds import inward, map_bounded
+from ._bounds import compiled, inward, map_bounded
 from ._paths import PyTree
 from ._penalty import compute_dtype
 from ._violations import violations
@@ -240,12 +240,12 @@ def unconstrain_leaf(p: Any, lo: Any, up: Any) -> jax.Array:
     return _branches(p.astype(compute_dtype(dtype)), lo, up, maps).astype(dtype)
 
 
-@jax.jit
+@compiled
 def _constrained(leaves: list, lows: list, ups: list) -> list:
     return [constrain_leaf(*args) for args in zip(leaves, lows, ups)]
 
 
-@jax.jit
+@compiled
 def _unconstrained(leaves: list, lows: list, ups: list) -> list:
     return [unconstrain_leaf(*args) for args in zip(leaves, lows, ups)]
 
@@ -271,26 +271,30 @@ def constrain(raw: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
     their own dtype (a Python float leaf becomes an array).
 
     Numerics: computed in at least float32 (float16/bfloat16 raw values are
-    mapped in float32 and cast back); never NaN or inf for finite ``raw``;
-    the result satisfies the bounds exactly as `bounds_cost` checks them
-    (an out-of-dtype bound is rounded inwards, as in `clip_to_bounds`). In
-    float32 the two-sided map keeps the distance to the nearer bound to full
-    relative precision, so ``|raw|`` up to ~17 gives distinct values next to
-    a bound of 1.0 and up to ~87 next to a bound of 0.0 (for a unit-width
-    box); beyond that the value rounds onto the bound. The gradient is given
-    analytically, ``(up - lo) * sigmoid(raw) * sigmoid(-raw)``, and stays
-    nonzero in float32 for ``|raw|`` up to 80 (up to ~87 for a unit-width
-    box; it underflows sooner for boxes narrower than ~1e-3, since XLA
-    flushes subnormals to zero, and once cast back to float16, whose
-    smallest positive number is 6e-8, at ``|raw|`` ~ 17). A zero-width box
+    mapped in float32 and cast back), never NaN or inf for finite ``raw``,
+    and the result satisfies the bounds exactly as `bounds_cost` checks them
+    (an out-of-dtype bound is rounded inwards, as in `clip_to_bounds`).
+    Far from 0, ``raw`` values round onto a bound and the gradient, given
+    analytically, eventually underflows; where that happens, by dtype and
+    box width, is on the docs' numerics page. A zero-width box
     (``lower == upper``) maps everything onto the bound, with zero gradient.
 
     Works under `jax.jit`, `jax.grad`, `jax.vmap` and `jax_debug_nans`;
     eager calls are one compiled dispatch, cached on the tree structure and
     the bound pattern (changing a finite bound does not recompile).
 
+    Args:
+        raw: the unconstrained values, a tree with the structure of the
+            params (usually from `unconstrain`).
+        lower: lower bounds shaped like ``raw`` (see `bounds_cost`).
+        upper: upper bounds, likewise.
+
+    Returns:
+        A new tree like ``raw`` whose bounded leaves lie in their boxes.
+
     Raises:
-        ValueError / TypeError: as `bounds_cost`, naming the offending path.
+        ValueError: as `bounds_cost`, naming the offending path.
+        TypeError: as `bounds_cost`.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -335,6 +339,19 @@ def unconstrain(params: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
 
     Dtypes, `None` holes and unbounded or non-float leaves are kept, as in
     `constrain`; the computation runs in at least float32.
+
+    Args:
+        params: parameter values inside their bounds.
+        lower: lower bounds shaped like ``params`` (see `bounds_cost`).
+        upper: upper bounds, likewise.
+
+    Returns:
+        The raw tree, like ``params``, to start an optimisation from.
+
+    Raises:
+        ValueError: concrete ``params`` outside their bounds or NaN (the
+            message holds the `violations` table), or as `bounds_cost`.
+        TypeError: as `bounds_cost`.
 
     Examples:
         >>> import jax.numpy as jnp

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _penalty
-from ._bounds import plan
+from ._bounds import compiled, plan
 from ._paths import PyTree, flatten_with_paths, is_param_leaf
 
 
@@ -17,10 +17,28 @@ from ._paths import PyTree, flatten_with_paths, is_param_leaf
 class PathViolations:
     """How one leaf of a params tree sits against its bounds: a `ViolationReport` row.
 
-    ``below`` / ``above`` count the elements under ``lower`` / over
-    ``upper``; ``worst_below`` / ``worst_above`` are the largest distances
-    outside on each side (0.0 where no element is outside); ``nan`` counts
-    NaN elements, which are in no box.
+    Plain Python numbers, read back from the device once, so a row can be
+    logged, compared or asserted on without further transfers.
+
+    Attributes:
+        path: the leaf's dotted path (``"<root>"`` for a bare array).
+        size: the number of elements of the leaf.
+        below: how many elements are under ``lower``.
+        above: how many elements are over ``upper``.
+        worst_below: the largest distance under ``lower`` (0.0 where no
+            element is below).
+        worst_above: the largest distance over ``upper`` (0.0 where no
+            element is above).
+        nan: how many elements are NaN; a NaN is in no box, so it makes
+            the row not `ok`.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import jaxbounds as jb
+        >>> params = {"tau": jnp.array([-0.5, 0.1, jnp.nan])}
+        >>> row = jb.violations(params, {"tau": 0.0}, {"tau": 1.0})["tau"]
+        >>> row.size, row.below, row.worst_below, row.nan, row.ok
+        (3, 1, 0.5, 1, False)
     """
 
     path: str
@@ -62,10 +80,29 @@ def _cells(row: PathViolations) -> tuple[str, ...]:
 class ViolationReport:
     """Per-path bound violations of a params tree, as plain Python numbers.
 
-    Returned by `violations`. ``rows`` has one `PathViolations` per float
-    leaf of the params tree (bounded or not), in tree order;
-    ``report[path]`` looks one up. ``str(report)`` is an aligned table of
-    the violating paths only, or one line when there are none.
+    Returned by `violations`. ``report[path]`` looks a row up (a `KeyError`
+    for a path that holds no float parameter). ``str(report)`` is an
+    aligned table of the violating paths only, or one line when there are
+    none, so a training loop can print it as it is.
+
+    Attributes:
+        rows: one `PathViolations` per float leaf of the params tree
+            (bounded or not), in tree order.
+        ok: whether every parameter element is inside its bounds and none
+            is NaN.
+        size: the number of parameter elements checked.
+        violating: the rows with at least one element outside or NaN.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import jaxbounds as jb
+        >>> params = {"tau": jnp.array([-0.5, 0.1]), "w": jnp.ones(3)}
+        >>> lower, upper = {"tau": 0.0, "w": None}, {"tau": 1.0, "w": None}
+        >>> report = jb.violations(params, lower, upper)
+        >>> report.ok, report.size, [r.path for r in report.violating]
+        (False, 5, ['tau'])
+        >>> report["w"].ok
+        True
     """
 
     rows: tuple[PathViolations, ...]
@@ -108,7 +145,7 @@ class ViolationReport:
         return "\n".join([f"{n} of {self.size} parameters outside bounds:", *lines])
 
 
-@jax.jit
+@compiled
 def _violation_stats(leaves: list, lows: list, ups: list) -> list:
     """Per leaf: (below, above, worst below, worst above, nan), in one pass."""
     stats = []
