@@ -836,7 +836,10 @@ def _solve(
         f_old = s.here.f.astype(dtype)
         f_new = new.f.astype(dtype)
         scale = jnp.maximum(jnp.maximum(jnp.abs(f_old), jnp.abs(f_new)), 1.0)
-        small = ok & (ftol > 0) & (f_old - f_new <= ftol * scale)
+        # the relative decrease counts when the step was the full quasi-Newton
+        # one: after backtracking, a small decrease says the direction was poor
+        full = evals == 1
+        small = ok & full & (ftol > 0) & (f_old - f_new <= ftol * scale)
         converged = ok & ((pg <= tol) | small)
         failed = ~ok & empty  # a second failure, with no memory left to drop
         stall = jnp.where(f_new < f_old, 0, s.stall + 1)
