@@ -40,8 +40,33 @@ def field(
     are stored in the field's ``metadata`` (other metadata passed in
     ``kwargs`` is kept); everything else goes to `equinox.field` unchanged.
 
-    A ``static=True`` field is not a pytree leaf, so bounds or a family on it
-    could never apply: that is a `ValueError`, as is ``lower > upper``.
+    Declaring bounds on the field keeps them next to the parameter they
+    constrain, so every model built from the class starts from the same box
+    and `make_bounds` needs no path strings. The declared values are only
+    defaults: edit the trees `make_bounds` returns to change them per model.
+
+    Args:
+        lower: the default lower bound of every leaf under the field, a real
+            number (`None`: no bound, ``-inf`` in `make_bounds`). Equal to
+            ``upper`` is a zero-width box, which is fine.
+        upper: the default upper bound, likewise (`None`: ``inf``).
+        family: the name of a parameter family, for `family_mask`.
+        **kwargs: passed to `equinox.field` (``default``, ``converter``,
+            ``metadata``, ...).
+
+    Returns:
+        The `dataclasses.Field` that `equinox.field` returns, with the
+        declarations in its ``metadata``.
+
+    Raises:
+        ValueError: ``lower > upper``, a NaN bound, a bound no value
+            satisfies (``lower=inf``, ``upper=-inf``), ``static=True``
+            together with a declaration (a static field is not a pytree leaf,
+            so it could never apply), or ``metadata`` that already holds a
+            different declaration.
+        TypeError: a bound that is not a real number (a bool, an array: set
+            array bounds on the bound trees with `set_where`), or a
+            ``family`` that is not a str.
 
     Examples:
         >>> import equinox as eqx
@@ -84,8 +109,21 @@ def family_mask(model: PyTree, name: str) -> PyTree:
     with `optax.masked`, `eqx.filter` and `set_where` on ``model``, on
     ``eqx.filter(model, ...)`` and on bound trees from `make_bounds`.
 
-    Raises `ValueError` listing the declared families when no leaf is in
-    ``name``.
+    Families let a recipe say "every time constant" once, however deep the
+    model is and however its leaves are named, instead of a glob per model.
+
+    Args:
+        model: an equinox model (or a tree of them), possibly filtered.
+        name: the family, as declared with ``field(family=name)``.
+
+    Returns:
+        A tree of `True` / `False` (and `None` at holes) with the structure
+        of ``model``.
+
+    Raises:
+        ValueError: no leaf is in ``name``; the message lists the declared
+            families, nearest first.
+        TypeError: ``name`` is not a str.
 
     Examples:
         >>> import equinox as eqx

@@ -109,6 +109,15 @@ def save_bounds(path: str | os.PathLike, lower: PyTree, upper: PyTree) -> None:
     dtype and shape. The file is written to a temporary name and renamed,
     so a crash never leaves half a file.
 
+    Paths rather than tree positions are the keys, so a file stays readable
+    by eye, survives reordering of a model's fields, and tells which entry
+    no longer fits when the model changes.
+
+    Args:
+        path: the file to write (replaced if it exists).
+        lower: the lower bound tree (see `make_bounds`); concrete values.
+        upper: the upper bound tree, with the structure of ``lower``.
+
     Raises:
         ValueError: ``lower`` and ``upper`` have different structures, two
             leaves have the same dotted path (dict keys containing dots), a
@@ -230,6 +239,18 @@ def load_bounds(path: str | os.PathLike, like: PyTree) -> tuple[PyTree, PyTree]:
     bounds (array bounds broadcast to the parameter, ``lower <= upper``,
     finite bounds only on float leaves). Array bounds come back as JAX
     arrays of their saved dtype (float64 ones as float32 unless x64 is on).
+
+    Filling in from ``like`` means a file written for an older model still
+    loads onto a model that gained parameters, and the checks mean a file
+    for another model fails here, naming the path, not later inside a loss.
+
+    Args:
+        path: a file written by `save_bounds`.
+        like: the params tree or model the bounds are for; only its
+            structure, paths, shapes and declared bounds are read.
+
+    Returns:
+        ``(lower, upper)``, two trees with the structure of ``like``.
 
     Raises:
         ValueError: the file is not a jaxbounds bounds file, a path in it is

@@ -136,6 +136,14 @@ def branches(tree: PyTree, prefix: list | None = None) -> Generator[Branch, None
     Rockpool's ``branches``: dicts in insertion order; here also any other
     pytree container, through its key paths. `None` holes have no branch.
 
+    Args:
+        tree: any pytree.
+        prefix: keys to put in front of every branch (Rockpool's argument,
+            used when recursing).
+
+    Returns:
+        A generator of tuples of keys, one per leaf, in walking order.
+
     Examples:
         >>> import jaxbounds.tree_utils as tu
         >>> list(tu.branches({"a": 1, "b": {"b1": 2, "b2": [3, 4]}}))
@@ -166,8 +174,19 @@ def _target_branches(
             yield prefix + (key,)
 
 
-def get_nested(tree: PyTree, branch: Branch) -> Any:
+def get_nested(tree: PyTree, branch: Branch) -> PyTree:
     """The value at ``branch`` in ``tree`` (a leaf or a subtree).
+
+    Args:
+        tree: any pytree.
+        branch: the keys from the root, e.g. ``("layers", 1, "tau_syn")``.
+
+    Returns:
+        The node at ``branch``; the empty branch gives ``tree`` itself.
+
+    Raises:
+        KeyError: a key is not there (the message lists the keys that are),
+            or the branch goes through a leaf.
 
     Examples:
         >>> import jaxbounds.tree_utils as tu
@@ -251,6 +270,22 @@ def set_nested(
     Rockpool's ``set_nested``. The branch must exist (as Rockpool documents;
     a missing one is a `KeyError` here rather than a new key).
 
+    Args:
+        tree: any pytree.
+        branch: the keys from the root to the node to replace.
+        value: the new value (a leaf or a subtree).
+        inplace: mutate ``tree``'s dicts and lists and return it, instead
+            of returning a new tree.
+
+    Returns:
+        The tree with ``value`` at ``branch``.
+
+    Raises:
+        KeyError: ``branch`` is not in ``tree`` (nearest branches listed).
+        ValueError: ``branch`` is empty.
+        TypeError: ``inplace=True`` where an immutable container (a tuple,
+            an equinox module) holds the branch.
+
     Examples:
         >>> import jaxbounds.tree_utils as tu
         >>> tree = {"lif": {"tau_syn": 0.02, "bias": 0.0}}
@@ -274,6 +309,20 @@ def set_matching(
     (``{"lif": {"tau_mem": None}}``). Raises `KeyError` for a branch missing
     from ``full_tree`` and `ValueError` if ``target_tree`` has no leaves.
 
+    Args:
+        full_tree: the tree to set values in, e.g. a bound tree.
+        target_tree: a tree whose branches say where; its values are ignored.
+        value: the value to put at each of those branches.
+        inplace: mutate ``full_tree`` and return it, as in `set_nested`.
+
+    Returns:
+        ``full_tree`` with ``value`` at every branch of ``target_tree``.
+
+    Raises:
+        KeyError: a branch of ``target_tree`` is not in ``full_tree``.
+        ValueError: ``target_tree`` has no leaves (nothing would be set).
+        TypeError: ``inplace=True`` where a container is immutable.
+
     Examples:
         >>> import jaxbounds.tree_utils as tu
         >>> lb = {"lif": {"tau_mem": -float("inf"), "bias": -float("inf")}}
@@ -294,6 +343,23 @@ def set_matching_select(
     Rockpool's ``set_matching_select``; ``target_tree`` is usually a bool
     tree such as `make_prototype_tree`'s or `jaxbounds.family_mask`'s. Raises
     `ValueError` if no leaf is true.
+
+    Args:
+        full_tree: the tree to set values in.
+        target_tree: a tree of truth values (its branches must be in
+            ``full_tree``).
+        value: the value to put where ``target_tree`` is true.
+        inplace: mutate ``full_tree`` and return it, as in `set_nested`.
+
+    Returns:
+        ``full_tree`` with ``value`` at every branch whose target is true.
+
+    Raises:
+        KeyError: a selected branch is not in ``full_tree``.
+        ValueError: no leaf of ``target_tree`` is true.
+        TypeError: a leaf of ``target_tree`` has no single truth value (an
+            array of several elements), or ``inplace=True`` where a
+            container is immutable.
 
     Examples:
         >>> import jaxbounds.tree_utils as tu
@@ -330,6 +396,18 @@ def make_prototype_tree(full_tree: PyTree, target_tree: PyTree) -> PyTree:
     warns when the target has more leaves than the full tree). `None` holes
     of ``full_tree`` stay `None`.
 
+    Args:
+        full_tree: the tree whose structure the result has.
+        target_tree: a tree whose branches are marked `True`.
+
+    Returns:
+        A bool tree with the structure of ``full_tree``.
+
+    Raises:
+        ValueError: a branch of ``target_tree`` is not a leaf of
+            ``full_tree`` (the message lists the nearest branches; the
+            arguments may be swapped).
+
     Examples:
         >>> import jaxbounds.tree_utils as tu
         >>> target_tree = {"a": 0, "b": {"b2": 0}}
@@ -354,6 +432,19 @@ def make_prototype_tree(full_tree: PyTree, target_tree: PyTree) -> PyTree:
 
 def tree_find(tree: PyTree) -> Generator[Branch, None, None]:
     """Generate the branches of ``tree`` whose leaves are true.
+
+    Rockpool's ``tree_find``: it turns a mask (from `make_prototype_tree` or
+    `jaxbounds.family_mask`) back into the branches it selects.
+
+    Args:
+        tree: a tree of truth values.
+
+    Returns:
+        A generator of the branches whose leaf is true, in walking order.
+
+    Raises:
+        TypeError: a leaf has no single truth value (an array of several
+            elements).
 
     Examples:
         >>> import jaxbounds.tree_utils as tu
@@ -388,6 +479,19 @@ def tree_update(target: PyTree, additional: PyTree, inplace: bool = False) -> Py
     keys can only go into dicts (a `KeyError` elsewhere); `None` in
     ``additional`` updates nothing, so ``tree_update(model, eqx.filter(new,
     mask))`` replaces just the filtered leaves.
+
+    Args:
+        target: the tree to merge into.
+        additional: a tree of replacements and new entries.
+        inplace: mutate ``target`` and return it, as in `set_nested`.
+
+    Returns:
+        The merged tree.
+
+    Raises:
+        KeyError: a new key would go into a container that is not a dict.
+        TypeError: ``additional`` is a single leaf, not a tree, or
+            ``inplace=True`` where a container is immutable.
 
     Examples:
         >>> import jaxbounds.tree_utils as tu
