@@ -52,7 +52,7 @@ OPEN = {"lower": -math.inf, "upper": math.inf}
 # -- one bound value -------------------------------------------------------------
 
 
-def scalar_bound(value: Any, where: str, side: str) -> float | None:
+def scalar_bound(value: Any, where: str | Callable[[], str], side: str) -> float | None:
     """A bound given as a real number, checked, as a float; `None` for an array.
 
     The one validator of scalar bounds (bound trees, `field`, saved files):
@@ -60,16 +60,20 @@ def scalar_bound(value: Any, where: str, side: str) -> float | None:
     (``lower=inf``, ``upper=-inf``), are `ValueError`. Equal bounds on both
     sides (a zero-width box) are fine.
     """
+
+    def name() -> str:
+        return where() if callable(where) else where
+
     if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{where} is a bool; use a float")
+        raise TypeError(f"{name()} is a bool; use a float")
     if isinstance(value, (int, float, np.integer, np.floating)):
         bound = float(value)
     else:
         return None
     if math.isnan(bound):
-        raise ValueError(f"{where} is NaN")
+        raise ValueError(f"{name()} is NaN")
     if bound == -OPEN[side]:
-        raise ValueError(f"{where} is {bound}: no value satisfies it")
+        raise ValueError(f"{name()} is {bound}: no value satisfies it")
     return bound
 
 
@@ -277,9 +281,12 @@ def _side(bound: Any, side: str, leaf: Any, param: bool, where: Callable[[], str
     """
     if bound is None:
         return None
-    if type(bound) is float and -math.inf < bound < math.inf and param:
-        return bound  # the common case, checked first: eager calls pay per leaf
-    value = scalar_bound(bound, f"{side} bound at {where()}", side)
+    if type(bound) is float:  # the common cases first: eager calls pay per leaf
+        if bound == OPEN[side]:
+            return None
+        if param and -math.inf < bound < math.inf:
+            return bound
+    value = scalar_bound(bound, lambda: f"{side} bound at {where()}", side)
     if value is not None:
         if value == OPEN[side]:
             return None
