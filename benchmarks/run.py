@@ -23,6 +23,10 @@ Cases (issue 6):
 5. One jitted optimizer step on 10M params: ``chain(add_bounds_penalty, adam)``
    with 1% of the params bounded, and ``chain(adam, project_to_bounds)`` with
    all of them bounded, against ``adam`` alone.
+6. Compile time (trace, lower, compile, caches cleared) of one jitted
+   optimizer step on trees of 300 and 3,000 small leaves, a third of them
+   bounded: ``chain(adam, project_to_bounds)`` and
+   ``chain(add_bounds_penalty, adam)`` against ``adam`` alone (issue 11).
 
 Bound trees are closed over by the jitted functions (as in a training loss),
 so their Python-float infinities are static and unbounded leaves cost nothing.
@@ -527,7 +531,9 @@ def case_optimizer_compile(cfg: argparse.Namespace) -> dict[str, Any]:
             ),
         }
 
-        def builder(tx: optax.GradientTransformation) -> Callable:
+        def builder(
+            tx: optax.GradientTransformation, params: Any = params, grads: Any = grads
+        ) -> Callable:
             def build() -> Callable[[], Any]:
                 state = tx.init(params)
                 step = optimizer_step(tx)

@@ -37,7 +37,7 @@ def clip_to_bounds(params: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
     bounds work; a traced infinity clips nothing). The result has exactly
     zero `bounds_cost`: a bound that is not representable in a leaf's dtype
     is rounded towards the inside before clipping, so a float16 parameter
-    clipped to a lower bound of 0.1 becomes ``float16(0.1001)``, not
+    clipped to a lower bound of 0.1 becomes ``float16(0.10004)``, not
     ``float16(0.09998)``. (A box narrower than the dtype's spacing may hold
     no value of that dtype: see the docs' numerics page.) Dtypes are kept;
     unbounded, non-parameter and `None` leaves are returned as they are.
