@@ -1046,7 +1046,10 @@ def lbfgsb(
 
         grad = updates if grad is None else grad
         g_in = _param_part(sp, grad)
-        x0 = _clip_tree(sp.x, sp.lo, sp.up)
+        # the start, projected into the box the way apply_updates would land it
+        u0 = _map(_land, sp.x, _clip_tree(sp.x, sp.lo, sp.up), sp.lo, sp.up)
+        x0 = _map(lambda b, u: (b + u).astype(b.dtype), sp.x, u0)
+        x0 = _clip_tree(x0, sp.lo, sp.up)
         inside = _min(
             [jnp.all(a == b) for a, b in zip(_leaves(x0), _leaves(sp.x))], jnp.bool_, 1
         )
