@@ -346,7 +346,17 @@ def _cauchy(
         span = jnp.where(jnp.isfinite(t_hi) & (t_hi > t_lo), t_hi / t_lo, 1.0)
         frac = jnp.linspace(0.0, 1.0, _PROBES, dtype=dtype)
         ts = jnp.where(finish, a, t_lo * span**frac)
-        gk, pk, ck = _probe(ts, g, tb, mem, cp, dtype)
+        # (a pass over the memory: skipped when this round already finished)
+        m2 = 2 * mem.age.shape[0]
+        gk, pk, ck = jax.lax.cond(
+            finish,
+            lambda: (
+                jnp.zeros((_PROBES,), dtype),
+                jnp.zeros((_PROBES, m2), dtype),
+                jnp.zeros((_PROBES, m2), dtype),
+            ),
+            lambda: _probe(ts, g, tb, mem, cp, dtype),
+        )
         qk, _ = slope(ts, gk, pk, ck)
         up_hill = qk >= 0
         first = jnp.argmax(up_hill)
