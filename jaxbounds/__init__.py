@@ -13,6 +13,7 @@ from ._clip import clip_to_bounds
 from ._cost import bounds_cost
 from ._equinox import family_mask, field
 from ._io import load_bounds, save_bounds
+from ._lbfgsb import lbfgsb, minimize
 from ._optax import add_bounds_penalty, project_to_bounds
 from ._paths import paths
 from ._reparam import constrain, unconstrain
@@ -37,9 +38,11 @@ __all__ = [
     "constrain",
     "family_mask",
     "field",
+    "lbfgsb",
     "load_bounds",
     "make_bounds",
     "mask",
+    "minimize",
     "paths",
     "project_to_bounds",
     "save_bounds",

@@ -17,7 +17,7 @@ import pytest
 import scipy.optimize
 
 import jaxbounds as jb
-from jaxbounds._lbfgsb import lbfgsb, minimize
+from jaxbounds import lbfgsb, minimize
 
 N = 10
 
