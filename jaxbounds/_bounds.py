@@ -77,21 +77,59 @@ def scalar_bound(value: Any, where: str | Callable[[], str], side: str) -> float
     return bound
 
 
+def next_float(x: jax.Array, up: Any) -> jax.Array:
+    """The float next to ``x`` towards ``+inf`` where ``up``, else towards ``-inf``.
+
+    `jnp.nextafter` by stepping the bit pattern: floats are sign-magnitude,
+    so the integer of a positive float grows with it. A few integer
+    operations where `jnp.nextafter` lowers to some thirty, which matters to
+    compile time when every leaf of a large tree asks for it. Zeros step to
+    the smallest subnormal of the right sign, NaN stays NaN, an infinity
+    steps to the largest finite float towards zero and stays put outwards;
+    no NaN is made on the way (``jax_debug_nans``).
+    """
+    x = jnp.asarray(x)
+    bits = jnp.dtype(f"int{jnp.finfo(x.dtype).bits}")
+    i = jax.lax.bitcast_convert_type(x, bits)
+    outwards = (x > 0) == up
+    # Zeros and infinities stepped outwards are not stepped here: their bit
+    # patterns would pass through NaN (``jax_debug_nans`` sees it).
+    still = (x == 0) | (jnp.isinf(x) & outwards)
+    step = jnp.where(still, 0, jnp.where(outwards, 1, -1)).astype(bits)
+    nxt = jax.lax.bitcast_convert_type(i + step, x.dtype)
+    tiny = jax.lax.bitcast_convert_type(jnp.ones((), bits), x.dtype)
+    return jnp.where(x == 0, jnp.where(up, tiny, -tiny), nxt)
+
+
+def _inward_on_host(bound: Any, dtype: Any, side: str) -> np.ndarray:
+    """`inward` in NumPy, for bounds known on the host."""
+    wide = np.asarray(bound, np.dtype(jnp.promote_types(dtype, jnp.float32)))
+    narrow = wide.astype(np.dtype(dtype))
+    back = narrow.astype(wide.dtype)
+    fix = back < wide if side == "lower" else back > wide
+    towards = np.asarray(np.inf if side == "lower" else -np.inf, narrow.dtype)
+    return np.where(fix, np.nextafter(narrow, towards), narrow)
+
+
 def inward(bound: Any, dtype: Any, side: str) -> jax.Array:
     """``bound`` represented in ``dtype``, rounded towards the inside of the box.
 
     Rounding to nearest can move a bound outwards (``float16(0.1) < 0.1``),
     so a value clipped to it would still violate the bound as `bounds_cost`
     sees it (in at least float32). A lower bound is rounded up, an upper
-    bound down. Infinities stay infinite.
+    bound down. Infinities stay infinite. A bound known on the host (a Python
+    number, a NumPy array) is rounded there, in NumPy, and enters a trace as
+    one constant rather than a dozen operations per leaf.
     """
+    if isinstance(bound, (float, int, np.ndarray, np.generic)):
+        return jnp.asarray(_inward_on_host(bound, dtype, side), dtype)
     wide = jnp.asarray(bound, jnp.promote_types(dtype, jnp.float32))
     narrow = wide.astype(dtype)
     if side == "lower":
         fix = narrow.astype(wide.dtype) < wide
-        return jnp.where(fix, jnp.nextafter(narrow, jnp.inf), narrow).astype(dtype)
+        return jnp.where(fix, next_float(narrow, True), narrow).astype(dtype)
     fix = narrow.astype(wide.dtype) > wide
-    return jnp.where(fix, jnp.nextafter(narrow, -jnp.inf), narrow).astype(dtype)
+    return jnp.where(fix, next_float(narrow, False), narrow).astype(dtype)
 
 
 # -- declared bounds (equinox fields; adapters add more) ---------------------------
@@ -454,8 +492,12 @@ def compiled(
     a tree with a hundred bounded leaves pays for two hundred transfers per
     eager call. Here the floats travel together as one array per side (the
     layout, which bound is which, is static), so an eager call costs one
-    dispatch and changing a value never recompiles. ``static`` names keyword
-    arguments that are compile-time constants (a penalty).
+    dispatch and changing a value never recompiles. Called inside a trace
+    (the caller's `jax.jit`, `jax.grad`, `jax.vmap`), the kernel is traced
+    into the caller's program as it is: bounds the caller closed over are
+    its constants (folded when it compiles), bounds it passes are its
+    arguments. ``static`` names keyword arguments that are compile-time
+    constants (a penalty).
     """
 
     def wrap(kernel: Callable[..., Any]) -> Callable[..., Any]:
@@ -476,6 +518,10 @@ def compiled(
 
         @functools.wraps(kernel)
         def outer(leaves: Any, lows: Any, ups: Any, *args: Any, **kw: Any) -> Any:
+            if any(isinstance(x, jax.core.Tracer) for x in leaves):
+                # Inside the caller's own trace: its bounds are its constants
+                # or its arguments already, and one compiled program follows.
+                return kernel(leaves, lows, ups, *args, **kw)
             lo_vec, lo_kept, lo_layout = _pack(lows)
             up_vec, up_kept, up_layout = _pack(ups)
             layouts = (lo_layout, up_layout)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from . import _kernels, _penalty
-from ._bounds import Plan, compiled, inward, plan
+from ._bounds import Plan, compiled, inward, next_float, plan
 from ._paths import PyTree, check_same_structure, pure_view
 
 
@@ -287,24 +287,6 @@ def _apply(p: jax.Array, u: jax.Array) -> jax.Array:
     return _rounded(_rounded(jnp.asarray(p + u)).astype(p.dtype))
 
 
-def _next_float(x: jax.Array, up: jax.Array) -> jax.Array:
-    """The float next to ``x`` towards ``+inf`` where ``up``, else towards ``-inf``.
-
-    `jnp.nextafter` for finite nonzero ``x``, by stepping the bit pattern
-    (floats are sign-magnitude, so the integer of a positive float grows
-    with it): a few integer operations where `jnp.nextafter` lowers to some
-    thirty, which matters to compile time with thousands of leaves. Zero
-    stays zero: its neighbours are subnormal, which XLA flushes to zero
-    anyway. NaN stays NaN; an infinity steps to the largest finite float
-    when stepped towards zero (the other direction is never asked for).
-    """
-    bits = jnp.dtype(f"int{jnp.finfo(x.dtype).bits}")
-    i = jax.lax.bitcast_convert_type(x, bits)
-    step = jnp.where((x > 0) == up, 1, -1).astype(bits)
-    nxt = jax.lax.bitcast_convert_type(i + step, x.dtype)
-    return jnp.where(x == 0, x, nxt)
-
-
 def _outside_by(r: jax.Array, low: Any, high: Any) -> jax.Array:
     """How far ``r`` is outside ``[low, high]``: 0 inside, NaN only for NaN ``r``."""
     return jnp.maximum(jnp.maximum(low - r, r - high), 0)
@@ -333,7 +315,7 @@ def _project_leaf(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array:
     step = _rounded(_rounded(target.astype(wide) - p.astype(wide)).astype(u.dtype))
     landed = _apply(p, step)
     short = landed < target
-    other = _next_float(step, short)
+    other = next_float(step, short)
     reached = _apply(p, other)
     cdtype = _penalty.compute_dtype(p.dtype)
 

@@ -265,11 +265,10 @@ def test_unbounded_leaves_do_no_work_in_jaxpr():
     upper = {"bounded": 1.0, "free": math.inf}
     # Bounds closed over (Python floats), as a user's loss holds them.
     jaxpr = jax.make_jaxpr(lambda p: jb.bounds_cost(p, lower, upper))(params)
-    (inner,) = [e for e in jaxpr.jaxpr.eqns if e.primitive.name in ("pjit", "jit")]
     free_var = jaxpr.jaxpr.invars[1]  # leaves in key order: bounded, free
-    assert free_var not in inner.invars
+    assert jaxpr.jaxpr.eqns  # the bounded leaf is computed
     assert all(free_var not in eqn.invars for eqn in jaxpr.jaxpr.eqns)
-    assert "1000" not in str(inner.params["jaxpr"])
+    assert str(jaxpr).count("1000]") == 1  # the free leaf: an input, used nowhere
 
 
 # --- pytrees ----------------------------------------------------------------
