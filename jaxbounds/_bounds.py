@@ -482,6 +482,17 @@ def _unpack(vec: Any, kept: list[Any], layout: tuple[int | None, ...]) -> list[A
     return [next(rest) if s is None else vec[s] for s in layout]
 
 
+def _staged(x: Any) -> bool:
+    """Whether ``x`` is being staged into a program (traced by `jax.jit`).
+
+    Told by the tracer's class name: a JAX without that class (renamed) only
+    makes `compiled` take its eager path under `jax.jit` too, which is
+    correct, just slower to compile. `jax.grad` and `jax.vmap` called
+    eagerly are not staging: they keep the compiled kernel (one dispatch).
+    """
+    return isinstance(x, jax.core.Tracer) and type(x).__name__ == "DynamicJaxprTracer"
+
+
 def compiled(
     kernel: Callable[..., Any] | None = None, *, static: tuple[str, ...] = ()
 ) -> Any:
@@ -492,12 +503,11 @@ def compiled(
     a tree with a hundred bounded leaves pays for two hundred transfers per
     eager call. Here the floats travel together as one array per side (the
     layout, which bound is which, is static), so an eager call costs one
-    dispatch and changing a value never recompiles. Called inside a trace
-    (the caller's `jax.jit`, `jax.grad`, `jax.vmap`), the kernel is traced
-    into the caller's program as it is: bounds the caller closed over are
-    its constants (folded when it compiles), bounds it passes are its
-    arguments. ``static`` names keyword arguments that are compile-time
-    constants (a penalty).
+    dispatch and changing a value never recompiles. Called inside the
+    caller's `jax.jit`, the kernel is traced into the caller's program as it
+    is: bounds the caller closed over are its constants (rounded on the
+    host, see `inward`), bounds it passes are its arguments. ``static``
+    names keyword arguments that are compile-time constants (a penalty).
     """
 
     def wrap(kernel: Callable[..., Any]) -> Callable[..., Any]:
@@ -518,9 +528,9 @@ def compiled(
 
         @functools.wraps(kernel)
         def outer(leaves: Any, lows: Any, ups: Any, *args: Any, **kw: Any) -> Any:
-            if any(isinstance(x, jax.core.Tracer) for x in leaves):
-                # Inside the caller's own trace: its bounds are its constants
-                # or its arguments already, and one compiled program follows.
+            if any(map(_staged, leaves)):
+                # Inside the caller's jax.jit: its bounds are its constants or
+                # its arguments already, and one compiled program follows.
                 return kernel(leaves, lows, ups, *args, **kw)
             lo_vec, lo_kept, lo_layout = _pack(lows)
             up_vec, up_kept, up_layout = _pack(ups)
