@@ -30,6 +30,7 @@ One iteration, from ``x`` with gradient ``g``:
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -158,7 +159,6 @@ def _reset(mem: _Memory) -> _Memory:
 
 def _push(mem: _Memory, s: Any, y: Any, dtype: Any) -> _Memory:
     """Store the pair ``(s, y)`` in the oldest slot."""
-    m = mem.age.shape[0]
     slot = jnp.argmin(mem.age)
     age = mem.age.at[slot].set(jnp.max(mem.age) + 1)
     new_s = _map(lambda a, v: a.at[slot].set(v.astype(a.dtype)), mem.s, s)
@@ -168,7 +168,6 @@ def _push(mem: _Memory, s: Any, y: Any, dtype: Any) -> _Memory:
     ys = _mem_dot(new_y, _map(lambda a: a[None], s), dtype)[:, 0]  # y_i . s
     ss = mem.ss.at[slot, :].set(st[:, 0]).at[:, slot].set(st[:, 0])
     sy = mem.sy.at[:, slot].set(st[:, 1]).at[slot, :].set(ys)
-    del m
     theta = _vdot(y, y, dtype) / st[slot, 1]
     return _Memory(new_s, new_y, ss, sy, age, theta)
 
@@ -191,13 +190,36 @@ def _inv_spd(a: jax.Array) -> jax.Array:
     return -jax.lax.fori_loop(0, n, sweep, a)
 
 
-def _block_inverse(a: jax.Array, c: jax.Array, e: jax.Array) -> jax.Array:
-    """``[[-A, C^T], [C, E]]^{-1}`` for SPD ``A`` and ``E + C A^{-1} C^T``."""
-    ai = _inv_spd(a)
-    aic = ai @ c.T
-    si = _inv_spd(e + c @ aic)
-    top = aic @ si
-    return jnp.block([[-ai + top @ aic.T, top], [top.T, si]])
+class _Block(NamedTuple):
+    """``[[-A, C^T], [C, E]]``, ready to solve: ``A^{-1}`` and the Schur inverse.
+
+    ``A`` and ``E + C A^{-1} C^T`` are SPD; ``A^{-1}`` may be given as the
+    diagonal (a vector) when ``A`` is diagonal.
+    """
+
+    ainv: jax.Array  # (m,) or (m, m)
+    c: jax.Array
+    sinv: jax.Array
+
+
+def _block(ainv: jax.Array, c: jax.Array, e: jax.Array) -> _Block:
+    aic = ainv[:, None] * c.T if ainv.ndim == 1 else ainv @ c.T
+    return _Block(ainv, c, _inv_spd(e + c @ aic))
+
+
+def _block_solve(f: _Block, v: jax.Array) -> jax.Array:
+    """``[[-A, C^T], [C, E]]^{-1} v`` (``v``: ``2m`` rows, one or more columns)."""
+    m = f.c.shape[0]
+    v1, v2 = v[:m], v[m:]
+
+    def a_inv(x: jax.Array) -> jax.Array:
+        if f.ainv.ndim == 1:
+            return f.ainv.reshape((m,) + (1,) * (x.ndim - 1)) * x
+        return f.ainv @ x
+
+    u2 = f.sinv @ (v2 + f.c @ a_inv(v1))
+    u1 = a_inv(f.c.T @ u2 - v1)
+    return jnp.concatenate([u1, u2], axis=0)
 
 
 class _Compact(NamedTuple):
@@ -209,8 +231,7 @@ class _Compact(NamedTuple):
 
     d: jax.Array  # (m,) s_i . y_i (1 on empty slots)
     low: jax.Array  # (m, m) L: s_i . y_j, i newer than j
-    ss: jax.Array  # (m, m) theta s_i . s_j (identity on empty slots)
-    mmat: jax.Array  # M
+    middle: _Block  # M^{-1}, ready to solve
     valid: jax.Array  # (2m,) bool
     theta: jax.Array
 
@@ -224,14 +245,14 @@ def _compact(mem: _Memory) -> _Compact:
     low = jnp.where(newer, mem.sy, 0.0)
     ss = jnp.where(pair, theta * mem.ss, 0.0) + jnp.diag(jnp.where(valid, 0.0, 1.0))
     valid2 = jnp.concatenate([valid, valid])
-    mmat = _block_inverse(jnp.diag(d), low, ss)
-    mmat = jnp.where(valid2[:, None] & valid2[None, :], mmat, 0.0)
-    return _Compact(d, low, ss, mmat, valid2, theta)
+    return _Compact(d, low, _block(1 / d, low, ss), valid2, theta)
 
 
 def _m_times(cp: _Compact, v: jax.Array) -> jax.Array:
-    """``M v`` (``v``: ``2m`` rows)."""
-    return cp.mmat @ v
+    """``M v`` (``v``: ``2m`` rows, one or more columns), zero on empty slots."""
+    valid = cp.valid.reshape((-1,) + (1,) * (v.ndim - 1))
+    u = _block_solve(cp.middle, jnp.where(valid, v, 0.0))
+    return jnp.where(valid, u, 0.0)
 
 
 def _w_dot(mem: _Memory, cp: _Compact, vs: Any, dtype: Any) -> jax.Array:
@@ -432,8 +453,8 @@ def _subspace(
     sy = jnp.where(pair, _gram(mem.s, mem.y, free, dtype), 0.0)
     ss = jnp.where(pair, _gram(mem.s, mem.s, active, dtype), 0.0)
     ss = theta * ss + jnp.diag(jnp.where(valid, 0.0, 1.0))
-    system = _block_inverse(jnp.diag(cp.d) + yy / theta, cp.low - sy, ss)
-    u = jnp.where(cp.valid, system @ jnp.where(cp.valid, v, 0.0), 0.0)
+    system = _block(_inv_spd(jnp.diag(cp.d) + yy / theta), cp.low - sy, ss)
+    u = jnp.where(cp.valid, _block_solve(system, jnp.where(cp.valid, v, 0.0)), 0.0)
     u = jnp.where(jnp.all(jnp.isfinite(u)), u, 0.0)
     wu = _w_times(mem, cp, u)
     du = _map(
@@ -1102,8 +1123,6 @@ def _kwargs_for(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any
     """The keyword arguments ``fn`` accepts (as optax's line searches pick them)."""
     if not kwargs:
         return {}
-    import inspect
-
     sig = inspect.signature(fn)
     if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
         return dict(kwargs)
