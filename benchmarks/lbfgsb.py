@@ -320,7 +320,7 @@ def batch(size: int) -> dict[str, Any]:
             )
         return results
 
-    scipy_s, results = timed(loop, 1)
+    scipy_s, results = timed(loop, 2)
     out["scipy"] = dict(
         seconds=scipy_s,
         mean_value=float(np.mean([r.fun for r in results])),
@@ -386,8 +386,8 @@ def large(n: int, quick: bool) -> dict[str, Any]:
         return lambda: f(x0, lo, up)
 
     k1, k2 = (2, 6) if quick else (5, 25)
-    t1, r1 = timed(run_for(k1), 3)
-    t2, r2 = timed(run_for(k2), 3)
+    t1, r1 = timed(run_for(k1), 1)
+    t2, r2 = timed(run_for(k2), 1)
     per_iter = (t2 - t1) / (int(r2.num_steps) - int(r1.num_steps))
     evals = (int(r2.num_fun_evals) - int(r1.num_fun_evals)) / (
         int(r2.num_steps) - int(r1.num_steps)
