@@ -40,7 +40,7 @@ def quick(tmp_path_factory):
 
 def test_every_case_runs_and_reports_positive_timings(quick):
     results, _ = quick
-    assert set(results["cases"]) == {"1", "2", "3", "4", "5"}
+    assert set(results["cases"]) == {"1", "2", "3", "4", "5", "6"}
     for key, case in results["cases"].items():
         assert case["median_s"], key
         for name, seconds in case["median_s"].items():
@@ -61,12 +61,23 @@ def test_ratios_are_the_ratios_of_the_medians(quick):
     )
 
 
+def test_case_6_compares_each_chain_with_adam_at_the_same_leaf_count(quick):
+    results, _ = quick
+    case = results["cases"]["6"]
+    med = case["median_s"]
+    for chain in ("adam + projection", "penalty + adam"):
+        ratio = case["targets"][f"{chain} / adam, 30 leaves"]["ratio"]
+        assert ratio == pytest.approx(
+            med[f"{chain}, 30 leaves"] / med["adam, 30 leaves"]
+        )
+
+
 def test_targets_carry_a_verdict_and_the_table_names_every_case(quick):
     results, table = quick
     targets = [
         t for c in results["cases"].values() for t in c.get("targets", {}).values()
     ]
-    assert len(targets) == 8  # the issue's targets, case 5 included
+    assert len(targets) == 10  # issue 6's eight, and case 6's two at --quick size
     assert all(isinstance(t["met"], bool) for t in targets)
     assert results["all_targets_met"] == all(t["met"] for t in targets)
     for key in results["cases"]:
