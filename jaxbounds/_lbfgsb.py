@@ -102,12 +102,27 @@ def _inner_axes(leaf: Any) -> list[int]:
     return list(range(1, jnp.ndim(leaf) + 1))
 
 
+def _replicated(x: Any) -> Any:
+    """``out_sharding`` for a small result reduced from leaf ``x``.
+
+    Under an explicit mesh a contraction over a sharded axis must say how its
+    result is sharded: replicated. Elsewhere `None` (XLA decides).
+    """
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    mesh: Any = getattr(sharding, "mesh", None)
+    types = getattr(mesh, "axis_types", ())
+    if not any(t == jax.sharding.AxisType.Explicit for t in types):
+        return None
+    return jax.sharding.NamedSharding(mesh, jax.P())
+
+
 def _mem_dot(mem: Any, vs: Any, dtype: Any) -> jax.Array:
     """``mem_i . v_k`` for stacked trees: ``mem`` with ``m`` rows, ``vs`` with ``k``."""
     total: Any = None
     for s, v in zip(_leaves(mem), _leaves(vs)):
         axes = list(range(1, jnp.ndim(v)))
-        part = jnp.tensordot(s, v, axes=(axes, axes)).astype(dtype)
+        part = jnp.tensordot(s, v, axes=(axes, axes), out_sharding=_replicated(v))
+        part = part.astype(dtype)
         total = part if total is None else total + part
     return total
 
@@ -122,7 +137,9 @@ def _gram(a: Any, b: Any, mask: Any, dtype: Any) -> jax.Array:
     total: Any = None
     for x, y, z in zip(_leaves(a), _leaves(b), _leaves(mask)):
         axes = _inner_axes(z)
-        part = jnp.tensordot(jnp.where(z, x, 0), y, axes=(axes, axes))
+        part = jnp.tensordot(
+            jnp.where(z, x, 0), y, axes=(axes, axes), out_sharding=_replicated(z)
+        )
         total = part.astype(dtype) if total is None else total + part.astype(dtype)
     return total
 
@@ -142,7 +159,8 @@ class _Memory(NamedTuple):
 
 
 def _new_memory(x: Any, m: int, dtype: Any) -> _Memory:
-    zeros = _map(lambda p: jnp.zeros((m,) + jnp.shape(p), p.dtype), x)
+    # broadcast from the leaf, so the memory keeps the leaf's sharding
+    zeros = _map(lambda p: jnp.broadcast_to(jnp.zeros_like(p)[None], (m, *p.shape)), x)
     return _Memory(
         s=zeros,
         y=zeros,
