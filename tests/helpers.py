@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax._src import monitoring
 
 #: Every float dtype a parameter may have.
@@ -88,3 +89,35 @@ def count_compilations() -> Iterator[list[str]]:
         yield seen
     finally:
         monitoring.unregister_event_duration_listener(listener)
+
+
+def gradient_steps(tx, loss, params, steps: int):
+    """``(params, state)`` after ``steps`` jitted steps of ``tx`` on ``grad(loss)``."""
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state):
+        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        return optax.apply_updates(params, updates), state
+
+    for _ in range(steps):
+        params, state = step(params, state)
+    return params, state
+
+
+def linesearch_step(tx, fun):
+    """A jitted step of an L-BFGS-style ``tx`` fed by `optax.value_and_grad_from_state`.
+
+    The step returns ``(params, state, value)``, value being the one used.
+    """
+    value_and_grad = optax.value_and_grad_from_state(fun)
+
+    @jax.jit
+    def step(params, state):
+        value, grad = value_and_grad(params, state=state)
+        updates, state = tx.update(
+            grad, state, params, value=value, grad=grad, value_fn=fun
+        )
+        return optax.apply_updates(params, updates), state, value
+
+    return step

@@ -12,12 +12,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 import scipy.optimize
 
 import jaxbounds as jb
 from jaxbounds import lbfgsb, minimize
+
+from helpers import linesearch_step
 
 N = 10
 
@@ -189,20 +190,11 @@ def test_vmap_over_problems_with_their_own_bounds_matches_one_by_one():
 
 def run_optax(fun, params, lo, up, steps):
     solver = lbfgsb(lo, up)
-    value_and_grad = optax.value_and_grad_from_state(fun)
-
-    @jax.jit
-    def step(params, state):
-        value, grad = value_and_grad(params, state=state)
-        updates, state = solver.update(
-            grad, state, params, value=value, grad=grad, value_fn=fun
-        )
-        return optax.apply_updates(params, updates), state
-
+    step = linesearch_step(solver, fun)
     state = solver.init(params)
     history = []
     for _ in range(steps):
-        params, state = step(params, state)
+        params, state, _ = step(params, state)
         history.append((params, state))
     return history
 

@@ -26,6 +26,8 @@ import optax  # noqa: E402
 
 import jaxbounds as jb  # noqa: E402
 
+from helpers import gradient_steps  # noqa: E402
+
 DT = 1e-3
 TAU0 = [np.array([0.01, 0.05]), np.array([0.02, 0.03, 0.04])]
 W0 = [np.array([0.5, -0.25]), np.array([1.0, 0.5, -0.5])]
@@ -369,17 +371,7 @@ def train_nnx(tx, steps: int) -> Net:
 
 
 def train_twin(tx, steps: int) -> dict:
-    params = twin()
-    state = tx.init(params)
-
-    @jax.jit
-    def step(params, state):
-        updates, state = tx.update(jax.grad(twin_loss)(params), state, params)
-        return optax.apply_updates(params, updates), state
-
-    for _ in range(steps):
-        params, state = step(params, state)
-    return params
+    return gradient_steps(tx, twin_loss, twin(), steps)[0]
 
 
 def test_nnx_optimizer_with_project_to_bounds_matches_the_twin():

@@ -27,6 +27,8 @@ import pytest
 import jaxbounds as jb
 import jaxbounds.tree_utils as tu
 
+from helpers import gradient_steps, linesearch_step
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # -- schedule-free -----------------------------------------------------------------
@@ -59,16 +61,7 @@ def documented_recipe() -> object:
 
 
 def run_schedule_free(tx, params: dict, steps: int = 300) -> tuple[dict, object]:
-    state = tx.init(params)
-
-    @jax.jit
-    def step(params, state):
-        updates, state = tx.update(jax.grad(quadratic)(params), state, params)
-        return optax.apply_updates(params, updates), state
-
-    for _ in range(steps):
-        params, state = step(params, state)
-    return params, state
+    return gradient_steps(tx, quadratic, params, steps)
 
 
 def test_schedule_free_eval_params_leave_the_box_with_project_to_bounds_alone():
@@ -144,16 +137,7 @@ def test_optax_lbfgs_then_project_to_bounds_is_silently_wrong():
     lower, upper = jb.make_bounds(params)
     lower["x"], upper["x"] = 0.0, 1.0
     tx = optax.chain(optax.lbfgs(), jb.project_to_bounds(lower, upper))
-    value_and_grad = optax.value_and_grad_from_state(coupled)
-
-    @jax.jit
-    def step(params, state):
-        value, grad = value_and_grad(params, state=state)
-        updates, state = tx.update(
-            grad, state, params, value=value, grad=grad, value_fn=coupled
-        )
-        return optax.apply_updates(params, updates), state, value
-
+    step = linesearch_step(tx, coupled)
     state = tx.init(params)
     stale = 0
     for _ in range(100):
