@@ -393,11 +393,6 @@ class Plan(NamedTuple):
         """The bounded parameter leaves, in order."""
         return [self.leaves[i] for i in self.indices]
 
-    def path(self, index: int) -> str:
-        """The quoted dotted path of leaf ``index`` (for messages)."""
-        tree = jax.tree_util.tree_unflatten(self.treedef, self.leaves)
-        return shown(flatten_with_paths(tree)[0][index][0])
-
     def write_back(
         self,
         new: Sequence[Any],

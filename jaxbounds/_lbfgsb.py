@@ -43,6 +43,7 @@ import numpy as np
 import optax  # type: ignore[import-untyped]
 
 from ._bounds import full_bounds
+from ._clip import land
 from ._paths import is_none, pure_view
 
 #: Probes of the model's slope per round of the Cauchy point search.
@@ -625,23 +626,10 @@ def _line_search(
 def _land(base: Any, target: Any, lo: Any, up: Any) -> Any:
     """An update ``u`` with ``base + u`` (as `optax.apply_updates` rounds it) inside.
 
-    ``target`` is in the box. ``fl(base + u)`` is monotone in ``u``, so if
-    some update lands on ``target`` exactly, the rounded difference or one of
-    its neighbours does; failing that, the first candidate that lands inside
-    is taken (``0`` lands inside when ``base`` is inside).
+    ``target`` is in the box: `_clip.land`, which lands on it exactly when
+    an update of ``base``'s dtype can, and inside whenever ``base`` is.
     """
-    u0 = target - base
-    cands = [u0, jnp.nextafter(u0, -jnp.inf), jnp.nextafter(u0, jnp.inf), 0 * u0]
-    best = cands[-1]
-    found = jnp.zeros(jnp.shape(u0), bool)
-    for rank in ("exact", "inside"):
-        for u in cands:
-            r = (base + u).astype(base.dtype)
-            ok = r == target if rank == "exact" else (r >= lo) & (r <= up)
-            take = ok & ~found
-            best = jnp.where(take, u, best)
-            found = found | ok
-    return best.astype(base.dtype)
+    return land(base, target, lo, up, base.dtype)
 
 
 # -- one iteration -------------------------------------------------------------
@@ -1125,7 +1113,7 @@ def lbfgsb(
             state.count == 0,
             dtype,
         )
-        u = _map(lambda b, t, lo, up: _land(b, t, lo, up), sp.x, new.x, sp.lo, sp.up)
+        u = _map(_land, sp.x, new.x, sp.lo, sp.up)
         new_state = LbfgsbState(
             count=optax.safe_increment(state.count),
             memory=mem,

@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import optax
 
 from . import _kernels, _penalty
-from ._bounds import Plan, compiled, inward, next_float, plan
+from ._bounds import Plan, compiled, inward, plan
+from ._clip import land, stored_sum
 from ._paths import PyTree, check_same_structure, pure_view
 
 
@@ -269,61 +270,15 @@ def add_bounds_penalty(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _rounded(x: jax.Array) -> jax.Array:
-    """``x`` rounded into its dtype for real, also inside `jax.jit`.
-
-    XLA may carry float16/bfloat16 intermediates in float32 and drop the
-    rounding in between ("excess precision"): inside a compiled function
-    ``(p + u).astype(jnp.float32)`` can differ from the stored ``p + u``.
-    An optimization barrier makes the rounded value the one that is used.
-    """
-    if jnp.finfo(x.dtype).bits >= 32:
-        return x
-    return jax.lax.optimization_barrier(x)
-
-
-def _apply(p: jax.Array, u: jax.Array) -> jax.Array:
-    """One leaf of `optax.apply_updates` (``(p + u).astype(p.dtype)``), as stored."""
-    return _rounded(_rounded(jnp.asarray(p + u)).astype(p.dtype))
-
-
-def _outside_by(r: jax.Array, low: Any, high: Any) -> jax.Array:
-    """How far ``r`` is outside ``[low, high]``: 0 inside, NaN only for NaN ``r``."""
-    return jnp.maximum(jnp.maximum(low - r, r - high), 0)
-
-
 def _project_leaf(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array:
-    """An update ``u'`` in ``u``'s dtype with ``p + u'`` on the clipped target.
+    """An update in ``u``'s dtype that lands ``p`` on ``clip(p + u)`` (see `land`).
 
-    The target is ``t = clip(p + u)``, with bounds rounded inwards into
-    ``p``'s dtype. ``d = t - p`` rounded into ``u``'s dtype is one of the two
-    floats that bracket the exact difference, and the stored sum ``p + d``
-    tells which: if it falls short of ``t``, ``d`` is below the exact
-    difference and the other bracketing float is the next one up, else the
-    next one down. Since the stored sum is monotone in the update, the
-    updates that land on ``t`` (or in the box) form an interval around the
-    exact difference, so if any float of ``u``'s dtype lands there, one of
-    the two does. Keeping ``d`` when it hits ``t``, else the neighbour when
-    it hits ``t`` or lands closer to the box, is therefore exact whenever an
-    exact update exists (see the docs' numerics page). Two candidates, not
-    a search: compile time matters when there are thousands of leaves.
+    The target is the stored sum ``p + u`` clipped to the bounds rounded
+    inwards into ``p``'s dtype.
     """
     low = inward(-jnp.inf if lo is None else lo, p.dtype, "lower")
     high = inward(jnp.inf if up is None else up, p.dtype, "upper")
-    target = jnp.clip(_apply(p, u), low, high)
-    wide = jnp.promote_types(p.dtype, u.dtype)
-    step = _rounded(_rounded(target.astype(wide) - p.astype(wide)).astype(u.dtype))
-    landed = _apply(p, step)
-    short = landed < target
-    other = next_float(step, short)
-    reached = _apply(p, other)
-    cdtype = _penalty.compute_dtype(p.dtype)
-
-    def off(r: jax.Array) -> jax.Array:
-        return _outside_by(r.astype(cdtype), low.astype(cdtype), high.astype(cdtype))
-
-    better = (landed != target) & ((reached == target) | (off(reached) < off(landed)))
-    return jnp.where(better, other, step)
+    return land(p, jnp.clip(stored_sum(p, u), low, high), low, high, u.dtype)
 
 
 def _projected(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array:
