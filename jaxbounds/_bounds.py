@@ -35,6 +35,7 @@ from ._paths import (
     flatten_with_paths,
     is_none,
     is_param_leaf,
+    path_str,
     pure_view,
     shown,
 )
@@ -187,10 +188,10 @@ def declarations(tree: Any) -> dict[str, dict[str, Any]]:
             return found
     out: dict[str, dict[str, Any]] = {}
     flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_none)
-    for (path, _), (kp, _) in zip(flatten_with_paths(tree)[0], flat):
+    for kp, _ in flat:
         found = {k: v for k in KEYS if (v := declared_field(tree, kp, k)) is not None}
         if found:
-            out[path] = found
+            out[path_str(kp)] = found
     return out
 
 
