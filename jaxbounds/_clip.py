@@ -7,9 +7,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from . import _penalty
-from ._bounds import compiled, inward, map_bounded, next_float
+from ._compile import per_leaf
 from ._paths import PyTree
+from ._plan import map_bounded
+from ._rounding import inward
 
 
 def clip_leaf(p: jax.Array, lo: Any, up: Any) -> jax.Array:
@@ -25,63 +26,7 @@ def clip_leaf(p: jax.Array, lo: Any, up: Any) -> jax.Array:
     return p
 
 
-def _rounded(x: jax.Array) -> jax.Array:
-    """``x`` rounded into its dtype for real, also inside `jax.jit`.
-
-    XLA may carry float16/bfloat16 intermediates in float32 and drop the
-    rounding in between ("excess precision"): inside a compiled function
-    ``(p + u).astype(jnp.float32)`` can differ from the stored ``p + u``.
-    An optimization barrier makes the rounded value the one that is used.
-    """
-    if jnp.finfo(x.dtype).bits >= 32:
-        return x
-    return jax.lax.optimization_barrier(x)
-
-
-def stored_sum(p: jax.Array, u: jax.Array) -> jax.Array:
-    """One leaf of `optax.apply_updates` (``(p + u).astype(p.dtype)``), as stored."""
-    return _rounded(_rounded(jnp.asarray(p + u)).astype(p.dtype))
-
-
-def _outside_by(r: jax.Array, low: Any, high: Any) -> jax.Array:
-    """How far ``r`` is outside ``[low, high]``: 0 inside, NaN only for NaN ``r``."""
-    return jnp.maximum(jnp.maximum(low - r, r - high), 0)
-
-
-def land(p: jax.Array, target: jax.Array, low: Any, high: Any, dtype: Any) -> jax.Array:
-    """An update of ``dtype`` whose stored sum with ``p`` is ``target``, if any is.
-
-    ``target`` lies in ``[low, high]`` (bounds already in ``p``'s dtype).
-    ``d = target - p`` rounded into ``dtype`` is one of the two floats that
-    bracket the exact difference, and the stored sum ``p + d`` tells which:
-    if it falls short of ``target``, ``d`` is below the exact difference and
-    the other bracketing float is the next one up, else the next one down.
-    Since the stored sum is monotone in the update, the updates that land on
-    ``target`` (or in the box) form an interval around the exact difference,
-    so if any float of ``dtype`` lands there, one of the two does. Keeping
-    ``d`` when it hits ``target``, else the neighbour when it hits or lands
-    closer to the box, is therefore exact whenever an exact update exists,
-    and inside whenever ``p`` is (see the docs' numerics page). Two
-    candidates, not a search: compile time matters with thousands of leaves.
-    """
-    wide = jnp.promote_types(p.dtype, dtype)
-    step = _rounded(_rounded(target.astype(wide) - p.astype(wide)).astype(dtype))
-    landed = stored_sum(p, step)
-    other = next_float(step, landed < target)
-    reached = stored_sum(p, other)
-    cdtype = _penalty.compute_dtype(p.dtype)
-
-    def off(r: jax.Array) -> jax.Array:
-        low_, high_ = jnp.asarray(low, cdtype), jnp.asarray(high, cdtype)
-        return _outside_by(r.astype(cdtype), low_, high_)
-
-    better = (landed != target) & ((reached == target) | (off(reached) < off(landed)))
-    return jnp.where(better, other, step)
-
-
-@compiled
-def _clipped(leaves: list, lows: list, ups: list) -> list:
-    return [clip_leaf(*args) for args in zip(leaves, lows, ups)]
+_clipped = per_leaf(clip_leaf)
 
 
 def clip_to_bounds(params: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
@@ -94,8 +39,10 @@ def clip_to_bounds(params: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
     is rounded towards the inside before clipping, so a float16 parameter
     clipped to a lower bound of 0.1 becomes ``float16(0.10004)``, not
     ``float16(0.09998)``. (A box narrower than the dtype's spacing may hold
-    no value of that dtype: see the docs' numerics page.) Dtypes are kept;
-    unbounded, non-parameter and `None` leaves are returned as they are.
+    no value of that dtype: see the docs' numerics page.) Dtypes are kept
+    (a bounded Python-float parameter comes back as a 0-d array, as
+    `jax.grad` returns it); unbounded, non-parameter and `None` leaves are
+    returned as they are.
 
     Args:
         params: the parameter tree.
@@ -117,5 +64,8 @@ def clip_to_bounds(params: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
         >>> lower["tau"], upper["tau"] = 0.0, 1.0
         >>> clip_to_bounds(params, lower, upper)["tau"]
         Array([0. , 0.1, 1. ], dtype=float32)
+        >>> clip_to_bounds({"tau": 1.5, "gain": 2.0}, {"tau": 0.0, "gain": None},
+        ...                {"tau": 1.0, "gain": None})
+        {'gain': 2.0, 'tau': Array(1., dtype=float32)}
     """
     return map_bounded(_clipped, params, lower, upper)

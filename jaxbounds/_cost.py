@@ -10,17 +10,16 @@ import jax
 import jax.numpy as jnp
 
 from . import _kernels, _penalty
-from ._bounds import compiled, plan
-from ._paths import PyTree, is_param_leaf
+from ._compile import compiled
+from ._paths import PyTree, param_flags
+from ._plan import plan
+from ._rounding import compute_dtype
 
-
-@functools.partial(compiled, static=("penalty",))
-def _summed_penalty(leaves: list, lows: list, ups: list, penalty: Any) -> jax.Array:
-    return _kernels.cost(leaves, lows, ups, penalty)
+_summed_penalty = compiled(_kernels.penalty_sum, static=("penalty",))
 
 
 def _result_dtype(leaves: list) -> Any:
-    dtypes = [_penalty.compute_dtype(jnp.result_type(x)) for x in leaves]
+    dtypes = [compute_dtype(jnp.result_type(x)) for x in leaves]
     return functools.reduce(jnp.promote_types, dtypes, jnp.dtype(jnp.float32))
 
 
@@ -94,5 +93,7 @@ def bounds_cost(
     _penalty.resolve(penalty, jnp.float32)
     pl = plan(params, lower, upper)
     if not pl.indices:
-        return jnp.zeros((), _result_dtype([x for x in pl.leaves if is_param_leaf(x)]))
+        params = jax.tree_util.tree_unflatten(pl.treedef, pl.leaves)
+        flags = param_flags(params, pl.leaves)
+        return jnp.zeros((), _result_dtype([x for x, f in zip(pl.leaves, flags) if f]))
     return _summed_penalty(pl.bounded(), pl.lows, pl.ups, penalty=penalty)

@@ -1,26 +1,83 @@
-"""Equinox integration: bounds and families declared on fields, and a regulariser."""
+"""Equinox: bounds and families declared on fields, read back by `make_bounds`.
+
+`field` stores declarations in an equinox field's metadata; this module
+registers the walk that reads them (`jaxbounds._declare`), and tells
+`jaxbounds._paths` that Python floats inside an `equinox.Module` are
+hyperparameters, as `eqx.filter_grad` sees them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import equinox as eqx
 import jax
 
-from ._bounds import FAMILY_KEY, LOWER_KEY, UPPER_KEY, declarations, scalar_bound
-from ._paths import PyTree, flatten_with_paths, nearest, pure_view
+from ._declare import FAMILY_KEY, KEYS, checked, declarations, register_declarations
+from ._paths import (
+    PyTree,
+    flatten_with_paths,
+    is_none,
+    nearest,
+    path_str,
+    pure_view,
+    register_hyperparameter_node,
+)
 
 
-def _declared_bound(value: Any, side: str) -> float | None:
-    if value is None:
+def _is_module(x: Any) -> bool:
+    return isinstance(x, eqx.Module)
+
+
+def _child(node: Any, entry: Any) -> Any:
+    if isinstance(entry, jax.tree_util.GetAttrKey):
+        return getattr(node, entry.name)
+    if isinstance(entry, jax.tree_util.DictKey):
+        return node[entry.key]
+    if isinstance(entry, jax.tree_util.SequenceKey):
+        return node[entry.idx]
+    raise LookupError(entry)
+
+
+def _declared_along(root: PyTree, keypath: Sequence[Any]) -> dict[str, Any]:
+    """The innermost `field` declarations along ``keypath``, by key.
+
+    Walks from ``root`` down the key path; at each equinox module the field
+    named by the next attribute key is looked up in the dataclass fields, and
+    a declaration further down replaces one above, key by key.
+    """
+    found: dict[str, Any] = {}
+    node = root
+    for entry in keypath:
+        if _is_module(node) and isinstance(entry, jax.tree_util.GetAttrKey):
+            f = {f.name: f for f in dataclasses.fields(node)}.get(entry.name)
+            if f is not None:
+                meta = f.metadata
+                found.update({k: meta[k] for k in KEYS if meta.get(k) is not None})
+        try:
+            node = _child(node, entry)
+        except (LookupError, TypeError, AttributeError):
+            break
+    return found
+
+
+def _declarations(tree: Any) -> dict[str, dict[str, Any]] | None:
+    """``{path: declarations}`` from `field` metadata; `None` without a module."""
+    if not any(map(_is_module, jax.tree_util.tree_leaves(tree, is_leaf=_is_module))):
         return None
-    bound = scalar_bound(value, f"field({side}=...)", side)
-    if bound is None:
-        raise TypeError(
-            f"field({side}=...) must be a real number, got {type(value).__name__}; "
-            "set array bounds on the bound trees with `set_where`"
-        )
-    return bound
+    out: dict[str, dict[str, Any]] = {}
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_none)
+    for kp, _ in flat:
+        found = _declared_along(tree, kp)
+        if found:
+            out[path_str(kp)] = found
+    return out
+
+
+register_declarations(_declarations)
+register_hyperparameter_node(_is_module)
 
 
 def field(
@@ -79,14 +136,7 @@ def field(
         >>> lower.tau_syn, upper.tau_syn, lower.bias
         (0.0, 0.5, -inf)
     """
-    lo = _declared_bound(lower, "lower")
-    up = _declared_bound(upper, "upper")
-    if lo is not None and up is not None and lo > up:
-        raise ValueError(f"field(lower={lo}, upper={up}): lower > upper")
-    if family is not None and not isinstance(family, str):
-        raise TypeError(f"field(family=...) must be a str, got {type(family).__name__}")
-    ours = {LOWER_KEY: lo, UPPER_KEY: up, FAMILY_KEY: family}
-    ours = {k: v for k, v in ours.items() if v is not None}
+    ours = checked(lower, upper, family, where="field")
     if ours and kwargs.get("static", False):
         raise ValueError(
             "a static field is not a pytree leaf, so `lower`, `upper` and "

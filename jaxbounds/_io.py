@@ -32,8 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._bounds import check_order, make_bounds, plan, scalar_bound
+from ._bounds import make_bounds
 from ._paths import PyTree, flatten_with_paths, pure_view, structure_error
+from ._plan import plan
+from ._validate import check_order, scalar_bound
 
 FORMAT = "jaxbounds.bounds"
 VERSION = 1
@@ -234,7 +236,8 @@ def load_bounds(path: str | os.PathLike, like: PyTree) -> tuple[PyTree, PyTree]:
 
     ``like`` is the params tree (or model) the bounds are for. Paths absent
     from the file get ``make_bounds(like)``'s defaults (infinite, or the
-    ``field(lower=, upper=)`` declarations); every path in the file must
+    declarations: ``field(lower=, upper=)`` on equinox, ``nnx.Param(...,
+    lower=, upper=)`` on a flax nnx model); every path in the file must
     exist in ``like``, and the result is checked as `bounds_cost` checks
     bounds (array bounds broadcast to the parameter, ``lower <= upper``,
     finite bounds only on float leaves). Array bounds come back as JAX
@@ -301,12 +304,12 @@ def load_bounds(path: str | os.PathLike, like: PyTree) -> tuple[PyTree, PyTree]:
             f"object keyed by path), got {sorted(doc)}"
         )
 
+    default = make_bounds(like)  # before the view: it reads nnx declarations
     like, _ = pure_view(like)
     named, treedef = flatten_with_paths(like)
     index: dict[str, int | None] = {}
     for i, (p, _) in enumerate(named):
         index[p] = None if p in index else i  # None: ambiguous
-    default = make_bounds(like)
     sides = [treedef.flatten_up_to(tree) for tree in default]
     for p, entry in doc["bounds"].items():
         if p not in index:

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _penalty
+from ._rounding import compute_dtype, violation
 
 #: Elements per step when a large leaf is summed in a loop (see `summed`).
 CHUNK = 1 << 20
@@ -68,16 +69,6 @@ def summed(f: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
     return jax.lax.platform_dependent(x, cpu=chunked, default=lambda x: jnp.sum(f(x)))
 
 
-def _violation(x: jax.Array, lo: Any, up: Any) -> jax.Array:
-    """``max(lo - x, x - up)`` over the sides that are given; > 0 outside."""
-    parts = []
-    if lo is not None:
-        parts.append(jnp.asarray(lo, x.dtype) - x)
-    if up is not None:
-        parts.append(x - jnp.asarray(up, x.dtype))
-    return parts[0] if len(parts) == 1 else jnp.maximum(*parts)
-
-
 def _scalar_bounds(lo: Any, up: Any) -> bool:
     return not (getattr(lo, "ndim", 0) or getattr(up, "ndim", 0))
 
@@ -88,8 +79,8 @@ def leaf_value(p: jax.Array, lo: Any, up: Any, penalty: Any) -> jax.Array:
     fn = _penalty.resolve(penalty, p.dtype)
 
     def f(p: jax.Array) -> jax.Array:
-        x = p.astype(_penalty.compute_dtype(p.dtype))
-        return _penalty.one_sided(_violation(x, lo, up), fn)
+        x = p.astype(compute_dtype(p.dtype))
+        return _penalty.one_sided(violation(x, lo, up), fn)
 
     if not _scalar_bounds(lo, up) or not one_device():
         return jnp.sum(f(p))  # array bounds broadcast against p; p maybe sharded
@@ -121,9 +112,9 @@ def leaf_slopes(p: jax.Array, lo: Any, up: Any, penalty: Any) -> tuple[Any, Any]
     side has slope `None`.
     """
     fn = _penalty.resolve(penalty, p.dtype)
-    x = p.astype(_penalty.compute_dtype(p.dtype))
+    x = p.astype(compute_dtype(p.dtype))
     if lo is None or up is None:
-        slope = _slope(_violation(x, lo, up), penalty, fn, p.dtype)
+        slope = _slope(violation(x, lo, up), penalty, fn, p.dtype)
         return (None, slope) if lo is None else (slope, None)
     lo_x = jnp.asarray(lo, x.dtype) - x
     x_up = x - jnp.asarray(up, x.dtype)
@@ -202,7 +193,7 @@ def group_cost(leaves: tuple, lows: tuple, ups: tuple, penalty: Any) -> jax.Arra
     which XLA compiles slowly when there are many. Only used with one device
     (concatenating sharded leaves would move them).
     """
-    dtype = _penalty.compute_dtype(leaves[0].dtype)
+    dtype = compute_dtype(leaves[0].dtype)
     x = jnp.concatenate([jnp.ravel(p) for p in leaves])
     lo = _concat([_flat_bound(b, p, dtype) for b, p in zip(lows, leaves)])
     up = _concat([_flat_bound(b, p, dtype) for b, p in zip(ups, leaves)])
@@ -236,13 +227,14 @@ def _groupable(p: Any, lo: Any, up: Any) -> bool:
     return np.size(p) <= GROUP_MAX_SIZE and all(map(_unsharded, (p, lo, up)))
 
 
-def cost(leaves: list, lows: list, ups: list, penalty: Any) -> jax.Array:
+def penalty_sum(leaves: list, lows: list, ups: list, penalty: Any) -> jax.Array:
     """The summed penalty of bounded leaves (inside a compiled function).
 
     Small leaves are summed per `group_cost` group (dtype and bound
     pattern), large ones (and all of them with several devices) by
     `leaf_cost`. Terms are added in leaf order, a group at its first leaf.
     """
+    leaves = [jnp.asarray(p) for p in leaves]  # Python-float parameters too
     terms: dict[int, Any] = {}
     groups: dict[Any, list[int]] = {}
     single = one_device()

@@ -42,9 +42,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax  # type: ignore[import-untyped]
 
-from ._bounds import full_bounds
-from ._clip import land
 from ._paths import is_none, pure_view
+from ._plan import full_bounds
+from ._rounding import land
 
 #: Probes of the model's slope per round of the Cauchy point search.
 _PROBES = 8

@@ -20,7 +20,7 @@ State with the same Variable types and metadata, a Variable as a Variable.
 
 `nnx.Param(value, lower=..., upper=..., family=...)` metadata is read by
 `make_bounds` and `family_mask` (as `jaxbounds.field` is for equinox),
-through `jaxbounds._bounds.register_declarations`. A pure State
+through `jaxbounds._declare.register_declarations`. A pure State
 (`nnx.as_pure`) has lost that metadata: make bounds from the Module or from
 `nnx.state(model, nnx.Param)`.
 
@@ -37,17 +37,8 @@ from typing import Any
 
 import jax
 
-from ._bounds import (
-    FAMILY_KEY,
-    LOWER_KEY,
-    UPPER_KEY,
-    register_declarations,
-    scalar_bound,
-)
+from ._declare import checked, register_declarations
 from ._paths import PyTree, path_str, register_view
-
-#: nnx metadata name -> jaxbounds declaration key.
-_DECLARED = {"lower": LOWER_KEY, "upper": UPPER_KEY, "family": FAMILY_KEY}
 
 
 def _nnx() -> Any:
@@ -143,36 +134,6 @@ def _variables(tree: Any) -> list[tuple[str, Any]] | None:
     return [(path_str(kp), leaf) for kp, leaf in _flat_state(nnx, tree)[0]]
 
 
-def _declared_on(path: str, meta: dict[str, Any]) -> dict[str, Any]:
-    """The jaxbounds declarations in one Variable's metadata, checked."""
-    shown = repr(path) if path else "the root"
-    found: dict[str, Any] = {}
-    for side in ("lower", "upper"):
-        value = meta.get(side)
-        if value is None:
-            continue
-        where = f"nnx.Param({side}=...) on {shown}"
-        bound = scalar_bound(value, where, side)
-        if bound is None:
-            raise TypeError(
-                f"{where} must be a real number, got {type(value).__name__}; "
-                "set array bounds on the bound trees with `set_where`"
-            )
-        found[_DECLARED[side]] = bound
-    lo, up = found.get(LOWER_KEY), found.get(UPPER_KEY)
-    if lo is not None and up is not None and lo > up:
-        raise ValueError(f"nnx.Param(lower={lo}, upper={up}) on {shown}: lower > upper")
-    family = meta.get("family")
-    if family is not None:
-        if not isinstance(family, str):
-            raise TypeError(
-                f"nnx.Param(family=...) on {shown} must be a str, got "
-                f"{type(family).__name__}"
-            )
-        found[FAMILY_KEY] = family
-    return found
-
-
 def _declarations(tree: Any) -> dict[str, dict[str, Any]] | None:
     """``{path: declarations}`` from nnx Variable metadata; `None` if not nnx."""
     leaves = _variables(tree)
@@ -182,7 +143,14 @@ def _declarations(tree: Any) -> dict[str, dict[str, Any]] | None:
     out = {}
     for path, leaf in leaves:
         if isinstance(leaf, nnx.Variable):
-            found = _declared_on(path, leaf.get_metadata())
+            meta = leaf.get_metadata()
+            on = repr(path) if path else "the root"
+            found = checked(
+                meta.get("lower"),
+                meta.get("upper"),
+                meta.get("family"),
+                where=f"nnx.Param on {on}",
+            )
             if found:
                 out[path] = found
     return out

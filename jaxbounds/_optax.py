@@ -14,18 +14,20 @@ bound trees (built for the full params) are masked the same way here.
 
 from __future__ import annotations
 
-import functools
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from . import _kernels, _penalty
-from ._bounds import Plan, compiled, inward, plan
-from ._clip import land, stored_sum
-from ._paths import PyTree, check_same_structure, pure_view
+from . import _kernels
+from ._compile import per_leaf
+from ._paths import PyTree, path_str, pure_view, register_structure_hint
+from ._penalty import Penalty, resolve
+from ._plan import Plan, plan
+from ._rounding import compute_dtype, inward, land, stored_sum
 
 
 class BoundsPenaltyState(NamedTuple):
@@ -34,20 +36,29 @@ class BoundsPenaltyState(NamedTuple):
     count: jax.Array  # type: ignore[assignment]  # optax's name, shadows tuple.count
 
 
-def _no_params_message() -> str:
-    """The message optax raises when a transformation that needs params gets none."""
-    try:
-        optax.add_decayed_weights(1.0).update({}, optax.EmptyState(), None)
-    except ValueError as err:
-        return str(err)
-    raise AssertionError("optax.add_decayed_weights accepted params=None")
-
-
-_NO_PARAMS_MSG = _no_params_message()
+def _is_masked(x: Any) -> bool:
+    return isinstance(x, optax.MaskedNode)
 
 
 def _is_hole(x: Any) -> bool:
-    return x is None or isinstance(x, optax.MaskedNode)
+    return x is None or _is_masked(x)
+
+
+def _masked_hint(tree: PyTree, name: str) -> str:
+    """Why a bound tree with `optax.MaskedNode` in it does not fit the params."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_masked)
+    masked = [path_str(kp) for kp, x in leaves if _is_masked(x)]
+    if not masked:
+        return ""
+    return (
+        f"; `{name}` has optax.MaskedNode at {masked[0] or '<root>'!r}: that tree "
+        "was made from params inside optax.masked / optax.multi_transform, where "
+        "masked-out subtrees are placeholders. Build bound trees from the full "
+        "params; the transformations mask them like the params themselves"
+    )
+
+
+register_structure_hint(_masked_hint)
 
 
 def _mask_like(params: PyTree, bound: PyTree) -> PyTree:
@@ -57,78 +68,48 @@ def _mask_like(params: PyTree, bound: PyTree) -> PyTree:
     ``bound`` is not shaped like ``params`` (then `plan` names the path).
     """
     holes = jax.tree_util.tree_leaves(params, is_leaf=_is_hole)
-    if not any(isinstance(x, optax.MaskedNode) for x in holes):
+    if not any(map(_is_masked, holes)):
         return bound
     try:
         return jax.tree_util.tree_map(
-            lambda p, b: p if isinstance(p, optax.MaskedNode) else b,
-            params,
-            bound,
-            is_leaf=_is_hole,
+            lambda p, b: p if _is_masked(p) else b, params, bound, is_leaf=_is_hole
         )
     except (ValueError, TypeError):
         return bound
 
 
-class _Work(NamedTuple):
-    """The bounded leaves that have an update, ready for a compiled function."""
+def _planned(
+    updates: PyTree, params: PyTree, lower: PyTree, upper: PyTree
+) -> tuple[Plan, list[Any], Callable[[PyTree], Any]]:
+    """The plan of the bounded leaves that have an update, and the flat updates.
 
-    plan: Plan
-    picked: tuple[int, ...]  # positions in plan.indices whose update is not None
-    updates: list[Any]  # the flat updates, None holes included
-    restore: Any  # the updates' own view (nnx)
-
-    def args(self) -> tuple[list, list, list, list]:
-        """``(params, lows, ups, updates)`` of the picked leaves."""
-        pl = self.plan
-        return (
-            [pl.leaves[pl.indices[k]] for k in self.picked],
-            [pl.lows[k] for k in self.picked],
-            [pl.ups[k] for k in self.picked],
-            [self.updates[pl.indices[k]] for k in self.picked],
-        )
-
-    def merge(self, new: list) -> PyTree:
-        """The updates with the picked leaves replaced by ``new``."""
-        flat = list(self.updates)
-        for k, u in zip(self.picked, new):
-            flat[self.plan.indices[k]] = u
-        return self.restore(jax.tree_util.tree_unflatten(self.plan.treedef, flat))
-
-
-def _split(updates: PyTree, params: PyTree, lower: PyTree, upper: PyTree) -> _Work:
-    """Validate, then pick the bounded leaves whose update is not `None`."""
+    Returns ``(plan, flat updates, the updates' restore)``; `None` update
+    leaves are left out of the plan, so they stay `None`.
+    """
     if params is None:
-        raise ValueError(_NO_PARAMS_MSG)
+        raise ValueError(
+            "this transformation needs the params: call "
+            "update(updates, state, params), as for optax.add_decayed_weights"
+        )
     params, _ = pure_view(params)
-    updates, restore = pure_view(updates)
     lower, _ = pure_view(lower)
     upper, _ = pure_view(upper)
     pl = plan(params, _mask_like(params, lower), _mask_like(params, upper))
-    check_same_structure(params, updates, "updates")
-    flat_updates = pl.treedef.flatten_up_to(updates)
-    picked = tuple(k for k, i in enumerate(pl.indices) if flat_updates[i] is not None)
-    return _Work(pl, picked, flat_updates, restore)
+    flat, restore = pl.flat_like(updates, "updates")
+    return pl.only([u is not None for u in pl.pick(flat)]), flat, restore
 
 
-def _penalised(scale: Any, penalty: Any) -> Any:
-    """Elementwise ``(p, lo, up, u) -> u + scale * d/dp penalty``, in ``u``'s dtype."""
-
-    def add(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array:
-        p, u = jnp.asarray(p), jnp.asarray(u)
-        g = _kernels.penalty_gradient(p, lo, up, penalty)
-        wide = jnp.promote_types(g.dtype, _penalty.compute_dtype(u.dtype))
-        return (u.astype(wide) + scale * g).astype(u.dtype)
-
-    return add
+def _penalised(
+    p: jax.Array, lo: Any, up: Any, u: jax.Array, *, scale: Any, penalty: Any
+) -> jax.Array:
+    """``u + scale * d/dp penalty``, summed wide and rounded once into ``u``'s dtype."""
+    u = jnp.asarray(u)
+    g = _kernels.penalty_gradient(p, lo, up, penalty)
+    wide = jnp.promote_types(g.dtype, compute_dtype(u.dtype))
+    return (u.astype(wide) + scale * g).astype(u.dtype)
 
 
-@functools.partial(compiled, static=("penalty",))
-def _add_penalty(
-    params: list, lows: list, ups: list, updates: list, scale: Any, penalty: Any
-) -> list:
-    add = _penalised(scale, penalty)
-    return [add(*args) for args in zip(params, lows, ups, updates)]
+_add_penalty = per_leaf(_penalised, static=("penalty",))
 
 
 def _check_scale(scale: Any) -> None:
@@ -168,7 +149,7 @@ def add_bounds_penalty(
     upper: PyTree,
     scale: optax.ScalarOrSchedule = 1.0,
     *,
-    penalty: _penalty.Penalty = "exp",
+    penalty: Penalty = "exp",
 ) -> optax.GradientTransformation:
     """Add ``scale * grad(bounds_cost)(params)`` to the updates.
 
@@ -244,7 +225,7 @@ def add_bounds_penalty(
         >>> print(round(float(state.hyperparams["scale"]), 6))
         0.1
     """
-    _penalty.resolve(penalty, jnp.float32)
+    resolve(penalty, jnp.float32)
     _check_scale(scale)
 
     def init_fn(params: PyTree) -> Any:
@@ -257,37 +238,35 @@ def add_bounds_penalty(
         updates: PyTree, state: Any, params: PyTree | None = None
     ) -> tuple[PyTree, Any]:
         _not_scheduled(params, lower, upper)
-        work = _split(updates, params, lower, upper)
+        pl, flat, restore = _planned(updates, params, lower, upper)
         if callable(scale):
             s = scale(state.count)
             state = BoundsPenaltyState(count=optax.safe_increment(state.count))
         else:
             s = scale
-        if not work.picked or (isinstance(s, (int, float)) and s == 0):
+        if not pl.indices or (isinstance(s, (int, float)) and s == 0):
             return updates, state
-        return work.merge(_add_penalty(*work.args(), s, penalty=penalty)), state
+        new = _add_penalty(
+            pl.bounded(), pl.lows, pl.ups, pl.pick(flat), scale=s, penalty=penalty
+        )
+        return pl.write_back(new, flat, restore), state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _project_leaf(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array:
+def _projected_update(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array:
     """An update in ``u``'s dtype that lands ``p`` on ``clip(p + u)`` (see `land`).
 
     The target is the stored sum ``p + u`` clipped to the bounds rounded
     inwards into ``p``'s dtype.
     """
+    u = jnp.asarray(u)
     low = inward(-jnp.inf if lo is None else lo, p.dtype, "lower")
     high = inward(jnp.inf if up is None else up, p.dtype, "upper")
     return land(p, jnp.clip(stored_sum(p, u), low, high), low, high, u.dtype)
 
 
-def _projected(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array:
-    return _project_leaf(jnp.asarray(p), lo, up, jnp.asarray(u))
-
-
-@compiled
-def _project(params: list, lows: list, ups: list, updates: list) -> list:
-    return [_projected(*args) for args in zip(params, lows, ups, updates)]
+_project = per_leaf(_projected_update)
 
 
 def project_to_bounds(lower: PyTree, upper: PyTree) -> optax.GradientTransformation:
@@ -355,9 +334,10 @@ def project_to_bounds(lower: PyTree, upper: PyTree) -> optax.GradientTransformat
     def update_fn(
         updates: PyTree, state: optax.EmptyState, params: PyTree | None = None
     ) -> tuple[PyTree, optax.EmptyState]:
-        work = _split(updates, params, lower, upper)
-        if not work.picked:
+        pl, flat, restore = _planned(updates, params, lower, upper)
+        if not pl.indices:
             return updates, state
-        return work.merge(_project(*work.args())), state
+        new = _project(pl.bounded(), pl.lows, pl.ups, pl.pick(flat))
+        return pl.write_back(new, flat, restore), state
 
     return optax.GradientTransformation(init_fn, update_fn)

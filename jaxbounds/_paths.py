@@ -5,9 +5,11 @@ flattened with `jax.tree_util` key paths, and `None` is kept as a leaf (an
 `eqx.filter` / `eqx.partition` hole) so that a parameter tree with holes
 lines up leaf for leaf with bound trees built from the full model.
 
-Framework adapters (flax nnx) plug in here with `register_view`: a view turns
-a framework object into a plain pytree whose paths name the attributes, and
-back. Nothing here imports an adapter.
+Framework adapters plug in here: `register_view` (flax nnx) turns a
+framework object into a plain pytree whose paths name the attributes, and
+back; `register_hyperparameter_node` (equinox) names the nodes under which
+Python floats are hyperparameters, not parameters. Nothing here imports an
+adapter or names a framework's type.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from typing import Any, TypeAlias
 import chex
 import jax
 import numpy as np
-import optax
 
 #: A tree of arrays, floats, `None` holes and whatever else a model holds.
 PyTree: TypeAlias = chex.ArrayTree
@@ -121,14 +122,66 @@ def paths(tree: PyTree) -> list[str]:
 
 
 def is_param_leaf(leaf: Any) -> bool:
-    """Whether a leaf is a parameter: an array (JAX or NumPy) of a real float dtype.
+    """Whether an array leaf is a parameter: a JAX or NumPy array of a real float dtype.
 
-    Ints, bools, complex arrays, Python floats (equinox's hyperparameters),
-    functions and strings hold no bounded value.
+    NumPy float scalars (``np.float32(1.0)``) count, as `eqx.is_inexact_array`
+    counts them. Ints, bools, complex arrays, functions and strings hold no
+    bounded value. Python floats are decided by their place in the tree:
+    see `param_flags`.
     """
-    if isinstance(leaf, (jax.Array, np.ndarray)):  # arrays and tracers
+    if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):  # arrays and tracers
         return _real_float(leaf.dtype)
     return False
+
+
+#: ``pred(node)``: Python floats anywhere under such a node are hyperparameters.
+_HYPERPARAMETER_NODES: list[Callable[[Any], bool]] = []
+
+
+def register_hyperparameter_node(pred: Callable[[Any], bool]) -> None:
+    """Say that Python floats under nodes with ``pred(node)`` are not parameters.
+
+    Used by the equinox adapter: `eqx.filter_grad` differentiates arrays
+    only, so a float field of an `equinox.Module` is a hyperparameter.
+    """
+    if pred not in _HYPERPARAMETER_NODES:
+        _HYPERPARAMETER_NODES.append(pred)
+
+
+def _is_hyperparameter_node(x: Any) -> bool:
+    return any(pred(x) for pred in _HYPERPARAMETER_NODES)
+
+
+def _under_hyperparameter_node(tree: PyTree) -> list[bool]:
+    """Per leaf of ``tree`` (`None` holes as leaves): whether a node above claims it."""
+    top = jax.tree_util.tree_leaves(
+        tree, is_leaf=lambda x: x is None or _is_hyperparameter_node(x)
+    )
+    out: list[bool] = []
+    for node in top:
+        if node is not None and _is_hyperparameter_node(node):
+            out.extend([True] * len(jax.tree_util.tree_leaves(node, is_leaf=is_none)))
+        else:
+            out.append(False)
+    return out
+
+
+def param_flags(tree: PyTree, leaves: Sequence[Any]) -> list[bool]:
+    """Per leaf of ``tree`` (flat, `None` holes included): whether it is a parameter.
+
+    Parameters are what JAX differentiates: real float arrays (`is_param_leaf`)
+    and Python floats in plain containers (dicts, lists, tuples,
+    NamedTuples), as `jax.grad` and optax treat them. A Python float under a
+    registered hyperparameter node (an `equinox.Module` field) is not one,
+    as `eqx.filter_grad` sees it.
+    """
+    flags = [is_param_leaf(x) for x in leaves]
+    floats = [i for i, x in enumerate(leaves) if type(x) is float]
+    if floats:
+        hyper = _under_hyperparameter_node(tree)
+        for i in floats:
+            flags[i] = not hyper[i]
+    return flags
 
 
 @functools.cache
@@ -160,10 +213,6 @@ def nearest(query: str, candidates: Sequence[str], n: int = 5) -> list[str]:
 
 
 # -- structure checks ------------------------------------------------------------
-
-
-def _is_masked(x: Any) -> bool:
-    return isinstance(x, optax.MaskedNode)
 
 
 def _children(node: Any) -> dict[str, Any] | None:
@@ -199,17 +248,18 @@ def _node_difference(
     )
 
 
-def _masked_hint(other: PyTree, name: str) -> str:
-    leaves, _ = jax.tree_util.tree_flatten_with_path(other, is_leaf=_is_masked)
-    masked = [path_str(kp) for kp, x in leaves if _is_masked(x)]
-    if not masked:
-        return ""
-    return (
-        f"; `{name}` has optax.MaskedNode at {shown(masked[0])}: that tree was "
-        "made from params inside optax.masked / optax.multi_transform, where "
-        "masked-out subtrees are placeholders. Build bound trees from the full "
-        "params; the transformations mask them like the params themselves"
-    )
+#: ``hint(tree, name)``: a sentence on why ``tree`` may not fit, or "".
+_STRUCTURE_HINTS: list[Callable[[PyTree, str], str]] = []
+
+
+def register_structure_hint(hint: Callable[[PyTree, str], str]) -> None:
+    """Add ``hint(tree, name)`` to every structure error (used by the optax glue).
+
+    A hint explains a mismatch that only a framework knows the cause of,
+    such as placeholders of ``optax.masked`` in a bound tree.
+    """
+    if hint not in _STRUCTURE_HINTS:
+        _STRUCTURE_HINTS.append(hint)
 
 
 def structure_error(
@@ -252,7 +302,7 @@ def structure_error(
             _node_difference(ref, other, ref_name, name, "")
             or "the trees differ in their node types"
         )
-    return "; ".join(parts) + _masked_hint(other, name)
+    return "; ".join(parts) + "".join(hint(other, name) for hint in _STRUCTURE_HINTS)
 
 
 def check_same_structure(

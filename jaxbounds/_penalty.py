@@ -15,6 +15,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ._rounding import compute_dtype, violation
+
 Penalty = str | Callable[[jax.Array], jax.Array]
 
 #: Violation past which the "exp" penalty continues linearly (value and slope
@@ -25,11 +27,6 @@ EXP_SWITCH = 15.0
 EXP_SWITCH_FLOAT16 = 10.0
 
 PENALTIES = ("exp", "quadratic", "linear")
-
-
-def compute_dtype(dtype: Any) -> jnp.dtype:
-    """The dtype a penalty is computed in: ``dtype``, but at least float32."""
-    return jnp.promote_types(dtype, jnp.float32)
 
 
 def exp_switch(param_dtype: Any) -> float:
@@ -92,7 +89,8 @@ def elementwise(
     """Per-element cost of ``p`` against ``[lower, upper]`` (``None``: no bound).
 
     Computed in at least float32; array bounds are cast to that dtype, so
-    the parameters' precision (not the bounds') sets the precision.
+    the parameters' precision (not the bounds') sets the precision. The
+    plain reference that the fused forms in `jaxbounds._kernels` must equal.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -100,13 +98,4 @@ def elementwise(
         [2.7182817 0.        7.389056 ]
     """
     fn = resolve(penalty, p.dtype)
-    dtype = compute_dtype(p.dtype)
-    x = p.astype(dtype)
-    terms = []
-    if lower is not None:
-        terms.append(one_sided(jnp.asarray(lower, dtype) - x, fn))
-    if upper is not None:
-        terms.append(one_sided(x - jnp.asarray(upper, dtype), fn))
-    if not terms:
-        return jnp.zeros_like(x)
-    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+    return one_sided(violation(p.astype(compute_dtype(p.dtype)), lower, upper), fn)

@@ -33,9 +33,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._bounds import compiled, inward, map_bounded
+from ._compile import per_leaf
 from ._paths import PyTree
-from ._penalty import compute_dtype
+from ._plan import map_bounded
+from ._rounding import compute_dtype, inward
 from ._violations import violations
 
 #: Largest ``|raw|`` that `unconstrain` returns, by compute dtype. A value on
@@ -65,7 +66,7 @@ def _sigmoid_near(x: jax.Array, scale: float = 1.0) -> jax.Array:
 
 
 @jax.custom_jvp
-def box(x: jax.Array, lo: jax.Array, up: jax.Array) -> jax.Array:
+def two_sided(x: jax.Array, lo: jax.Array, up: jax.Array) -> jax.Array:
     """``lo + (up - lo) * sigmoid(x)`` for finite ``lo <= up``, from the nearer bound.
 
     For ``x >= 0`` the value is ``up - d``, for ``x < 0`` it is ``lo + d``,
@@ -77,9 +78,9 @@ def box(x: jax.Array, lo: jax.Array, up: jax.Array) -> jax.Array:
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> x = jnp.array([-30.0, 0.0, 30.0])
-        >>> print(box(x, jnp.float32(0.0), jnp.float32(1.0)))
+        >>> print(two_sided(x, jnp.float32(0.0), jnp.float32(1.0)))
         [9.3576236e-14 5.0000000e-01 1.0000000e+00]
-        >>> print(jax.grad(lambda x: box(x, 0.0, 1.0))(jnp.float32(30.0)))
+        >>> print(jax.grad(lambda x: two_sided(x, 0.0, 1.0))(jnp.float32(30.0)))
         9.3576236e-14
     """
     half = 0.5 * up - 0.5 * lo
@@ -88,8 +89,8 @@ def box(x: jax.Array, lo: jax.Array, up: jax.Array) -> jax.Array:
     return jnp.where(x >= 0, jnp.maximum(up - d, mid), jnp.minimum(lo + d, mid))
 
 
-@box.defjvp
-def _box_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+@two_sided.defjvp
+def _two_sided_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
     x, lo, up = primals
     dx, dlo, dup = tangents
     near = _sigmoid_near(x)
@@ -98,11 +99,13 @@ def _box_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
     # and with the small factor first, so it underflows only where it must.
     slope = (_sigmoid_near(x, 2.0) * far) * (0.5 * up - 0.5 * lo)
     to_up = jnp.where(x >= 0, far, near)  # d value / d up = sigmoid(x)
-    return box(x, lo, up), slope * dx + (1 - to_up) * dlo + to_up * dup
+    return two_sided(x, lo, up), slope * dx + (1 - to_up) * dlo + to_up * dup
 
 
-def box_inverse(p: jax.Array, lo: jax.Array, up: jax.Array, limit: float) -> jax.Array:
-    """The ``x`` with ``box(x, lo, up) == p``, clamped to ``[-limit, limit]``.
+def two_sided_inverse(
+    p: jax.Array, lo: jax.Array, up: jax.Array, limit: float
+) -> jax.Array:
+    """The ``x`` with ``two_sided(x, lo, up) == p``, clamped to ``[-limit, limit]``.
 
     The logit is taken of the distance to the nearer bound divided by the
     width, so it is accurate near both bounds. Values on (or outside) a bound
@@ -210,7 +213,7 @@ def constrain_leaf(raw: Any, lo: Any, up: Any) -> jax.Array:
     raw = jnp.asarray(raw)
     dtype = raw.dtype
     maps = (
-        box,
+        two_sided,
         lambda x, lo: lo + jax.nn.softplus(x),
         lambda x, up: up - jax.nn.softplus(-x),
     )
@@ -233,21 +236,15 @@ def unconstrain_leaf(p: Any, lo: Any, up: Any) -> jax.Array:
     dtype = p.dtype
     limit = raw_limit(dtype)
     maps = (
-        lambda x, lo, up: box_inverse(x, lo, up, limit),
+        lambda x, lo, up: two_sided_inverse(x, lo, up, limit),
         lambda x, lo: softplus_inverse(x - lo, limit),
         lambda x, up: -softplus_inverse(up - x, limit),
     )
     return _branches(p.astype(compute_dtype(dtype)), lo, up, maps).astype(dtype)
 
 
-@compiled
-def _constrained(leaves: list, lows: list, ups: list) -> list:
-    return [constrain_leaf(*args) for args in zip(leaves, lows, ups)]
-
-
-@compiled
-def _unconstrained(leaves: list, lows: list, ups: list) -> list:
-    return [unconstrain_leaf(*args) for args in zip(leaves, lows, ups)]
+_constrained = per_leaf(constrain_leaf)
+_unconstrained = per_leaf(unconstrain_leaf)
 
 
 # -- public --------------------------------------------------------------------

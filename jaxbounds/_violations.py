@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _penalty
-from ._bounds import compiled, plan
-from ._paths import PyTree, flatten_with_paths, is_param_leaf
+from ._compile import per_leaf
+from ._paths import PyTree
+from ._plan import plan
+from ._rounding import compute_dtype, violation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,25 +147,18 @@ class ViolationReport:
         return "\n".join([f"{n} of {self.size} parameters outside bounds:", *lines])
 
 
-@compiled
-def _violation_stats(leaves: list, lows: list, ups: list) -> list:
-    """Per leaf: (below, above, worst below, worst above, nan), in one pass."""
-    stats = []
-    for p, lo, up in zip(leaves, lows, ups):
-        x = jnp.asarray(p)
-        x = x.astype(_penalty.compute_dtype(x.dtype))
-        row = []
-        for bound, sign in ((lo, -1), (up, 1)):
-            if bound is None:
-                row.append((jnp.zeros((), jnp.int32), jnp.zeros((), x.dtype)))
-                continue
-            v = sign * (x - jnp.asarray(bound, x.dtype))  # > 0: outside
-            out = v > 0
-            worst = jnp.max(jnp.where(out, v, 0), initial=0)
-            row.append((jnp.sum(out), worst))
-        (n_lo, w_lo), (n_up, w_up) = row
-        stats.append((n_lo, n_up, w_lo, w_up, jnp.sum(jnp.isnan(x))))
-    return stats
+def _leaf_stats(p: jax.Array, lo: Any, up: Any) -> tuple[jax.Array, ...]:
+    """One leaf's (below, above, worst below, worst above, nan), in one pass."""
+    x = p.astype(compute_dtype(p.dtype))
+    row = []
+    for v in (violation(x, lo, None), violation(x, None, up)):  # > 0: outside
+        out = v > 0
+        row.append((jnp.sum(out), jnp.max(jnp.where(out, v, 0), initial=0)))
+    (n_lo, w_lo), (n_up, w_up) = row
+    return n_lo, n_up, w_lo, w_up, jnp.sum(jnp.isnan(x))
+
+
+_violation_stats = per_leaf(_leaf_stats)
 
 
 def violations(params: PyTree, lower: PyTree, upper: PyTree) -> ViolationReport:
@@ -210,19 +205,9 @@ def violations(params: PyTree, lower: PyTree, upper: PyTree) -> ViolationReport:
         >>> print(jb.violations(jb.clip_to_bounds(params, lower, upper), lower, upper))
         all 7 parameters within bounds
     """
-    pl = plan(params, lower, upper)
-    bounded = dict(zip(pl.indices, zip(pl.lows, pl.ups)))
-    tree = jax.tree_util.tree_unflatten(pl.treedef, pl.leaves)
-    named = flatten_with_paths(tree)[0]
-    rows, leaves, lows, ups = [], [], [], []
-    for i, leaf in enumerate(pl.leaves):
-        if not is_param_leaf(leaf):
-            continue
-        rows.append((named[i][0] or "<root>", int(np.size(leaf))))
-        lo, up = bounded.get(i, (None, None))
-        leaves.append(leaf)
-        lows.append(lo)
-        ups.append(up)
+    pl = plan(params, lower, upper, every_param=True)
+    leaves, lows, ups = pl.bounded(), pl.lows, pl.ups
+    rows = [(path or "<root>", int(np.size(x))) for path, x in zip(pl.names(), leaves)]
     if any(
         isinstance(x, jax.core.Tracer) for x in jax.tree.leaves([leaves, lows, ups])
     ):

@@ -492,7 +492,7 @@ def test_paths_name_every_key_kind():
 
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_next_float_is_nextafter(dtype):
-    from jaxbounds._bounds import next_float
+    from jaxbounds._rounding import next_float
 
     info = jnp.finfo(dtype)
     x = jnp.array(

@@ -1,5 +1,6 @@
 """bounds_cost, summed_exp_boundary_loss, the regularizer module, clip_to_bounds."""
 
+import copy
 import math
 import warnings
 from typing import NamedTuple
@@ -302,25 +303,52 @@ def test_equinox_model_with_activation_and_filter_holes():
     )
 
 
-def test_python_float_leaves_are_hyperparameters_not_parameters():
-    # As in equinox: a Python float in a model is static, not trained.
-    with pytest.raises(TypeError, match=r"finite bound on 'x'.*a float"):
-        jb.bounds_cost({"x": -1.0}, {"x": 0.0}, {"x": 1.0})
-    assert float(jb.bounds_cost({"x": -1.0}, {"x": None}, {"x": math.inf})) == 0.0
+def test_python_floats_in_plain_containers_are_parameters():
+    # As jax.grad sees them: {"x": -1.0} is a parameter tree.
     np.testing.assert_allclose(
-        jb.bounds_cost({"x": jnp.asarray(-1.0)}, {"x": 0.0}, {"x": 1.0}), math.e
+        jb.bounds_cost({"x": -1.0}, {"x": 0.0}, {"x": 1.0}), math.e, rtol=1e-6
+    )
+    grads = jax.grad(jb.bounds_cost)({"x": -1.0, "y": [2.5]}, *BOUNDS_XY)
+    np.testing.assert_allclose(grads["x"], -math.e, rtol=1e-6)
+    np.testing.assert_allclose(grads["y"][0], math.exp(0.5), rtol=1e-6)
+
+
+BOUNDS_XY = ({"x": 0.0, "y": [0.0]}, {"x": 1.0, "y": [2.0]})
+
+
+def test_python_float_fields_of_equinox_modules_are_hyperparameters():
+    # As eqx.filter_grad sees them: a float field is static, not trained.
+    class Cell(eqx.Module):
+        tau: jax.Array
+        dt: float = 1e-3
+
+    cell = Cell(jnp.array([-1.0]))
+    lower, upper = jb.make_bounds(cell)
+    assert lower.dt is None and upper.dt is None and lower.tau == -math.inf
+    with pytest.raises(TypeError, match=r"finite bound on 'dt'.*a float"):
+        jb.bounds_cost(cell, Cell(0.0, 0.0), Cell(1.0, 1.0))  # type: ignore[arg-type]
+    np.testing.assert_allclose(
+        jb.bounds_cost(cell, Cell(0.0, None), Cell(1.0, None)),  # type: ignore
+        math.e,
+        rtol=1e-6,
     )
 
 
 def test_inputs_not_mutated():
-    params = {"x": jnp.array([-1.0]), "y": [jnp.array([5.0])]}
-    lower, upper = {"x": 0.0, "y": [0.0]}, {"x": 1.0, "y": [1.0]}
-    copies = [jax.tree.map(lambda a: a, t) for t in (params, lower, upper)]
+    # NumPy arrays and Python containers are mutable: a function that wrote
+    # into them in place (or replaced a dict entry) would show here.
+    params = {"x": np.array([-1.0, 0.5]), "y": [np.array([5.0]), 3.0]}
+    lower = {"x": np.array([0.0, 0.0]), "y": [0.0, 0.0]}
+    upper = {"x": 1.0, "y": [np.array([1.0]), 1.0]}
+    trees = (params, lower, upper)
+    copies = copy.deepcopy(trees)
     jb.bounds_cost(params, lower, upper)
-    jb.clip_to_bounds(params, lower, upper)
-    for before, after in zip(copies, (params, lower, upper)):
-        assert jax.tree.structure(before) == jax.tree.structure(after)
+    clipped = jb.clip_to_bounds(params, lower, upper)
+    assert clipped is not params and clipped["y"] is not params["y"]
+    for before, after in zip(copies, trees):
+        assert before.keys() == after.keys() and len(before["y"]) == len(after["y"])
         for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+            assert type(a) is type(b)
             np.testing.assert_array_equal(a, b)
 
 

@@ -13,7 +13,7 @@ import pytest
 from howto_printed import HOWTO_PRINTED
 
 import jaxbounds as jb
-from jaxbounds._bounds import FAMILY_KEY, LOWER_KEY, UPPER_KEY
+from jaxbounds._declare import FAMILY_KEY, LOWER_KEY, UPPER_KEY
 
 INF = math.inf
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxbounds as jb
-from jaxbounds._bounds import LOWER_KEY, UPPER_KEY
+from jaxbounds._declare import LOWER_KEY, UPPER_KEY
 
 
 def strict_json(text):

@@ -26,10 +26,7 @@ def exp_grad(p, lower=-np.inf, upper=np.inf):
     return below + above
 
 
-def optax_no_params_message():
-    with pytest.raises(ValueError) as err:
-        optax.add_decayed_weights(0.1).update({"a": jnp.ones(1)}, None, None)
-    return str(err.value)
+NO_PARAMS = r"needs the params: call update\(updates, state, params\)"
 
 
 def two_leaves(dtype=jnp.float32):
@@ -175,12 +172,11 @@ def test_penalty_params_with_partition_holes_and_full_model_bounds():
     np.testing.assert_allclose(got["tau"], [math.e], rtol=1e-6)
 
 
-def test_penalty_without_params_raises_optax_error():
+def test_penalty_without_params_says_to_pass_them():
     params, lower, upper = two_leaves()
     tx = jb.add_bounds_penalty(lower, upper)
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match=NO_PARAMS):
         tx.update(params, tx.init(params), None)
-    assert str(err.value) == optax_no_params_message()
 
 
 def test_penalty_bound_structure_mismatch_names_path():
@@ -433,11 +429,10 @@ def test_project_passes_none_updates_and_partition_holes_through():
     assert float(params["tau"][0] + got["tau"][0]) == 1.0
 
 
-def test_project_without_params_raises_optax_error():
+def test_project_without_params_says_to_pass_them():
     tx = jb.project_to_bounds(0.0, 1.0)
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match=NO_PARAMS):
         tx.update(jnp.ones(2), tx.init(jnp.ones(2)), None)
-    assert str(err.value) == optax_no_params_message()
 
 
 @pytest.mark.parametrize("pdtype", FLOATS)

@@ -591,7 +591,7 @@ def test_on_device_order_check_finds_numpys_first_crossing(mesh, crossings):
     Runs on ordinary sharded arrays here (the two-process test covers arrays
     that really span processes), and compiles to scalar reductions only.
     """
-    from jaxbounds._bounds import first_crossing as _first_crossing
+    from jaxbounds._validate import first_crossing as _first_crossing
 
     rng = np.random.default_rng(5)
     lo = rng.uniform(-1.0, 0.0, size=(16, 32)).astype(np.float32)
