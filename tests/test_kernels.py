@@ -130,9 +130,8 @@ def test_grouped_cost_and_gradient_equal_the_plain_reference(penalty):
     lows = [None if o else lower[k] for k, o in zip(keys, open_low)]
     ups = [None if upper[k] is None else upper[k] for k in keys]
     want, want_grads = reference(leaves, lows, ups, penalty)
-    cost, grads = jax.value_and_grad(lambda ls: _kernels.penalty_sum(ls, lows, ups, penalty))(
-        leaves
-    )
+    summed = lambda ls: _kernels.penalty_sum(ls, lows, ups, penalty)  # noqa: E731
+    cost, grads = jax.value_and_grad(summed)(leaves)
     np.testing.assert_allclose(float(cost), float(want), rtol=1e-12)
     for g, w in zip(grads, want_grads):
         np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-300)
