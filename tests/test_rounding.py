@@ -113,9 +113,7 @@ def _landing_exists(p, target, np_u, window: int = 4) -> bool:
         lo_c = np.nextafter(lo_c.astype(np.float32), np.float32(-np.inf)).astype(np_u)
         hi_c = np.nextafter(hi_c.astype(np.float32), np.float32(np.inf)).astype(np_u)
         cands += [lo_c, hi_c]
-    return any(
-        (np.float32(p) + np.float32(c)).astype(np_p) == target for c in cands
-    )
+    return any((np.float32(p) + np.float32(c)).astype(np_p) == target for c in cands)
 
 
 @pytest.mark.parametrize(
