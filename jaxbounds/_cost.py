@@ -47,10 +47,11 @@ def bounds_cost(
     whose bounds are `None` or concrete infinities are skipped at trace
     time; a traced infinite bound costs 0 with a 0 gradient (pass bounds as
     a `Box` to keep their infinities static through `jax.jit`). Traced
-    bounds are assumed to satisfy ``lower <= upper``. Only real float
-    arrays are parameters: other leaves (ints, bools, complex, functions,
-    `None` holes) cost nothing, and their bounds must be unbounded or
-    traced (then ignored).
+    bounds are assumed to satisfy ``lower <= upper``. Parameters are what
+    JAX differentiates: real float arrays, and Python floats in plain
+    containers (a float field of an `equinox.Module` is a hyperparameter);
+    other leaves (ints, bools, complex, functions, `None` holes) cost
+    nothing, and their bounds must be unbounded or traced (then ignored).
 
     The result is float32 for float16/bfloat16/float32 params and float64
     for float64 params (with x64 enabled): the sum runs in at least float32.
@@ -77,7 +78,7 @@ def bounds_cost(
             (checked for concrete bounds), or an array bound does not
             broadcast to its parameter.
         TypeError: a concrete finite bound sits on a leaf that is not a
-            real float array, or a bound is not a number, array or `None`.
+            parameter, or a bound is not a number, array or `None`.
 
     Examples:
         >>> import jax, jax.numpy as jnp

@@ -4,7 +4,8 @@ A selector is a tree of bools with the tree's structure (optax mask style,
 recognised first since an equinox module is itself callable), a glob string
 matched with `fnmatch` against the dotted path, or a callable
 ``(path, leaf) -> bool``. Only leaves that can hold a bound are candidates:
-parameters (real float arrays) and the number / array leaves of bound trees.
+parameters (real float arrays, Python floats) and the number / array leaves
+of bound trees.
 `None` holes, and what `make_bounds` marks as no parameter (`None`), are
 never selected.
 """
@@ -36,8 +37,8 @@ Where: TypeAlias = str | Callable[[str, Any], bool] | PyTree
 def selectable(leaf: Any) -> bool:
     """Whether a selector may pick ``leaf``: a parameter or a bound value.
 
-    Parameters are real float arrays; bound trees hold Python numbers and
-    real arrays. Functions, bools, strings, complex and integer arrays and
+    Parameters are real float arrays and Python floats; bound trees hold
+    Python numbers and real arrays. Functions, bools, strings, complex and integer arrays and
     `None` are neither.
     """
     if leaf is None or isinstance(leaf, bool):
@@ -142,8 +143,8 @@ def mask(tree: PyTree, where: Where) -> PyTree:
       ``layers.1.tau_syn``;
     - a callable ``(path, leaf) -> bool``, given the dotted path and the leaf.
 
-    Only leaves that can hold a bound are candidates: real float arrays
-    (parameters) and the Python numbers and arrays of bound trees. An
+    Only leaves that can hold a bound are candidates: parameters (real float
+    arrays, Python floats) and the Python numbers and arrays of bound trees. An
     activation function, a bool flag, an int counter or a complex array is
     never selected (`False`), and in a bound tree from `make_bounds` such
     leaves are `None`, so a broad glob such as ``"*"`` bounds parameters

@@ -171,6 +171,7 @@ def bound_side(bound: Any, side: str, leaf: Any, param: bool, where: Callable[[]
 def _not_a_parameter(side: str, leaf: Any, where: Callable[[], str]) -> TypeError:
     return TypeError(
         f"finite bound on {where()} ({side}), which holds {describe(leaf)}, not a "
-        "real float array: a bound there would be ignored; remove it (None or "
-        "an infinity) or make the leaf a float array"
+        "parameter (a real float array or a Python float in a plain container): "
+        "a bound there would be ignored; remove it (None or an infinity) or make "
+        "the leaf a float"
     )

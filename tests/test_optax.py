@@ -764,3 +764,18 @@ def test_projection_prefers_the_neighbour_that_hits_the_target_exactly():
         updates, _ = tx.update(grads, tx.init(params), params)
         new = np.asarray(optax.apply_updates(params, updates)["x"], np.float32)
         np.testing.assert_array_equal(new[exact], np.asarray(t, np.float32)[exact])
+
+
+def test_penalty_is_added_to_the_update_and_rounded_once():
+    # bfloat16 has 8 significant bits: 1 + 2**-8 is a tie between 1 and
+    # 1 + 2**-7. A penalty gradient of 2**-8 * (1 + 2**-12) tips the tie
+    # upwards when the sum is rounded once; rounding the gradient into
+    # bfloat16 first (to 2**-8) would make it a tie, rounded to even (1.0).
+    scale = 2.0**-8 * (1 + 2.0**-12)
+    params = {"w": jnp.array([-1.0], jnp.bfloat16)}
+    tx = jb.add_bounds_penalty({"w": 0.0}, {"w": None}, scale, penalty="linear")
+    grads = {"w": jnp.array([-1.0], jnp.bfloat16)}
+    updates, _ = tx.update(grads, tx.init(params), params)
+    # d/dp linear penalty below the bound is -1: the update is -1 - scale
+    assert updates["w"].dtype == jnp.bfloat16
+    assert float(updates["w"][0]) == -(1 + 2.0**-7)
