@@ -38,8 +38,8 @@ def selectable(leaf: Any) -> bool:
     """Whether a selector may pick ``leaf``: a parameter or a bound value.
 
     Parameters are real float arrays and Python floats; bound trees hold
-    Python numbers and real arrays. Functions, bools, strings, complex and integer arrays and
-    `None` are neither.
+    Python numbers and real arrays. Functions, bools, strings, complex and
+    integer arrays and `None` are neither.
     """
     if leaf is None or isinstance(leaf, bool):
         return False
