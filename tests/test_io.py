@@ -260,3 +260,22 @@ def test_inputs_are_not_mutated(tmp_path):
     jb.save_bounds(tmp_path / "b.json", lower, upper)
     jb.load_bounds(tmp_path / "b.json", like=like)
     jax.tree_util.tree_map(np.testing.assert_array_equal, (lower, upper), copy)
+
+
+def test_load_keeps_nnx_declarations_for_paths_the_file_omits(tmp_path):
+    from flax import nnx
+
+    class Cell(nnx.Module):
+        def __init__(self):
+            self.tau = nnx.Param(jnp.array([0.02, 0.05]), lower=0.001, upper=0.2)
+            self.w = nnx.Param(jnp.ones(2))
+
+    cell = Cell()
+    path = tmp_path / "bounds.json"
+    jb.save_bounds(path, {"w": 0.0}, {"w": 1.0})  # a file that knows w only
+    lower, upper = jb.load_bounds(path, like=cell)
+    assert lower == {"tau": 0.001, "w": 0.0}
+    assert upper == {"tau": 0.2, "w": 1.0}
+    # the same as for equinox declarations
+    state_lower, _ = jb.load_bounds(path, like=nnx.state(cell, nnx.Param))
+    assert state_lower == lower
