@@ -17,12 +17,11 @@ import jaxbounds as jb
 
 from helpers import (
     FLOATS,
+    TOL,
     count_compilations,
     numpy_exp_cost,
     numpy_exp_grad,
 )
-
-TOL = {jnp.float16: 2e-3, jnp.bfloat16: 1e-2, jnp.float32: 1e-6, jnp.float64: 1e-12}
 
 
 def mixed_params(dtype):

@@ -13,29 +13,11 @@ import pytest
 
 import jaxbounds as jb
 
-from helpers import count_compilations
+from helpers import FLOATS, count_compilations, numpy_exp_cost, numpy_exp_grad
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from rockpool.training import jax_loss as rockpool_loss
-
-FLOATS = [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64]
-
-
-def numpy_exp_cost(p, lower, upper):
-    """Rockpool's documented formula, in float64 NumPy."""
-    p = np.asarray(p, np.float64)
-    below = np.where(p < lower, np.exp(np.minimum(lower - p, 700)), 0.0)
-    above = np.where(p > upper, np.exp(np.minimum(p - upper, 700)), 0.0)
-    return float(np.sum(below + above))
-
-
-def numpy_exp_grad(p, lower, upper):
-    p = np.asarray(p, np.float64)
-    below = np.where(p < lower, -np.exp(lower - p), 0.0)
-    above = np.where(p > upper, np.exp(p - upper), 0.0)
-    return below + above
-
 
 # --- the seed how-to -------------------------------------------------------
 

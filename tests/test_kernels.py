@@ -15,9 +15,7 @@ import pytest
 import jaxbounds as jb
 from jaxbounds import _kernels, _penalty
 
-from helpers import numpy_exp_cost, numpy_exp_grad, numpy_tree_cost
-
-TOL = {jnp.float16: 1e-3, jnp.bfloat16: 1e-2, jnp.float32: 2e-6, jnp.float64: 1e-12}
+from helpers import FLOATS, TOL, numpy_exp_cost, numpy_exp_grad, numpy_tree_cost
 
 
 def reference(leaves, lows, ups, penalty="exp"):
@@ -55,9 +53,8 @@ def many_leaves_of_all_dtypes():
     """Small leaves of four dtypes, float / array / one-sided bounds, in one tree."""
     rng = np.random.default_rng(0)
     params, lower, upper = {}, {}, {}
-    dtypes = [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64]
     for i in range(40):
-        dtype = dtypes[i % 4]
+        dtype = FLOATS[i % 4]
         shape = [(3,), (2, 2), (5,), ()][i // 4 % 4]
         # Violations up to 14: past float16's switch (10), short of the others' (15).
         x = rng.uniform(-14.0, 15.0, shape)
@@ -130,9 +127,9 @@ def test_grouped_cost_and_gradient_equal_the_plain_reference(penalty):
     lows = [None if o else lower[k] for k, o in zip(keys, open_low)]
     ups = [None if upper[k] is None else upper[k] for k in keys]
     want, want_grads = reference(leaves, lows, ups, penalty)
-    cost, grads = jax.value_and_grad(lambda ls: _kernels.penalty_sum(ls, lows, ups, penalty))(
-        leaves
-    )
+    cost, grads = jax.value_and_grad(
+        lambda ls: _kernels.penalty_sum(ls, lows, ups, penalty)
+    )(leaves)
     np.testing.assert_allclose(float(cost), float(want), rtol=1e-12)
     for g, w in zip(grads, want_grads):
         np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-300)

@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 
 import jaxbounds as jb
 
-FLOATS = [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64]
-LOW = [jnp.float16, jnp.bfloat16]
+from helpers import FLOATS, LOW
 
 
 def wide(dtype):

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 import jaxbounds as jb
 
+from helpers import FLOATS
+
 SETTINGS = settings(max_examples=50, deadline=None)
 
 
@@ -308,7 +310,7 @@ def test_set_where_with_a_traced_value_under_jit_grad_and_vmap():
         assert float(jax.jit(jax.grad(cost))(0.1)) == 0.0
 
 
-@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64])
+@pytest.mark.parametrize("dtype", FLOATS)
 def test_set_where_keeps_the_value_dtype_and_bounds_apply_in_every_dtype(dtype):
     params = {"tau": jnp.array([-0.5, 0.25], dtype), "w": jnp.zeros(2, dtype)}
     lower, upper = jb.make_bounds(params)

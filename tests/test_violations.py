@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import jaxbounds as jb
 
-from helpers import count_compilations
+from helpers import FLOATS, count_compilations
 
 
 def np_row(p, lo, up):
@@ -105,7 +105,7 @@ def test_root_leaf_and_lookup_of_a_missing_path():
 def test_agrees_with_bounds_cost_in_every_dtype():
     # float16(0.1) = 0.09998 is below a lower bound of 0.1 as jaxbounds
     # compares (in float32), so it costs and it is reported; clipping fixes both
-    for dtype in [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64]:
+    for dtype in FLOATS:
         params = {"x": jnp.array([0.1, 0.15, 0.3], dtype)}
         lower, upper = {"x": 0.1}, {"x": 0.2}
         report = jb.violations(params, lower, upper)
