@@ -1,4 +1,4 @@
-"""paths, mask and set_where: selecting pytree leaves by path, predicate or mask."""
+"""`_select`: mask and set_where, selecting pytree leaves by glob, predicate or mask."""
 
 import copy
 import math
@@ -30,56 +30,6 @@ class Block(eqx.Module):
     tau_syn: jax.Array
     bias: jax.Array
     act: object = jax.nn.relu
-
-
-def _keystr_paths(tree):
-    """Dotted paths written independently from jax.tree_util.keystr."""
-    out = []
-    for kp, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        s = jax.tree_util.keystr(kp)  # e.g. "['layers'][1].tau_syn"
-        for a, b in (
-            ("']['", "."),
-            ("['", "."),
-            ("']", ""),
-            ("][", "."),
-            ("[", "."),
-            ("]", ""),
-        ):
-            s = s.replace(a, b)
-        out.append(s.lstrip("."))
-    return out
-
-
-# --------------------------------------------------------------------------- paths
-
-
-def test_paths_name_dict_keys_attributes_and_indices_in_tree_leaves_order():
-    tree = {
-        "layers": [{"tau_syn": jnp.ones(2), "w": jnp.ones(3)}, (jnp.zeros(1),)],
-        "0_LinearJax": {"weight": jnp.ones((2, 3))},
-        "pair": Pair(1.0, jnp.ones(1)),
-    }
-    ps = jb.paths(tree)
-    assert ps == [
-        "0_LinearJax.weight",
-        "layers.0.tau_syn",
-        "layers.0.w",
-        "layers.1.0",
-        "pair.first",
-        "pair.second",
-    ]
-    assert ps == _keystr_paths(tree)
-    assert len(ps) == len(jax.tree_util.tree_leaves(tree))
-
-
-def test_paths_of_equinox_sequential_and_filtered_model_skip_none_holes():
-    model = eqx.nn.Sequential(
-        [eqx.nn.Linear(2, 3, key=jax.random.key(0)), eqx.nn.Lambda(jax.nn.relu)]
-    )
-    assert jb.paths(model) == ["layers.0.weight", "layers.0.bias", "layers.1.fn"]
-    params = eqx.filter(model, eqx.is_array)
-    assert jb.paths(params) == ["layers.0.weight", "layers.0.bias"]
-    assert jb.paths(jnp.ones(2)) == [""]
 
 
 # ---------------------------------------------------------------------------- mask
