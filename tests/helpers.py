@@ -32,6 +32,11 @@ def cubic(v):
 PENALTIES = ["exp", "quadratic", "linear", cubic]
 
 
+def penalty_id(penalty) -> str:
+    """A test id for a penalty: its name, or the callable's name."""
+    return penalty if isinstance(penalty, str) else penalty.__name__
+
+
 def numpy_penalty(penalty, dtype=jnp.float64):
     """``(value, slope)`` of a penalty for ``dtype`` parameters, as NumPy functions.
 

@@ -21,6 +21,7 @@ from helpers import (
     numpy_grad,
     numpy_penalty,
     numpy_violations,
+    penalty_id,
 )
 
 #: Violations from tiny to far past both switches (10 for float16, 15 else).
@@ -30,10 +31,6 @@ VIOLATIONS = [1e-3, 0.25, 1.0, 2.5, 9.5, 10.5, 14.5, 15.5, 40.0]
 def wide(dtype):
     """The dtype penalties are computed in for ``dtype`` params (at least float32)."""
     return jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32
-
-
-def name(penalty):
-    return penalty if isinstance(penalty, str) else "callable"
 
 
 def outside_both_sides(dtype):
@@ -82,7 +79,7 @@ def test_exp_penalty_stays_finite_where_exp_overflows():
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("penalty", PENALTIES, ids=name)
+@pytest.mark.parametrize("penalty", PENALTIES, ids=penalty_id)
 def test_resolve_names_the_documented_function_and_its_slope(penalty, dtype):
     fn = _penalty.resolve(penalty, dtype)
     v = jnp.asarray(VIOLATIONS, wide(dtype))  # penalties see the compute dtype
@@ -127,7 +124,7 @@ def test_one_sided_is_fn_outside_zero_inside_and_fn_never_sees_a_negative():
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("penalty", PENALTIES, ids=name)
+@pytest.mark.parametrize("penalty", PENALTIES, ids=penalty_id)
 def test_elementwise_values_and_gradients_match_numpy(penalty, dtype):
     p = outside_both_sides(dtype)
     got = _penalty.elementwise(p, 0.0, 1.0, penalty)
@@ -148,7 +145,7 @@ def test_elementwise_values_and_gradients_match_numpy(penalty, dtype):
     )
 
 
-@pytest.mark.parametrize("penalty", PENALTIES, ids=name)
+@pytest.mark.parametrize("penalty", PENALTIES, ids=penalty_id)
 def test_elementwise_with_one_open_side_and_array_bounds(penalty):
     p = jnp.array([[-3.0, 0.5, 2.0], [-0.5, 4.0, 1.5]], jnp.float64)
     lower = jnp.array([0.0, 1.0, -1.0])  # broadcast over rows
