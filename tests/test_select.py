@@ -271,10 +271,19 @@ def test_set_where_keeps_the_value_dtype_and_bounds_apply_in_every_dtype(dtype):
     np.testing.assert_allclose(float(cost), math.exp(0.5), rtol=1e-2)
 
 
-def test_set_where_with_a_mask_equals_set_where_with_the_glob():
+def test_a_glob_mask_and_set_where_through_it_give_the_hand_computed_trees():
     lower, _ = jb.make_bounds(_params())
     m = jb.mask(_params(), "*tau_syn")
-    assert jb.set_where(lower, m, 0.0) == jb.set_where(lower, "*tau_syn", 0.0)
+    assert m == {
+        "lif": {"bias": False, "tau_mem": False, "tau_syn": True},
+        "out": {"tau_syn": True, "weight": False},
+    }
+    want = {
+        "lif": {"bias": -math.inf, "tau_mem": -math.inf, "tau_syn": 0.0},
+        "out": {"tau_syn": 0.0, "weight": -math.inf},
+    }
+    assert jb.set_where(lower, m, 0.0) == want
+    assert jb.set_where(lower, "*tau_syn", 0.0) == want
 
 
 # ------------------------------------------------------------- property tests
@@ -381,6 +390,9 @@ def test_property_set_where_round_trips_with_mask(case, value):
     assert jb.mask(new, where) == m  # globs and these predicates read only paths
     # ... and setting through the mask is setting through the selector.
     assert _same(jb.set_where(tree, m, value), new)
-    assert _same(
-        jb.set_where(tree, jb.mask(tree, "*"), value), jb.set_where(tree, "*", value)
-    )
+    # Every leaf these trees hold is a float, an int or a float array: "*"
+    # selects them all (written independently: every non-None leaf).
+    everything = jax.tree.map(lambda _: value, tree)
+    assert jb.mask(tree, "*") == jax.tree.map(lambda _: True, tree)
+    assert _same(jb.set_where(tree, jb.mask(tree, "*"), value), everything)
+    assert _same(jb.set_where(tree, "*", value), everything)
