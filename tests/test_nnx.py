@@ -523,6 +523,7 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_import_jaxbounds_works_without_flax():
     run = run_python(
         """
@@ -544,6 +545,7 @@ def test_import_jaxbounds_works_without_flax():
     assert run.stdout.split() == ["2.7182817", "['tau']", "flax", "blocked"]
 
 
+@pytest.mark.slow
 def test_importing_and_using_jaxbounds_does_not_import_flax():
     run = run_python(
         """

@@ -567,6 +567,7 @@ def test_equinox_model_trains_through_constrain_and_stays_in_the_box():
     assert jb.violations(fitted, lower, upper).ok
 
 
+@pytest.mark.slow  # runs examples/reparam.py
 def test_example_script_trains_through_constrain(capsys):
     script = Path(__file__).parent.parent / "examples" / "reparam.py"
     runpy.run_path(str(script), run_name="__main__")
