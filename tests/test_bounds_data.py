@@ -424,6 +424,7 @@ def test_paths_name_every_key_kind():
         jb.bounds_cost(tree, lower, upper)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_next_float_is_nextafter(dtype):
     from jaxbounds._rounding import next_float

@@ -64,6 +64,7 @@ def test_gradient_matches_numpy_formula():
 # --- Rockpool parity ------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 @pytest.mark.parametrize("violation", [1e-6, 0.5, 1.0, 5.0, 10.0, 14.0, 15.0])
 def test_value_and_gradient_equal_rockpool_up_to_violation_15(dtype, violation):

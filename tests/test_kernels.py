@@ -71,6 +71,7 @@ def many_leaves_of_all_dtypes():
     return params, lower, upper
 
 
+@pytest.mark.slow
 def test_many_small_leaves_of_several_dtypes_match_numpy_leaf_by_leaf():
     params, lower, upper = many_leaves_of_all_dtypes()
     cost, grads = jax.value_and_grad(jb.bounds_cost)(params, lower, upper)
@@ -116,6 +117,7 @@ def test_float64_and_float32_leaves_are_not_summed_in_one_precision():
     np.testing.assert_allclose(float(cost), math.exp(1e-9), rtol=1e-15)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("penalty", PENALTIES, ids=penalty_id)
 def test_grouped_cost_and_gradient_match_numpy_for_every_penalty_kind(penalty):
     params, lower, upper = many_leaves_of_all_dtypes()

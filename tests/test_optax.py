@@ -570,6 +570,7 @@ def test_project_mixed_dtypes_bfloat16_updates_float32_params():
     check_projection(p, u, np.float32([0.1, 0.1, 0.1]), np.float32([0.9, 0.9, 0.9]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make_opt", [lambda: optax.sgd(5.0), lambda: optax.adam(2.0)])
 def test_project_500_large_random_steps_never_leave_the_box(make_opt):
     """float32 and bfloat16 leaves, array bounds and not representable float bounds."""
@@ -642,6 +643,7 @@ class Neuron(eqx.Module):
         return self.activation(self.linear(x)) * self.tau
 
 
+@pytest.mark.slow
 def test_equinox_model_trained_with_filter_jit_and_partition():
     model = Neuron(eqx.nn.Linear(3, 2, key=jax.random.PRNGKey(0)), jnp.array(1.0))
     lower, upper = jb.make_bounds(model)

@@ -86,8 +86,8 @@ def test_resolve_names_the_documented_function_and_its_slope(penalty, dtype):
     value, slope = numpy_penalty(penalty, dtype)
     x = np.asarray(v, np.float64)
     rtol = TOL[wide(dtype)]
-    np.testing.assert_allclose(np.asarray(fn(v), np.float64), value(x), rtol=rtol)
-    grads = jax.vmap(jax.grad(fn))(v)
+    got, grads = jax.jit(lambda v: (fn(v), jax.vmap(jax.grad(fn))(v)))(v)
+    np.testing.assert_allclose(np.asarray(got, np.float64), value(x), rtol=rtol)
     np.testing.assert_allclose(np.asarray(grads, np.float64), slope(x), rtol=rtol)
 
 
@@ -127,7 +127,15 @@ def test_one_sided_is_fn_outside_zero_inside_and_fn_never_sees_a_negative():
 @pytest.mark.parametrize("penalty", PENALTIES, ids=penalty_id)
 def test_elementwise_values_and_gradients_match_numpy(penalty, dtype):
     p = outside_both_sides(dtype)
-    got = _penalty.elementwise(p, 0.0, 1.0, penalty)
+
+    @jax.jit  # one compilation, not one per operation
+    def value_and_grads(p):
+        def total(p):
+            return jnp.sum(_penalty.elementwise(p, 0.0, 1.0, penalty))
+
+        return _penalty.elementwise(p, 0.0, 1.0, penalty), jax.grad(total)(p)
+
+    got, grads = value_and_grads(p)
     assert got.dtype == wide(dtype) and got.shape == p.shape
     value, _ = numpy_penalty(penalty, dtype)
     below, above = numpy_violations(p, 0.0, 1.0)
@@ -136,7 +144,6 @@ def test_elementwise_values_and_gradients_match_numpy(penalty, dtype):
     np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=TOL[dtype])
     assert np.all(np.asarray(got)[v <= 0] == 0)  # inside and on the bounds: 0
 
-    grads = jax.grad(lambda p: jnp.sum(_penalty.elementwise(p, 0.0, 1.0, penalty)))(p)
     assert grads.dtype == p.dtype
     want_grads = numpy_grad(p, 0.0, 1.0, penalty)
     tiny = float(jnp.finfo(dtype).tiny)  # below it, dtype keeps fewer digits

@@ -5,6 +5,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,7 @@ import jaxbounds as jb
 
 from helpers import FLOATS, numpy_tree_cost
 
+pytestmark = pytest.mark.slow  # 40 random trees per test, each compiled anew
 SETTINGS = settings(max_examples=40, deadline=None)
 
 

@@ -220,6 +220,7 @@ def test_box_as_wide_as_the_dtype_does_not_overflow(dtype):
     np.testing.assert_allclose(inv(y, lo, up)[1:4], x[1:4], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_unconstrain_of_a_bound_is_finite_and_maps_back(dtype):
     limit = 80.0 if dtype == jnp.float32 else 700.0
@@ -238,6 +239,7 @@ def test_unconstrain_of_a_bound_is_finite_and_maps_back(dtype):
     assert float(one(jnp.array(123.0, dtype), 5.0, 5.0)) == 5.0
 
 
+@pytest.mark.slow
 def test_inverse_is_accurate_near_the_bounds_float32():
     eps = float(np.finfo(np.float32).eps)
     p = np.array([1e-30, 1e-20, 1e-10, 1e-7, 0.5, 1 - 2**-23, 1 - 2**-24], np.float32)
@@ -282,6 +284,7 @@ def test_low_precision_is_computed_in_float32_and_cast_back(dtype):
         assert float(jb.bounds_cost({"x": y}, {"x": lo}, {"x": up})) == 0.0
 
 
+@pytest.mark.slow
 def test_float16_rounding_never_leaves_the_box():
     # float16(0.1) = 0.09998 < 0.1: a value rounded onto the bound is pulled in
     y = one(jnp.full(3, -30.0, jnp.float16), 0.1, 0.2)
@@ -299,6 +302,7 @@ def test_float16_rounding_never_leaves_the_box():
 # --- transformations ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_jit_vmap_grad_agree_with_eager():
     params = {
         "tau": jnp.array([0.01, 0.05, 0.15]),
@@ -354,6 +358,7 @@ def test_vmap_over_array_bounds_and_gradient_wrt_bounds():
     assert float(glo) == 3.0
 
 
+@pytest.mark.slow
 def test_debug_nans_on_bounds_holes_and_the_bound_itself():
     lo = jnp.array([0.0, -jnp.inf, 0.0])
     up = jnp.array([1.0, jnp.inf, jnp.inf])
@@ -451,6 +456,7 @@ def tolerance(p, lo, up, raw, dtype):
     return 8 * eps * (np.abs(raw) + 1) * near + 4 * eps * (np.abs(p) + scale)
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(data=st.data(), dtype=dtypes)
 def test_property_round_trip_inside(data, dtype):
@@ -475,6 +481,7 @@ def test_property_round_trip_inside(data, dtype):
     assert np.all(np.abs(back - pw) <= tol), (back, pw, tol)
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(data=st.data(), dtype=dtypes)
 def test_property_monotone_and_in_range(data, dtype):
@@ -496,6 +503,7 @@ def test_property_monotone_and_in_range(data, dtype):
     assert np.all(np.diff(r) >= 0)
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(
     x=st.floats(-80, 80),
@@ -527,6 +535,7 @@ class Filter(eqx.Module):
         return self.gain * jnp.exp(-t / self.tau)
 
 
+@pytest.mark.slow
 def test_equinox_model_trains_through_constrain_and_stays_in_the_box():
     model = Filter(tau=jnp.array(0.05), gain=jnp.array(1.0))
     lower, upper = jb.make_bounds(model)

@@ -154,6 +154,7 @@ def test_howto_flow_with_jaxbounds_make_bounds_gives_the_printed_bounds():
     assert lo == printed[0] and up == printed[1]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside Rockpool's init
 def test_howto_jax_flow_with_a_real_rockpool_network():
     from rockpool.nn.combinators import Residual, Sequential
