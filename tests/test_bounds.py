@@ -11,7 +11,7 @@ import numpy as np
 import jaxbounds as jb
 from jaxbounds._paths import check_same_structure
 
-from helpers import count_compilations, numpy_exp_cost
+from helpers import count_compilations, numpy_exp_cost, numpy_exp_grad, numpy_tree_cost
 
 
 class Pair(NamedTuple):
@@ -51,6 +51,39 @@ def test_make_bounds_does_not_touch_params():
     params = {"x": jnp.ones(2)}
     jb.make_bounds(params)
     assert list(params) == ["x"] and params["x"].shape == (2,)
+
+
+def test_numpy_float_arrays_and_scalars_are_parameters():
+    # As jax.grad and eqx.is_inexact_array see them; NumPy ints and bools are not.
+    params = {
+        "w": np.array([-0.5, 0.25]),
+        "s": np.float32(-1.0),
+        "h": np.float16(2.5),
+        "n": np.arange(3),
+        "i": np.int32(3),
+        "b": np.bool_(True),
+    }
+    lower, upper = jb.make_bounds(params)
+    floats = ("w", "s", "h")
+    assert lower == {k: -math.inf if k in floats else None for k in params}
+    assert upper == {k: math.inf if k in floats else None for k in params}
+    lower.update(w=0.0, s=0.0, h=0.0)
+    upper.update(w=1.0, s=1.0, h=2.0)
+    cost = jb.bounds_cost(params, lower, upper)
+    want = numpy_tree_cost(params, lower, upper)
+    np.testing.assert_allclose(want, 2 * math.exp(0.5) + math.e, rtol=1e-12)  # by hand
+    np.testing.assert_allclose(float(cost), want, rtol=1e-6)
+    grads = jax.grad(jb.bounds_cost)(
+        {k: params[k] for k in floats},
+        *({k: t[k] for k in floats} for t in (lower, upper)),
+    )
+    for k in floats:
+        np.testing.assert_allclose(
+            np.asarray(grads[k], np.float64),
+            numpy_exp_grad(params[k], lower[k], upper[k]),
+            rtol=1e-3,
+            err_msg=k,
+        )
 
 
 # --- Box: the static pattern through jax.jit -----------------------------------
