@@ -142,6 +142,28 @@ def test_selectors_never_select_leaves_that_are_not_parameters():
     assert asked == ["tau_syn", "bias"]  # the predicate never sees the function
 
 
+def test_bool_leaves_are_never_selected_although_bool_is_an_int():
+    tree = {
+        "flag": True,
+        "off": False,
+        "np_flag": np.bool_(True),
+        "jax_flag": jnp.array(True),
+        "n": 3,  # an int bound value: selectable
+        "x": 0.5,
+        "w": jnp.ones(2),
+    }
+    picked = ("n", "w", "x")
+    want = {k: k in picked for k in tree}
+    asked = []
+    assert jb.mask(tree, "*") == want
+    assert jb.mask(tree, lambda path, leaf: asked.append(path) or True) == want
+    assert sorted(asked) == list(picked)  # the predicate never sees a bool
+    for where in ("*", lambda path, leaf: True):
+        new = jb.set_where(tree, where, 7.0)
+        assert all(new[k] is tree[k] for k in tree if k not in picked)
+        assert all(new[k] == 7.0 for k in picked)
+
+
 def test_broad_selectors_on_an_mlp_bound_tree_bound_parameters_only():
     model = eqx.nn.MLP(2, 2, 3, 1, key=jax.random.key(0))
     lower, upper = jb.make_bounds(model)
