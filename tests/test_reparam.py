@@ -182,6 +182,7 @@ def test_one_sided_gradients_are_sigmoids_nonzero_at_80(dtype):
         np.testing.assert_allclose(g, ref, rtol=16 * np.finfo(dtype).eps)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("bounds", [(0.0, 1.0), (None, 2.0), (-2.0, None), (0.1, 0.2)])
 def test_extreme_raw_values_give_finite_values_in_the_box(dtype, bounds):
@@ -205,6 +206,7 @@ def test_extreme_raw_values_give_finite_values_in_the_box(dtype, bounds):
         assert np.all(yw <= cast(up))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_box_as_wide_as_the_dtype_does_not_overflow(dtype):
     big = float(jnp.finfo(dtype).max)
@@ -265,6 +267,7 @@ def test_inverse_is_accurate_near_the_bounds_float32():
     np.testing.assert_allclose(one(raw, 0.0, None), v, rtol=70 * eps)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", LOW)
 def test_low_precision_is_computed_in_float32_and_cast_back(dtype):
     x = jnp.linspace(-12, 12, 97).astype(dtype)
