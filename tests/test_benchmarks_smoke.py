@@ -19,6 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "run.py"
 
+pytestmark = pytest.mark.slow  # a subprocess per test
+
 
 def run_script(tmp_path: Path, *args: str) -> tuple[dict, str]:
     out = tmp_path / "results.json"

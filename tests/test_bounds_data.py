@@ -17,12 +17,11 @@ import jaxbounds as jb
 
 from helpers import (
     FLOATS,
+    TOL,
     count_compilations,
     numpy_exp_cost,
     numpy_exp_grad,
 )
-
-TOL = {jnp.float16: 2e-3, jnp.bfloat16: 1e-2, jnp.float32: 1e-6, jnp.float64: 1e-12}
 
 
 def mixed_params(dtype):
@@ -255,71 +254,6 @@ def test_the_counter_does_see_a_compilation():
     assert compiled
 
 
-# --- the Box: static pattern through jax.jit ----------------------------------
-
-
-def _eqns(jaxpr) -> int:
-    """Equations of a jaxpr, those of nested jaxprs (inner jit calls) included."""
-    n = 0
-    for eqn in jaxpr.eqns:
-        n += 1
-        for v in eqn.params.values():
-            for sub in v if isinstance(v, (tuple, list)) else (v,):
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    n += _eqns(inner)
-    return n
-
-
-def test_box_keeps_unbounded_leaves_free_of_work_under_jit():
-    def tree(n_free):
-        params = {"tau": jnp.ones(3)} | {f"w{i}": jnp.ones(4) for i in range(n_free)}
-        lower, upper = jb.make_bounds(params)
-        lower["tau"], upper["tau"] = 0.0, 2.0
-        return params, lower, upper
-
-    def size(n_free, boxed):
-        params, lower, upper = tree(n_free)
-        if boxed:
-            f = lambda p, box: jb.bounds_cost(p, *box)  # noqa: E731
-            return _eqns(jax.make_jaxpr(f)(params, jb.Box(lower, upper)).jaxpr)
-        return _eqns(jax.make_jaxpr(jb.bounds_cost)(params, lower, upper).jaxpr)
-
-    assert size(1, boxed=True) == size(30, boxed=True)  # no operation per free leaf
-    assert size(30, boxed=False) > size(1, boxed=False)  # plain arguments: traced
-
-
-def test_box_values_are_arguments_and_can_be_vmapped():
-    params = {"tau": jnp.array([-0.5, 0.25]), "w": jnp.ones(2)}
-    cost = jax.jit(lambda p, box: jb.bounds_cost(p, *box))
-    with count_compilations() as compiled:
-        for lo in (0.0, 0.1, -1.0):
-            got = cost(
-                params, jb.Box({"tau": lo, "w": -math.inf}, {"tau": 1.0, "w": None})
-            )
-            np.testing.assert_allclose(
-                float(got), numpy_exp_cost(params["tau"], lo, 1.0), rtol=1e-12
-            )
-    assert len(compiled) <= 1
-    lows, ups = jnp.array([0.0, 0.3]), jnp.array([1.0, 0.5])
-    boxes = jb.Box({"tau": lows, "w": -math.inf}, {"tau": ups, "w": None})
-    costs = jax.vmap(cost, in_axes=(None, 0))(params, boxes)
-    for b in range(2):
-        want = numpy_exp_cost(params["tau"], float(lows[b]), float(ups[b]))
-        np.testing.assert_allclose(costs[b], want, rtol=1e-12)
-
-
-def test_box_round_trips_its_trees_and_pattern():
-    lower = {"a": -math.inf, "b": 0.5, "c": None, "d": jnp.zeros(2)}
-    upper = {"a": math.inf, "b": math.inf, "c": None, "d": 3.0}
-    box = jb.Box(lower, upper)
-    leaves, treedef = jax.tree_util.tree_flatten(box)
-    assert len(leaves) == 3  # 0.5, zeros(2), 3.0: the infinities and None are static
-    lo, up = jax.tree_util.tree_unflatten(treedef, leaves)
-    assert lo["a"] == -math.inf and lo["c"] is None and up["b"] == math.inf
-    assert lo["b"] == 0.5 and up["d"] == 3.0
-
-
 # --- traced infinities --------------------------------------------------------
 
 
@@ -490,6 +424,7 @@ def test_paths_name_every_key_kind():
         jb.bounds_cost(tree, lower, upper)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_next_float_is_nextafter(dtype):
     from jaxbounds._rounding import next_float

@@ -115,6 +115,7 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "page", [p for p in PAGES if p.name not in TESTED_ELSEWHERE], ids=lambda p: p.name
 )
@@ -185,6 +186,7 @@ def test_output_blocks_follow_python_blocks():
                 assert b["follows_directly"], b["where"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not installed("mkdocs"), reason='needs pip install -e ".[docs]"')
 def test_site_builds_strictly(tmp_path: Path):
     run = subprocess.run(

@@ -70,6 +70,25 @@ def test_field_rejects_declarations_that_could_never_apply():
         jb.field(lower=0.0, metadata={LOWER_KEY: 1.0})
 
 
+def test_field_accepts_metadata_that_repeats_its_declaration_and_refuses_another():
+    # A field rebuilt from another field's metadata repeats the same values.
+    same = {LOWER_KEY: 0.0, UPPER_KEY: 0.5, FAMILY_KEY: "taus", "doc": "tau"}
+    f = jb.field(lower=0.0, upper=0.5, family="taus", metadata=same)
+    assert dict(f.metadata) == same
+    assert dict(jb.field(lower=0.0, metadata={LOWER_KEY: 0.0}).metadata) == {
+        LOWER_KEY: 0.0
+    }
+
+    class M(eqx.Module):
+        x: jax.Array = jb.field(lower=0.0, metadata={LOWER_KEY: 0.0})
+
+    assert jb.make_bounds(M(jnp.ones(2)))[0].x == 0.0
+    with pytest.raises(ValueError, match=r"metadata\['jaxbounds_lower'\] conflicts"):
+        jb.field(lower=0.0, metadata={LOWER_KEY: 0.5})
+    with pytest.raises(ValueError, match=r"metadata\['jaxbounds_family'\] conflicts"):
+        jb.field(family="taus", metadata={FAMILY_KEY: "weights"})
+
+
 # ------------------------------------------------------- make_bounds honours field
 
 

@@ -112,6 +112,7 @@ def finished(launched: dict, name: str) -> Finished:
     return result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_example_runs(launched: dict, name: str):
     result = finished(launched, name)
@@ -136,6 +137,7 @@ OUTCOME = re.compile(
 )
 
 
+@pytest.mark.slow
 def test_lif_demo_reports_progress_plots_and_outcome(launched: dict):
     result = finished(launched, "lif_constraints.py")
     runs = ["none", "penalty", "loss-penalty", "project", "reparam"]
@@ -162,6 +164,7 @@ def test_lif_demo_reports_progress_plots_and_outcome(launched: dict):
     )
 
 
+@pytest.mark.slow
 def test_lif_demo_rejects_unknown_runs(tmp_path: Path):
     run = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "lif_constraints.py"), "--runs=nope"],
@@ -175,11 +178,13 @@ def test_lif_demo_rejects_unknown_runs(tmp_path: Path):
     assert run.returncode == 2 and "--runs takes a subset" in run.stderr
 
 
+@pytest.mark.slow
 def test_quickstart_ends_inside_the_bounds(launched: dict):
     out = finished(launched, "quickstart.py").stdout
     assert "bounds_cost after clip: 0.0" in out
 
 
+@pytest.mark.slow
 def test_rockpool_migration_agrees_with_rockpool(launched: dict):
     pytest.importorskip("rockpool")
     out = finished(launched, "rockpool_migration.py").stdout
@@ -189,6 +194,7 @@ def test_rockpool_migration_agrees_with_rockpool(launched: dict):
     assert "jaxbounds raises ValueError" in out
 
 
+@pytest.mark.slow
 def test_rockpool_migration_runs_without_rockpool(launched: dict):
     out = finished(launched, "rockpool_migration.py[no rockpool]").stdout
     assert out.startswith("Rockpool is not installed")
@@ -196,6 +202,7 @@ def test_rockpool_migration_runs_without_rockpool(launched: dict):
     assert "Rockpool:" not in out
 
 
+@pytest.mark.slow
 def test_nnx_lif_stays_inside_its_declared_bounds(launched: dict):
     out = finished(launched, "nnx_lif.py").stdout
     assert "  tau_mem    [0.001, 0.1]" in out

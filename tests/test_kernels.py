@@ -1,4 +1,4 @@
-"""The fast paths of `_kernels` against the plain reference and NumPy.
+"""The fast paths of `_kernels` against the NumPy references in `helpers`.
 
 Each test builds the tree that sends the computation down one fast path:
 leaves above the chunk size, many small leaves of several dtypes in one
@@ -13,23 +13,19 @@ import numpy as np
 import pytest
 
 import jaxbounds as jb
-from jaxbounds import _kernels, _penalty
+from jaxbounds import _kernels
 
-from helpers import numpy_exp_cost, numpy_exp_grad, numpy_tree_cost
-
-TOL = {jnp.float16: 1e-3, jnp.bfloat16: 1e-2, jnp.float32: 2e-6, jnp.float64: 1e-12}
-
-
-def reference(leaves, lows, ups, penalty="exp"):
-    """The plain form: the elementwise penalty summed, gradient by autodiff."""
-
-    def cost(leaves):
-        return sum(
-            jnp.sum(_penalty.elementwise(p, lo, up, penalty))
-            for p, lo, up in zip(leaves, lows, ups)
-        )
-
-    return jax.value_and_grad(cost)(leaves)
+from helpers import (
+    FLOATS,
+    PENALTIES,
+    TOL,
+    numpy_cost,
+    numpy_exp_cost,
+    numpy_exp_grad,
+    numpy_grad,
+    numpy_tree_cost,
+    penalty_id,
+)
 
 
 def test_a_leaf_above_the_chunk_size_is_summed_whole():
@@ -55,9 +51,8 @@ def many_leaves_of_all_dtypes():
     """Small leaves of four dtypes, float / array / one-sided bounds, in one tree."""
     rng = np.random.default_rng(0)
     params, lower, upper = {}, {}, {}
-    dtypes = [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64]
     for i in range(40):
-        dtype = dtypes[i % 4]
+        dtype = FLOATS[i % 4]
         shape = [(3,), (2, 2), (5,), ()][i // 4 % 4]
         # Violations up to 14: past float16's switch (10), short of the others' (15).
         x = rng.uniform(-14.0, 15.0, shape)
@@ -76,6 +71,7 @@ def many_leaves_of_all_dtypes():
     return params, lower, upper
 
 
+@pytest.mark.slow
 def test_many_small_leaves_of_several_dtypes_match_numpy_leaf_by_leaf():
     params, lower, upper = many_leaves_of_all_dtypes()
     cost, grads = jax.value_and_grad(jb.bounds_cost)(params, lower, upper)
@@ -121,17 +117,20 @@ def test_float64_and_float32_leaves_are_not_summed_in_one_precision():
     np.testing.assert_allclose(float(cost), math.exp(1e-9), rtol=1e-15)
 
 
-@pytest.mark.parametrize("penalty", ["exp", "quadratic", "linear", lambda v: v**3])
-def test_grouped_cost_and_gradient_equal_the_plain_reference(penalty):
+@pytest.mark.slow
+@pytest.mark.parametrize("penalty", PENALTIES, ids=penalty_id)
+def test_grouped_cost_and_gradient_match_numpy_for_every_penalty_kind(penalty):
     params, lower, upper = many_leaves_of_all_dtypes()
     keys = [k for k in params if params[k].dtype != jnp.float16]  # one switch
     leaves = [params[k].astype(jnp.float64) for k in keys]
     open_low = [lower[k] is None or (lower[k] == -math.inf) is True for k in keys]
     lows = [None if o else lower[k] for k, o in zip(keys, open_low)]
     ups = [None if upper[k] is None else upper[k] for k in keys]
-    want, want_grads = reference(leaves, lows, ups, penalty)
-    summed = lambda ls: _kernels.penalty_sum(ls, lows, ups, penalty)  # noqa: E731
-    cost, grads = jax.value_and_grad(summed)(leaves)
+    want = sum(numpy_cost(*leaf, penalty) for leaf in zip(leaves, lows, ups))
+    want_grads = [numpy_grad(*leaf, penalty) for leaf in zip(leaves, lows, ups)]
+    cost, grads = jax.value_and_grad(
+        lambda ls: _kernels.penalty_sum(ls, lows, ups, penalty)
+    )(leaves)
     np.testing.assert_allclose(float(cost), float(want), rtol=1e-12)
     for g, w in zip(grads, want_grads):
         np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-300)

@@ -26,7 +26,7 @@ import optax  # noqa: E402
 
 import jaxbounds as jb  # noqa: E402
 
-from helpers import gradient_steps  # noqa: E402
+from helpers import gradient_steps, numpy_exp_grad, numpy_tree_cost  # noqa: E402
 
 DT = 1e-3
 TAU0 = [np.array([0.01, 0.05]), np.array([0.02, 0.03, 0.04])]
@@ -106,26 +106,6 @@ def twin_bounds() -> tuple[dict, dict]:
     return lo, up
 
 
-def np_cost(params: dict, lower: dict, upper: dict) -> float:
-    """The "exp" penalty in float64 NumPy (violations here are all < 15)."""
-    total = 0.0
-    for p, lo, up in zip(
-        jax.tree.leaves(params), jax.tree.leaves(lower), jax.tree.leaves(upper)
-    ):
-        x = np.asarray(p, np.float64)
-        lo = np.float64(np.float32(lo))
-        up = np.float64(np.float32(up))
-        total += np.sum(np.where(x < lo, np.exp(lo - x), 0.0))
-        total += np.sum(np.where(x > up, np.exp(x - up), 0.0))
-    return float(total)
-
-
-def np_cost_grad(x, lo: float, up: float) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    lo, up = np.float64(np.float32(lo)), np.float64(np.float32(up))
-    return np.where(x > up, np.exp(x - up), 0.0) - np.where(x < lo, np.exp(lo - x), 0.0)
-
-
 def pure(x) -> dict:
     """Params of a Module or State as nested dicts (nnx's own conversion)."""
     if isinstance(x, nnx.Module):
@@ -199,7 +179,7 @@ def test_one_bound_tree_serves_every_view(made_from):
     lower, upper = jb.make_bounds(every[made_from])
     lower = jb.set_where(lower, "*tau", 0.015)
     upper = jb.set_where(upper, "*w", 0.75)
-    expected = np_cost(pure(model), lower, upper)
+    expected = numpy_tree_cost(pure(model), lower, upper)
     # tau 0.01 < 0.015 (once), w 1.0 > 0.75 (once)
     assert expected == pytest.approx(
         math.exp(np.float32(0.015) - np.float32(0.01)) + math.exp(1.0 - 0.75), rel=1e-12
@@ -248,7 +228,7 @@ def test_declared_bounds_cost_as_the_twin_with_the_bounds_written_out():
     model.cells[1].tau[...] = jnp.array([0.0005, 0.3, 0.1], jnp.float32)
     lower, upper = jb.make_bounds(model)
     p = pure(model)
-    expected = np_cost(p, *twin_bounds())
+    expected = numpy_tree_cost(p, *twin_bounds())
     assert expected == pytest.approx(
         math.exp(np.float32(DT) - np.float32(0.0005))
         + math.exp(np.float32(0.3) - np.float32(0.2)),
@@ -411,7 +391,7 @@ def test_nnx_optimizer_with_add_bounds_penalty_matches_numpy_and_the_twin():
     tau0 = np.asarray(p0["cells"][0]["tau"], np.float64)
     want_tau = tau0 - lr * (
         np.asarray(g["cells"][0]["tau"], np.float64)
-        + scale * np_cost_grad(tau0, DT, 0.2)
+        + scale * numpy_exp_grad(tau0, DT, 0.2)
     )
     np.testing.assert_allclose(pure(model)["cells"][0]["tau"], want_tau, rtol=1e-6)
     want_w = np.asarray(p0["cells"][1]["w"]) - lr * np.asarray(g["cells"][1]["w"])
@@ -456,19 +436,23 @@ def test_bounds_cost_inside_nnx_jit_and_value_and_grad():
 
     value, grads = f(model)
     tau = np.asarray(pure(model)["cells"][0]["tau"], np.float64)
-    want_value = float(twin_loss(pure(model))) + np_cost(pure(model), lower, upper)
+    want_value = float(twin_loss(pure(model))) + numpy_tree_cost(
+        pure(model), lower, upper
+    )
     assert float(value) == pytest.approx(want_value, rel=1e-6)
     assert isinstance(grads, nnx.State)
     g_twin = jax.grad(twin_loss)(pure(model))["cells"][0]["tau"]
     np.testing.assert_allclose(
         nnx.to_pure_dict(grads)["cells"][0]["tau"],
-        np.asarray(g_twin, np.float64) + np_cost_grad(tau, DT, 0.2),
+        np.asarray(g_twin, np.float64) + numpy_exp_grad(tau, DT, 0.2),
         rtol=1e-6,
     )
     # on the State inside jax.jit, bounds as arguments
     state = nnx.state(model, nnx.Param)
     jitted = jax.jit(jb.bounds_cost)(state, lower, upper)
-    assert float(jitted) == pytest.approx(np_cost(pure(model), lower, upper), rel=1e-6)
+    assert float(jitted) == pytest.approx(
+        numpy_tree_cost(pure(model), lower, upper), rel=1e-6
+    )
 
 
 # -- constrain, violations, save / load -----------------------------------------------
@@ -539,6 +523,7 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_import_jaxbounds_works_without_flax():
     run = run_python(
         """
@@ -560,6 +545,7 @@ def test_import_jaxbounds_works_without_flax():
     assert run.stdout.split() == ["2.7182817", "['tau']", "flax", "blocked"]
 
 
+@pytest.mark.slow
 def test_importing_and_using_jaxbounds_does_not_import_flax():
     run = run_python(
         """

@@ -5,19 +5,22 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxbounds as jb
 
-DTYPES = [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64]
+from helpers import FLOATS, numpy_tree_cost
+
+pytestmark = pytest.mark.slow  # 40 random trees per test, each compiled anew
 SETTINGS = settings(max_examples=40, deadline=None)
 
 
 @st.composite
 def leaf_with_bounds(draw):
     """A parameter leaf and its bounds: static floats, infinities or arrays."""
-    dtype = draw(st.sampled_from(DTYPES))
+    dtype = draw(st.sampled_from(FLOATS))
     shape = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
     values = draw(
         st.lists(
@@ -57,20 +60,6 @@ def trees(draw):
     return tuple(build([it[j] for it in items]) for j in range(3))
 
 
-def reference_cost(params, lower, upper):
-    """float64 NumPy penalty on stored values, with bounds as the cost sees them."""
-    total = 0.0
-    for p, lo, up in zip(*(jax.tree.leaves(t) for t in (params, lower, upper))):
-        x = np.asarray(p.astype(jnp.float64))
-        cdt = np.float64 if p.dtype == jnp.float64 else np.float32
-        switch = 10.0 if p.dtype == jnp.float16 else 15.0
-        for v in (np.asarray(lo, cdt).astype(np.float64) - x, x - np.float64(cdt(up))):
-            v = np.broadcast_to(v, x.shape)
-            cont = np.exp(np.minimum(v, switch)) * (1 + np.maximum(v - switch, 0))
-            total += float(np.sum(np.where(v > 0, cont, 0.0)))
-    return total
-
-
 @SETTINGS
 @given(trees())
 def test_cost_matches_numpy_is_nonnegative_zero_iff_inside_and_finite(tree):
@@ -78,7 +67,7 @@ def test_cost_matches_numpy_is_nonnegative_zero_iff_inside_and_finite(tree):
     with jax.debug_nans(True):
         cost, grads = jax.value_and_grad(jb.bounds_cost)(params, lower, upper)
     cost = float(cost)
-    expected = reference_cost(params, lower, upper)
+    expected = numpy_tree_cost(params, lower, upper)
     assert cost >= 0 and np.isfinite(cost)
     np.testing.assert_allclose(cost, expected, rtol=2e-5, atol=1e-6)
     assert (cost == 0) == (expected == 0)

@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 
 import jaxbounds as jb
 
-FLOATS = [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64]
-LOW = [jnp.float16, jnp.bfloat16]
+from helpers import FLOATS, LOW
 
 
 def wide(dtype):
@@ -183,6 +182,7 @@ def test_one_sided_gradients_are_sigmoids_nonzero_at_80(dtype):
         np.testing.assert_allclose(g, ref, rtol=16 * np.finfo(dtype).eps)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("bounds", [(0.0, 1.0), (None, 2.0), (-2.0, None), (0.1, 0.2)])
 def test_extreme_raw_values_give_finite_values_in_the_box(dtype, bounds):
@@ -206,6 +206,7 @@ def test_extreme_raw_values_give_finite_values_in_the_box(dtype, bounds):
         assert np.all(yw <= cast(up))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_box_as_wide_as_the_dtype_does_not_overflow(dtype):
     big = float(jnp.finfo(dtype).max)
@@ -221,6 +222,7 @@ def test_box_as_wide_as_the_dtype_does_not_overflow(dtype):
     np.testing.assert_allclose(inv(y, lo, up)[1:4], x[1:4], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_unconstrain_of_a_bound_is_finite_and_maps_back(dtype):
     limit = 80.0 if dtype == jnp.float32 else 700.0
@@ -239,6 +241,7 @@ def test_unconstrain_of_a_bound_is_finite_and_maps_back(dtype):
     assert float(one(jnp.array(123.0, dtype), 5.0, 5.0)) == 5.0
 
 
+@pytest.mark.slow
 def test_inverse_is_accurate_near_the_bounds_float32():
     eps = float(np.finfo(np.float32).eps)
     p = np.array([1e-30, 1e-20, 1e-10, 1e-7, 0.5, 1 - 2**-23, 1 - 2**-24], np.float32)
@@ -264,6 +267,7 @@ def test_inverse_is_accurate_near_the_bounds_float32():
     np.testing.assert_allclose(one(raw, 0.0, None), v, rtol=70 * eps)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", LOW)
 def test_low_precision_is_computed_in_float32_and_cast_back(dtype):
     x = jnp.linspace(-12, 12, 97).astype(dtype)
@@ -283,6 +287,7 @@ def test_low_precision_is_computed_in_float32_and_cast_back(dtype):
         assert float(jb.bounds_cost({"x": y}, {"x": lo}, {"x": up})) == 0.0
 
 
+@pytest.mark.slow
 def test_float16_rounding_never_leaves_the_box():
     # float16(0.1) = 0.09998 < 0.1: a value rounded onto the bound is pulled in
     y = one(jnp.full(3, -30.0, jnp.float16), 0.1, 0.2)
@@ -300,6 +305,7 @@ def test_float16_rounding_never_leaves_the_box():
 # --- transformations ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_jit_vmap_grad_agree_with_eager():
     params = {
         "tau": jnp.array([0.01, 0.05, 0.15]),
@@ -355,6 +361,7 @@ def test_vmap_over_array_bounds_and_gradient_wrt_bounds():
     assert float(glo) == 3.0
 
 
+@pytest.mark.slow
 def test_debug_nans_on_bounds_holes_and_the_bound_itself():
     lo = jnp.array([0.0, -jnp.inf, 0.0])
     up = jnp.array([1.0, jnp.inf, jnp.inf])
@@ -452,6 +459,7 @@ def tolerance(p, lo, up, raw, dtype):
     return 8 * eps * (np.abs(raw) + 1) * near + 4 * eps * (np.abs(p) + scale)
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(data=st.data(), dtype=dtypes)
 def test_property_round_trip_inside(data, dtype):
@@ -476,6 +484,7 @@ def test_property_round_trip_inside(data, dtype):
     assert np.all(np.abs(back - pw) <= tol), (back, pw, tol)
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(data=st.data(), dtype=dtypes)
 def test_property_monotone_and_in_range(data, dtype):
@@ -497,6 +506,7 @@ def test_property_monotone_and_in_range(data, dtype):
     assert np.all(np.diff(r) >= 0)
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(
     x=st.floats(-80, 80),
@@ -528,6 +538,7 @@ class Filter(eqx.Module):
         return self.gain * jnp.exp(-t / self.tau)
 
 
+@pytest.mark.slow
 def test_equinox_model_trains_through_constrain_and_stays_in_the_box():
     model = Filter(tau=jnp.array(0.05), gain=jnp.array(1.0))
     lower, upper = jb.make_bounds(model)
@@ -568,6 +579,7 @@ def test_equinox_model_trains_through_constrain_and_stays_in_the_box():
     assert jb.violations(fitted, lower, upper).ok
 
 
+@pytest.mark.slow  # runs examples/reparam.py
 def test_example_script_trains_through_constrain(capsys):
     script = Path(__file__).parent.parent / "examples" / "reparam.py"
     runpy.run_path(str(script), run_name="__main__")

@@ -131,6 +131,7 @@ def bounded_optimum() -> tuple[np.ndarray, float]:
     return res.x, float(res.fun)
 
 
+@pytest.mark.slow
 def test_optax_lbfgs_then_project_to_bounds_is_silently_wrong():
     x_star, f_star = bounded_optimum()
     params = {"x": jnp.full(3, 0.5)}
@@ -359,6 +360,7 @@ def train_rockpool(net, tau_lower: float, steps: int = 10):
     return history, lb, ub
 
 
+@pytest.mark.slow
 def test_rockpool_lif_with_a_zero_tau_bound_goes_nan():
     net = rockpool_lif_network()
     history, _, _ = train_rockpool(net, 0.0, steps=3)
@@ -368,6 +370,7 @@ def test_rockpool_lif_with_a_zero_tau_bound_goes_nan():
     assert all(np.isnan(np.asarray(x)).all() for x in jax.tree.leaves(history[-1]))
 
 
+@pytest.mark.slow
 def test_rockpool_lif_with_the_documented_tau_bound_trains_without_nan():
     net = rockpool_lif_network()
     dt = net[1].dt

@@ -1,6 +1,5 @@
-"""make_bounds, paths and structure checks (the `_tree` foundation)."""
+"""`_paths`: dotted key paths, flattening with paths, structure checks."""
 
-import math
 from typing import NamedTuple
 
 import equinox as eqx
@@ -31,37 +30,6 @@ def test_paths_follow_tree_leaves_order_with_dotted_keys():
     assert len(jb.paths(tree)) == len(jax.tree.leaves(tree))
 
 
-def test_make_bounds_mirrors_dicts_lists_namedtuples():
-    params = {"a": [jnp.ones(2), (jnp.ones(1),)], "p": Pair(jnp.ones(1), jnp.ones(2))}
-    lower, upper = jb.make_bounds(params)
-    assert lower == {"a": [-math.inf, (-math.inf,)], "p": Pair(-math.inf, -math.inf)}
-    assert upper == {"a": [math.inf, (math.inf,)], "p": Pair(math.inf, math.inf)}
-    assert isinstance(lower["p"], Pair)
-
-
-def test_make_bounds_on_equinox_model_keeps_structure():
-    model = eqx.nn.MLP(2, 2, 4, 1, key=jax.random.PRNGKey(0))
-    lower, upper = jb.make_bounds(model)
-    is_none = lambda x: x is None  # noqa: E731
-    assert jax.tree.structure(lower, is_leaf=is_none) == jax.tree.structure(model)
-    assert lower.layers[0].weight == -math.inf and upper.layers[1].bias == math.inf
-    assert lower.activation is None  # not a parameter: no bound, never selected
-
-
-def test_make_bounds_keeps_filter_holes():
-    model = eqx.nn.MLP(2, 2, 4, 1, key=jax.random.PRNGKey(0))
-    params, _ = eqx.partition(model, eqx.is_inexact_array)
-    lower, _ = jb.make_bounds(params)
-    assert lower.activation is None and lower.layers[0].weight == -math.inf
-    check_same_structure(params, jb.make_bounds(model)[0], "lower")
-
-
-def test_make_bounds_does_not_touch_params():
-    params = {"x": jnp.ones(2)}
-    jb.make_bounds(params)
-    assert list(params) == ["x"] and params["x"].shape == (2,)
-
-
 def test_structure_check_names_first_difference_in_deep_tree():
     params = {"layers": [{"tau_syn": jnp.ones(1)}, {"tau_syn": jnp.ones(1)}]}
     bounds = {"layers": [{"tau_syn": 0.0}, {"tau_mem": 0.0}]}
@@ -85,3 +53,50 @@ def test_prefix_bound_tree_is_rejected_with_path():
     params = {"layer": {"w": jnp.ones(1), "b": jnp.ones(1)}}
     with pytest.raises(ValueError, match=r"'layer\.b'.*'layer'"):
         jb.bounds_cost(params, {"layer": 0.0}, jb.make_bounds(params)[1])
+
+
+def _keystr_paths(tree):
+    """Dotted paths written independently from jax.tree_util.keystr."""
+    out = []
+    for kp, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        s = jax.tree_util.keystr(kp)  # e.g. "['layers'][1].tau_syn"
+        for a, b in (
+            ("']['", "."),
+            ("['", "."),
+            ("']", ""),
+            ("][", "."),
+            ("[", "."),
+            ("]", ""),
+        ):
+            s = s.replace(a, b)
+        out.append(s.lstrip("."))
+    return out
+
+
+def test_paths_name_dict_keys_attributes_and_indices_in_tree_leaves_order():
+    tree = {
+        "layers": [{"tau_syn": jnp.ones(2), "w": jnp.ones(3)}, (jnp.zeros(1),)],
+        "0_LinearJax": {"weight": jnp.ones((2, 3))},
+        "pair": Pair(1.0, jnp.ones(1)),
+    }
+    ps = jb.paths(tree)
+    assert ps == [
+        "0_LinearJax.weight",
+        "layers.0.tau_syn",
+        "layers.0.w",
+        "layers.1.0",
+        "pair.tau",
+        "pair.w",
+    ]
+    assert ps == _keystr_paths(tree)
+    assert len(ps) == len(jax.tree_util.tree_leaves(tree))
+
+
+def test_paths_of_equinox_sequential_and_filtered_model_skip_none_holes():
+    model = eqx.nn.Sequential(
+        [eqx.nn.Linear(2, 3, key=jax.random.key(0)), eqx.nn.Lambda(jax.nn.relu)]
+    )
+    assert jb.paths(model) == ["layers.0.weight", "layers.0.bias", "layers.1.fn"]
+    params = eqx.filter(model, eqx.is_array)
+    assert jb.paths(params) == ["layers.0.weight", "layers.0.bias"]
+    assert jb.paths(jnp.ones(2)) == [""]

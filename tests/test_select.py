@@ -1,4 +1,4 @@
-"""paths, mask and set_where: selecting pytree leaves by path, predicate or mask."""
+"""`_select`: mask and set_where, selecting pytree leaves by glob, predicate or mask."""
 
 import copy
 import math
@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 import jaxbounds as jb
 
+from helpers import FLOATS
+
 SETTINGS = settings(max_examples=50, deadline=None)
 
 
@@ -28,56 +30,6 @@ class Block(eqx.Module):
     tau_syn: jax.Array
     bias: jax.Array
     act: object = jax.nn.relu
-
-
-def _keystr_paths(tree):
-    """Dotted paths written independently from jax.tree_util.keystr."""
-    out = []
-    for kp, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        s = jax.tree_util.keystr(kp)  # e.g. "['layers'][1].tau_syn"
-        for a, b in (
-            ("']['", "."),
-            ("['", "."),
-            ("']", ""),
-            ("][", "."),
-            ("[", "."),
-            ("]", ""),
-        ):
-            s = s.replace(a, b)
-        out.append(s.lstrip("."))
-    return out
-
-
-# --------------------------------------------------------------------------- paths
-
-
-def test_paths_name_dict_keys_attributes_and_indices_in_tree_leaves_order():
-    tree = {
-        "layers": [{"tau_syn": jnp.ones(2), "w": jnp.ones(3)}, (jnp.zeros(1),)],
-        "0_LinearJax": {"weight": jnp.ones((2, 3))},
-        "pair": Pair(1.0, jnp.ones(1)),
-    }
-    ps = jb.paths(tree)
-    assert ps == [
-        "0_LinearJax.weight",
-        "layers.0.tau_syn",
-        "layers.0.w",
-        "layers.1.0",
-        "pair.first",
-        "pair.second",
-    ]
-    assert ps == _keystr_paths(tree)
-    assert len(ps) == len(jax.tree_util.tree_leaves(tree))
-
-
-def test_paths_of_equinox_sequential_and_filtered_model_skip_none_holes():
-    model = eqx.nn.Sequential(
-        [eqx.nn.Linear(2, 3, key=jax.random.key(0)), eqx.nn.Lambda(jax.nn.relu)]
-    )
-    assert jb.paths(model) == ["layers.0.weight", "layers.0.bias", "layers.1.fn"]
-    params = eqx.filter(model, eqx.is_array)
-    assert jb.paths(params) == ["layers.0.weight", "layers.0.bias"]
-    assert jb.paths(jnp.ones(2)) == [""]
 
 
 # ---------------------------------------------------------------------------- mask
@@ -188,6 +140,28 @@ def test_selectors_never_select_leaves_that_are_not_parameters():
     m = jb.mask(block, lambda path, leaf: asked.append(path) or True)
     assert (m.tau_syn, m.bias, m.act) == (True, True, False)
     assert asked == ["tau_syn", "bias"]  # the predicate never sees the function
+
+
+def test_bool_leaves_are_never_selected_although_bool_is_an_int():
+    tree = {
+        "flag": True,
+        "off": False,
+        "np_flag": np.bool_(True),
+        "jax_flag": jnp.array(True),
+        "n": 3,  # an int bound value: selectable
+        "x": 0.5,
+        "w": jnp.ones(2),
+    }
+    picked = ("n", "w", "x")
+    want = {k: k in picked for k in tree}
+    asked = []
+    assert jb.mask(tree, "*") == want
+    assert jb.mask(tree, lambda path, leaf: asked.append(path) or True) == want
+    assert sorted(asked) == list(picked)  # the predicate never sees a bool
+    for where in ("*", lambda path, leaf: True):
+        new = jb.set_where(tree, where, 7.0)
+        assert all(new[k] is tree[k] for k in tree if k not in picked)
+        assert all(new[k] == 7.0 for k in picked)
 
 
 def test_broad_selectors_on_an_mlp_bound_tree_bound_parameters_only():
@@ -308,7 +282,7 @@ def test_set_where_with_a_traced_value_under_jit_grad_and_vmap():
         assert float(jax.jit(jax.grad(cost))(0.1)) == 0.0
 
 
-@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64])
+@pytest.mark.parametrize("dtype", FLOATS)
 def test_set_where_keeps_the_value_dtype_and_bounds_apply_in_every_dtype(dtype):
     params = {"tau": jnp.array([-0.5, 0.25], dtype), "w": jnp.zeros(2, dtype)}
     lower, upper = jb.make_bounds(params)
@@ -319,10 +293,19 @@ def test_set_where_keeps_the_value_dtype_and_bounds_apply_in_every_dtype(dtype):
     np.testing.assert_allclose(float(cost), math.exp(0.5), rtol=1e-2)
 
 
-def test_set_where_with_a_mask_equals_set_where_with_the_glob():
+def test_a_glob_mask_and_set_where_through_it_give_the_hand_computed_trees():
     lower, _ = jb.make_bounds(_params())
     m = jb.mask(_params(), "*tau_syn")
-    assert jb.set_where(lower, m, 0.0) == jb.set_where(lower, "*tau_syn", 0.0)
+    assert m == {
+        "lif": {"bias": False, "tau_mem": False, "tau_syn": True},
+        "out": {"tau_syn": True, "weight": False},
+    }
+    want = {
+        "lif": {"bias": -math.inf, "tau_mem": -math.inf, "tau_syn": 0.0},
+        "out": {"tau_syn": 0.0, "weight": -math.inf},
+    }
+    assert jb.set_where(lower, m, 0.0) == want
+    assert jb.set_where(lower, "*tau_syn", 0.0) == want
 
 
 # ------------------------------------------------------------- property tests
@@ -429,6 +412,9 @@ def test_property_set_where_round_trips_with_mask(case, value):
     assert jb.mask(new, where) == m  # globs and these predicates read only paths
     # ... and setting through the mask is setting through the selector.
     assert _same(jb.set_where(tree, m, value), new)
-    assert _same(
-        jb.set_where(tree, jb.mask(tree, "*"), value), jb.set_where(tree, "*", value)
-    )
+    # Every leaf these trees hold is a float, an int or a float array: "*"
+    # selects them all (written independently: every non-None leaf).
+    everything = jax.tree.map(lambda _: value, tree)
+    assert jb.mask(tree, "*") == jax.tree.map(lambda _: True, tree)
+    assert _same(jb.set_where(tree, jb.mask(tree, "*"), value), everything)
+    assert _same(jb.set_where(tree, "*", value), everything)
