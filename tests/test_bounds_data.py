@@ -422,30 +422,3 @@ def test_paths_name_every_key_kind():
     upper = {"d": [Node(1.0), (1.0,)], "p": Plain(-1.0)}
     with pytest.raises(ValueError, match=r"lower > upper at 'p\.0'"):
         jb.bounds_cost(tree, lower, upper)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("dtype", FLOATS)
-def test_next_float_is_nextafter(dtype):
-    from jaxbounds._rounding import next_float
-
-    info = jnp.finfo(dtype)
-    x = jnp.array(
-        [1.0, -1.0, 3e-3, -7.5, 0.0, -0.0, info.max, -info.max, info.tiny, jnp.nan],
-        dtype,
-    )
-    for up in (True, False):
-        with jax.debug_nans(True):  # NaN in, NaN out; no other NaN on the way
-            got = np.asarray(next_float(x[:-1], up).astype(jnp.float64))
-        got = np.append(got, np.asarray(next_float(x[-1:], up).astype(jnp.float64)))
-        towards = jnp.full(x.shape, jnp.inf if up else -jnp.inf, dtype)
-        want = np.asarray(jnp.nextafter(x, towards).astype(jnp.float64))
-        np.testing.assert_array_equal(got, want)
-    # Infinities step to the largest float towards zero, stay put outwards.
-    inf = jnp.array([jnp.inf, -jnp.inf, jnp.inf, -jnp.inf], dtype)
-    with jax.debug_nans(True):
-        got = next_float(inf, jnp.array([False, True, True, False]))
-    np.testing.assert_array_equal(
-        np.asarray(got, np.float64),
-        [float(info.max), -float(info.max), np.inf, -np.inf],
-    )

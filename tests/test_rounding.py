@@ -12,9 +12,12 @@ from jaxbounds._rounding import (
     compute_dtype,
     inward,
     land,
+    next_float,
     stored_sum,
     violation,
 )
+
+from helpers import FLOATS
 
 NP = {
     jnp.float16: np.float16,
@@ -159,3 +162,29 @@ def test_land_lands_as_close_to_the_box_as_the_bracketing_updates_can():
     missed = got != target.astype(np.float32)
     assert 0.2 < missed.mean() < 1.0  # both kinds of case occur
     np.testing.assert_array_equal(off(got), best)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_next_float_is_nextafter(dtype):
+
+    info = jnp.finfo(dtype)
+    x = jnp.array(
+        [1.0, -1.0, 3e-3, -7.5, 0.0, -0.0, info.max, -info.max, info.tiny, jnp.nan],
+        dtype,
+    )
+    for up in (True, False):
+        with jax.debug_nans(True):  # NaN in, NaN out; no other NaN on the way
+            got = np.asarray(next_float(x[:-1], up).astype(jnp.float64))
+        got = np.append(got, np.asarray(next_float(x[-1:], up).astype(jnp.float64)))
+        towards = jnp.full(x.shape, jnp.inf if up else -jnp.inf, dtype)
+        want = np.asarray(jnp.nextafter(x, towards).astype(jnp.float64))
+        np.testing.assert_array_equal(got, want)
+    # Infinities step to the largest float towards zero, stay put outwards.
+    inf = jnp.array([jnp.inf, -jnp.inf, jnp.inf, -jnp.inf], dtype)
+    with jax.debug_nans(True):
+        got = next_float(inf, jnp.array([False, True, True, False]))
+    np.testing.assert_array_equal(
+        np.asarray(got, np.float64),
+        [float(info.max), -float(info.max), np.inf, -np.inf],
+    )
