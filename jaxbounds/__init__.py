@@ -10,6 +10,15 @@ from . import _nnx as _nnx  # registers the flax nnx view; imports no flax
 from . import tree_utils
 from ._bounds import Box, make_bounds
 from ._clip import clip_to_bounds
+from ._constraints import (
+    Constraint,
+    Interval,
+    MaxNorm,
+    MinMaxNorm,
+    Ordered,
+    Simplex,
+    UnitNorm,
+)
 from ._cost import bounds_cost
 from ._equinox import family_mask, field
 from ._io import load_bounds, save_bounds
@@ -28,6 +37,13 @@ from ._violations import ViolationReport, violations
 __version__ = "0.1.0"
 
 __all__ = [
+    "Constraint",
+    "Interval",
+    "MaxNorm",
+    "MinMaxNorm",
+    "Ordered",
+    "Simplex",
+    "UnitNorm",
     "Box",
     "ParameterBoundaryRegularizer",
     "ViolationReport",
