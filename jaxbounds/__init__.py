@@ -12,12 +12,19 @@ from ._bounds import Box, make_bounds
 from ._clip import clip_to_bounds
 from ._constraints import (
     Constraint,
+    ConstraintReport,
+    Constraints,
     Interval,
+    LessEqual,
     MaxNorm,
     MinMaxNorm,
     Ordered,
     Simplex,
     UnitNorm,
+    add_constraint_penalty,
+    constraint_cost,
+    project,
+    project_to_constraints,
 )
 from ._cost import bounds_cost
 from ._equinox import family_mask, field
@@ -38,7 +45,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Constraint",
+    "ConstraintReport",
+    "Constraints",
     "Interval",
+    "LessEqual",
     "MaxNorm",
     "MinMaxNorm",
     "Ordered",
@@ -48,10 +58,12 @@ __all__ = [
     "ParameterBoundaryRegularizer",
     "ViolationReport",
     "add_bounds_penalty",
+    "add_constraint_penalty",
     "bounds_clip",
     "bounds_cost",
     "clip_to_bounds",
     "constrain",
+    "constraint_cost",
     "family_mask",
     "field",
     "lbfgsb",
@@ -60,7 +72,9 @@ __all__ = [
     "mask",
     "minimize",
     "paths",
+    "project",
     "project_to_bounds",
+    "project_to_constraints",
     "save_bounds",
     "set_where",
     "summed_exp_boundary_loss",

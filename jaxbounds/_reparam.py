@@ -33,6 +33,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from . import _constraints
 from ._compile import per_leaf
 from ._paths import PyTree
 from ._plan import map_bounded
@@ -249,8 +250,12 @@ _unconstrained = per_leaf(unconstrain_leaf)
 
 # -- public --------------------------------------------------------------------
 
+#: ``upper`` not given: the second argument is a `Constraints`.
+_NO_UPPER: Any = object()
 
-def constrain(raw: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
+
+
+def constrain(raw: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> PyTree:
     """Map unconstrained ``raw`` values into ``[lower, upper]``, elementwise.
 
     Optimise ``raw`` and call ``constrain`` at the top of the loss: every
@@ -313,10 +318,12 @@ def constrain(raw: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
         >>> print(jax.grad(loss)(far)["tau"])
         [1.7513022e-27 1.7513022e-27]
     """
+    if isinstance(lower, _constraints.Constraints):  # constrain(raw, c)
+        return _constraints.constrain(raw, lower)
     return map_bounded(_constrained, raw, lower, upper)
 
 
-def unconstrain(params: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
+def unconstrain(params: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> PyTree:
     """The raw values that `constrain` maps onto ``params``: its inverse.
 
     ``constrain(unconstrain(p, lo, up), lo, up) == p`` to float tolerance
@@ -364,6 +371,8 @@ def unconstrain(params: PyTree, lower: PyTree, upper: PyTree) -> PyTree:
         path  size  below  worst below  above  worst above  nan
         w        1      -            -      1            1    -
     """
+    if isinstance(lower, _constraints.Constraints):  # unconstrain(params, c)
+        return _constraints.unconstrain(params, lower)
     leaves = jax.tree_util.tree_leaves([params, lower, upper])
     if not any(isinstance(x, jax.core.Tracer) for x in leaves):
         report = violations(params, lower, upper)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _constraints
 from ._compile import per_leaf
 from ._paths import PyTree
 from ._plan import plan
@@ -161,7 +162,11 @@ def _leaf_stats(p: jax.Array, lo: Any, up: Any) -> tuple[jax.Array, ...]:
 _violation_stats = per_leaf(_leaf_stats)
 
 
-def violations(params: PyTree, lower: PyTree, upper: PyTree) -> ViolationReport:
+#: ``upper`` not given: the second argument is a `Constraints`.
+_NO_UPPER: Any = object()
+
+
+def violations(params: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> Any:
     """Which parameters are outside their bounds, by path, on the host.
 
     For every float leaf: how many elements are below ``lower`` and above
@@ -205,6 +210,8 @@ def violations(params: PyTree, lower: PyTree, upper: PyTree) -> ViolationReport:
         >>> print(jb.violations(jb.clip_to_bounds(params, lower, upper), lower, upper))
         all 7 parameters within bounds
     """
+    if isinstance(lower, _constraints.Constraints):  # violations(params, c)
+        return _constraints.violations(params, lower)
     pl = plan(params, lower, upper, every_param=True)
     leaves, lows, ups = pl.bounded(), pl.lows, pl.ups
     rows = [(path or "<root>", int(np.size(x))) for path, x in zip(pl.names(), leaves)]

@@ -1,15 +1,14 @@
 """What the constraint sets use from the bounds core, imported in one place.
 
-The core is being split into smaller modules (`_plan`, `_rounding`,
-`_declare`, ...); keeping every import of it here makes that move a change
-of this file only.
+Keeping every import of the core (`_plan`, `_rounding`, `_declare`, ...)
+here makes a move of the core a change of this file only.
 """
 
 from __future__ import annotations
 
-from .._bounds import full_bounds, inward, make_bounds, next_float
-from .._clip import clip_leaf, land, stored_sum
-from .._kernels import cost as box_cost
+from .._bounds import Box, make_bounds
+from .._clip import clip_leaf
+from .._kernels import penalty_sum as box_cost
 from .._paths import (
     PyTree,
     flatten_with_paths,
@@ -18,10 +17,13 @@ from .._paths import (
     pure_view,
     shown,
 )
-from .._penalty import Penalty, compute_dtype, one_sided, resolve
+from .._penalty import Penalty, one_sided, resolve
+from .._plan import full_bounds, plan
+from .._rounding import compute_dtype, inward, land, next_float, stored_sum
 from .._select import Where, selection
 
 __all__ = [
+    "Box",
     "Penalty",
     "PyTree",
     "Where",
@@ -37,6 +39,7 @@ __all__ = [
     "make_bounds",
     "next_float",
     "one_sided",
+    "plan",
     "pure_view",
     "resolve",
     "selection",

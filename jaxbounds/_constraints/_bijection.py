@@ -1,0 +1,148 @@
+"""`constrain(raw, c)` / `unconstrain(params, c)`: maps from free values into the sets.
+
+Per leaf: its one kind's map (`Interval`: the box map of bound trees;
+`MaxNorm` radial; `Simplex` softmax; `Ordered` cumulative softplus), or
+several intervals merged into one box. A relation ``a <= b - margin``
+whose ``b`` has no rule of its own maps ``b = a + margin + softplus(u_b)``,
+after ``a`` (chains follow their order). Any other combination has no map:
+a `ValueError` names the path and points to `project`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ._core import PyTree, compute_dtype, next_float
+from ._kind import Interval
+from ._ordered import _softplus_inverse
+from ._relations import FIX_STEPS, rounded
+from ._resolve import BOUNDS, Resolved, rebuild, resolve
+from ._rules import Constraints
+
+
+def _plan(r: Resolved, c: Constraints) -> tuple:
+    """``(order of (leaf, how))``: each constrained leaf's map, leaves after their ``a``."""
+    rules = dict(r.res.on_leaf)
+    upper_of: dict[int, tuple[int, int]] = {}
+    for k, a, b in r.res.relations:
+        path = r.res.paths[b]
+        if b in upper_of or rules.get(b):
+            raise ValueError(
+                f"{c.name(k)}: {path!r} has other rules or relations as the larger "
+                "side, so constrain has no map for it; use project or "
+                "project_to_constraints"
+            )
+        shape = jnp.broadcast_shapes(jnp.shape(r.leaves[a]), jnp.shape(r.leaves[b]))
+        if tuple(shape) != tuple(jnp.shape(r.leaves[b])):
+            raise ValueError(
+                f"{c.name(k)}: {path!r} is smaller than {r.res.paths[a]!r}; constrain "
+                "maps the larger side from the smaller only when it has the "
+                "broadcast shape; use project"
+            )
+        upper_of[b] = (k, a)
+    hows: dict[int, tuple] = {}
+    for j, rs in rules.items():
+        kinds = [x for x in rs if x != BOUNDS and not isinstance(c.kinds[x], Interval)]
+        if not kinds:
+            hows[j] = ("box", rs)
+        elif len(kinds) == 1 and len(rs) == 1 and c.kinds[kinds[0]].has_bijection():
+            hows[j] = ("kind", kinds[0])
+        else:
+            names = ", ".join("bounds" if x == BOUNDS else c.name(x) for x in rs)
+            raise ValueError(
+                f"path {r.res.paths[j]!r}: {names} together have no map for "
+                "constrain; use project or project_to_constraints"
+            )
+    for b, (k, a) in upper_of.items():
+        hows[b] = ("above", k, a)
+    order: list[tuple[int, tuple]] = []
+    done: set[int] = set()
+
+    def visit(j: int) -> None:
+        if j in done:
+            return
+        how = hows.get(j, ("free",))
+        if how[0] == "above":
+            visit(how[2])
+        done.add(j)
+        order.append((j, how))
+
+    for j in r.res.leaves():
+        visit(j)
+    return tuple(order)
+
+
+def _box(c: Constraints, r_lows: dict, r_ups: dict, j: int, rs: tuple) -> Interval:
+    sides = [
+        Interval(r_lows.get(j), r_ups.get(j)).sides() if x == BOUNDS
+        else c.kinds[x].sides()
+        for x in rs
+    ]
+    if len(sides) == 1:
+        return Interval(*sides[0])
+    los = [lo for lo, _ in sides if lo is not None]
+    his = [hi for _, hi in sides if hi is not None]
+    lo = functools.reduce(jnp.maximum, los) if los else None
+    hi = functools.reduce(jnp.minimum, his) if his else None
+    return Interval(lo, hi)
+
+
+def _above(a: jax.Array, raw: jax.Array, margin: Any) -> jax.Array:
+    """``a + margin + softplus(raw)``, rounded so that ``b >= a + margin`` as computed."""
+    cd = jnp.promote_types(compute_dtype(a.dtype), compute_dtype(raw.dtype))
+    m = jnp.asarray(margin, cd)
+    b = rounded(a.astype(cd) + m + jax.nn.softplus(raw.astype(cd)), raw.dtype, True)
+
+    def bad(x: jax.Array) -> jax.Array:
+        return a.astype(cd) > x.astype(cd) - m
+
+    def cond(state: tuple) -> jax.Array:
+        k, x = state
+        return (k < FIX_STEPS) & jnp.any(bad(x))
+
+    def body(state: tuple) -> tuple:
+        k, x = state
+        return k + 1, jnp.where(bad(x), next_float(x, True), x)
+
+    fixed = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), b))[1]
+    return b + jax.lax.stop_gradient(fixed - b)
+
+
+def _apply(r: Resolved, c: Constraints, tree: PyTree, forward: bool) -> PyTree:
+    order = _plan(r, c)
+    xs = {j: jnp.asarray(r.leaves[j]) for j, _ in order}
+    out: dict[int, Any] = {}
+    for j, how in order:
+        x = xs[j]
+        if how[0] == "free":
+            out[j] = x
+        elif how[0] == "box":
+            box = _box(c, r.lows, r.ups, j, how[1])
+            out[j] = box.constrain(x) if forward else box.unconstrain(x)
+        elif how[0] == "kind":
+            kind = c.kinds[how[1]]
+            out[j] = kind.constrain(x) if forward else kind.unconstrain(x)
+        else:
+            _, k, a = how
+            margin = c.kinds[k].margin
+            if forward:
+                out[j] = _above(out[a], x, margin)
+            else:
+                cd = jnp.promote_types(compute_dtype(x.dtype), compute_dtype(xs[a].dtype))
+                gap = x.astype(cd) - xs[a].astype(cd) - jnp.asarray(margin, cd)
+                out[j] = _softplus_inverse(gap).astype(x.dtype)
+    return rebuild(r, out)
+
+
+def constrain(raw: PyTree, c: Constraints) -> PyTree:
+    """Map a free ``raw`` tree into the sets of ``c`` (see `jaxbounds.constrain`)."""
+    return _apply(resolve(raw, c), c, raw, True)
+
+
+def unconstrain(params: PyTree, c: Constraints) -> PyTree:
+    """The raw tree that `constrain` maps onto ``params`` (its inverse on the interior)."""
+    return _apply(resolve(params, c), c, params, False)

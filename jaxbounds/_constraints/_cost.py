@@ -1,0 +1,113 @@
+"""`constraint_cost`: the penalty on each unit's distance to its set."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from ._core import Penalty, PyTree, one_sided, resolve
+from ._kind import Interval
+from ._resolve import BOUNDS, Resolved
+from ._resolve import resolve as resolve_rules
+from ._rules import Constraints
+
+
+def distances(r: Resolved, kinds: tuple, lows: dict, ups: dict, xs: dict) -> list:
+    """``[(rule, path, distances per unit)]`` for every rule on every leaf."""
+    out = []
+    for j, rules in r.res.on_leaf:
+        for rule in rules:
+            kind = Interval(lows.get(j), ups.get(j)) if rule == BOUNDS else kinds[rule]
+            out.append((rule, r.res.paths[j], kind.distance(xs[j])))
+    for rule, a, b in r.res.relations:
+        d = kinds[rule].distance(xs[a], xs[b])
+        out.append((rule, f"{r.res.paths[a]} <= {r.res.paths[b]}", d))
+    return out
+
+
+def _summed(
+    r: Resolved, kinds: tuple, lows: dict, ups: dict, xs: dict, penalty: Any
+) -> jax.Array:
+    terms = []
+    for j, rules in r.res.on_leaf:
+        x = xs[j]
+        for rule in rules:
+            if rule == BOUNDS or isinstance(kinds[rule], Interval):
+                kind = Interval(lows.get(j), ups.get(j)) if rule == BOUNDS else kinds[rule]
+                terms.append(kind.cost(x, penalty))
+                continue
+            fn = resolve(penalty, x.dtype)
+            terms.append(jnp.sum(one_sided(kinds[rule].distance(x), fn)))
+    for rule, a, b in r.res.relations:
+        d = kinds[rule].distance(xs[a], xs[b])
+        fn = resolve(penalty, jnp.promote_types(xs[a].dtype, xs[b].dtype))
+        terms.append(jnp.sum(one_sided(d, fn)))
+    dtype = functools.reduce(
+        jnp.promote_types, [t.dtype for t in terms], jnp.dtype(jnp.float32)
+    )
+    return functools.reduce(jnp.add, [t.astype(dtype) for t in terms])
+
+
+@functools.partial(jax.jit, static_argnames=("r", "keys", "penalty"))
+def _cost(xs: tuple, kinds: tuple, lows: tuple, ups: tuple, *, r, keys, penalty):
+    return _summed(_Static(r), kinds, dict(zip(keys, lows)), dict(zip(keys, ups)),
+                   dict(zip(keys, xs)), penalty)
+
+
+class _Static:
+    """A `Resolved` reduced to its static `Resolution` (what the kernels read)."""
+
+    def __init__(self, res: Any) -> None:
+        self.res = res
+
+
+def constraint_cost(
+    params: PyTree, c: Constraints, *, penalty: Penalty = "exp"
+) -> chex.Array:
+    """The differentiable penalty of every unit of ``params`` outside its set.
+
+    Per rule and unit, ``v`` is the Euclidean distance from the unit to the
+    set (`MaxNorm`: ``max(||x|| - r, 0)``; a relation: the distance of the
+    element pair to the half-plane); the penalty is applied to ``v > 0`` and
+    summed, through the same penalties as `bounds_cost` (``"exp"``: 0 inside,
+    ``exp(v)`` outside, overflow-safe; ``"quadratic"``, ``"linear"``, a
+    callable). For `Interval` rules and ``bounds`` it is exactly
+    `bounds_cost`. The gradient points away from the set, so a descent step
+    moves towards it. A unit within the projection's tolerance of an
+    equality set (`Simplex`, `UnitNorm`) has distance 0.
+
+    Args:
+        params: the parameter tree.
+        c: the `Constraints`.
+        penalty: as in `bounds_cost`.
+
+    Returns:
+        A scalar (float32, or float64 for float64 params).
+
+    Raises:
+        ValueError: as `project`.
+        TypeError: as `project`.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> import jaxbounds as jb
+        >>> c = jb.Constraints(("w", jb.MaxNorm(1.0)))
+        >>> params = {"w": jnp.array([3.0, 4.0])}  # norm 5: 4 outside
+        >>> print(jb.constraint_cost(params, c, penalty="linear"))
+        4.0
+        >>> print(jax.grad(jb.constraint_cost)(params, c, penalty="linear")["w"])
+        [0.6 0.8]
+    """
+    resolve(penalty, jnp.float32)
+    r = resolve_rules(params, c)
+    keys = r.res.leaves()
+    if not keys:
+        return jnp.zeros((), jnp.float32)
+    xs = tuple(jnp.asarray(r.leaves[j]) for j in keys)
+    lows = tuple(r.lows.get(j) for j in keys)
+    ups = tuple(r.ups.get(j) for j in keys)
+    return _cost(xs, c.kinds, lows, ups, r=r.res, keys=keys, penalty=penalty)

@@ -1,0 +1,198 @@
+"""`project_to_constraints` and `add_constraint_penalty`: optax transformations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ._core import PyTree, land, pure_view, stored_sum
+from ._cost import _cost
+from ._project import projected_leaves
+from ._resolve import resolve
+from ._norms import MaxNorm
+from ._rules import Constraints
+from ._simplex import Simplex
+
+
+def _holes(tree: PyTree) -> PyTree:
+    """``tree`` with `optax.MaskedNode` replaced by `None` holes."""
+    return jax.tree_util.tree_map(
+        lambda x: None if isinstance(x, optax.MaskedNode) else x,
+        tree,
+        is_leaf=lambda x: x is None or isinstance(x, optax.MaskedNode),
+    )
+
+
+def _is_hole(x: Any) -> bool:
+    return x is None or isinstance(x, optax.MaskedNode)
+
+
+def _merged(updates: PyTree, r: Any, flat: list) -> PyTree:
+    """``flat`` as a tree like ``updates``, its `optax.MaskedNode`s kept."""
+    new = jax.tree_util.tree_unflatten(r.treedef, flat)
+    return jax.tree_util.tree_map(
+        lambda old, x: old if isinstance(old, optax.MaskedNode) else x,
+        updates, new, is_leaf=_is_hole,
+    )
+
+
+def _sides(r: Any, c: Constraints) -> dict[int, str]:
+    """Where a leaf may land when no update lands exactly on its projection.
+
+    ``"down"`` / ``"up"``: the smaller / larger side of a relation;
+    ``"zero"``: towards zero (norm balls, simplices: magnitudes rounded down
+    keep the inequalities); otherwise exactly or nearest.
+    """
+    out: dict[int, str] = {}
+    for j, rules in r.res.on_leaf:
+        if any(k >= 0 and isinstance(c.kinds[k], (MaxNorm, Simplex)) for k in rules):
+            out[j] = "zero"
+    for _, a, b in r.res.relations:
+        out[a], out[b] = "down", "up"
+    return out
+
+
+def _toward(side: str | None, t: jax.Array) -> tuple[Any, Any]:
+    """The interval `land` should reach when it cannot hit ``t`` exactly."""
+    if side == "down":
+        return -jnp.inf, t
+    if side == "up":
+        return t, jnp.inf
+    if side == "zero":
+        return jnp.minimum(t, 0), jnp.maximum(t, 0)
+    return t, t
+
+
+def _no_params() -> ValueError:
+    return ValueError(
+        "project_to_constraints / add_constraint_penalty need the params: call "
+        "update(updates, state, params)"
+    )
+
+
+def project_to_constraints(c: Constraints) -> optax.GradientTransformation:
+    """Rewrite the updates so that the updated params lie in the sets of ``c``.
+
+    The last link of a chain, as `project_to_bounds`: after
+    ``optax.apply_updates(params, updates)`` each constrained leaf is
+    ``project(params + updates, c)``. The update is the rounded difference
+    or its neighbour, whichever lands on the projected value when optax adds
+    it and rounds into the leaf's dtype (as `project_to_bounds`), so the
+    projection's inequalities hold on the stored params whenever some update
+    of that dtype lands there (see the numerics page for the limits).
+    Unconstrained leaves are passed through as the same objects; works
+    inside `optax.masked` and `optax.MultiSteps`.
+
+    Args:
+        c: the `Constraints`.
+
+    Returns:
+        An `optax.GradientTransformation` whose ``update`` needs ``params``.
+
+    Examples:
+        >>> import jax.numpy as jnp, optax
+        >>> import jaxbounds as jb
+        >>> c = jb.Constraints(("w", jb.MaxNorm(1.0)))
+        >>> tx = optax.chain(optax.sgd(1.0), jb.project_to_constraints(c))
+        >>> params = {"w": jnp.array([0.6, 0.0])}
+        >>> updates, _ = tx.update({"w": jnp.array([0.0, -0.8])}, tx.init(params), params)
+        >>> print(optax.apply_updates(params, updates)["w"])
+        [0.6 0.8]
+    """
+
+    def init_fn(params: PyTree) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update_fn(
+        updates: PyTree, state: optax.EmptyState, params: PyTree | None = None
+    ) -> tuple[PyTree, optax.EmptyState]:
+        if params is None:
+            raise _no_params()
+        pure_params, _ = pure_view(params)
+        pure_updates, restore = pure_view(updates)
+        r = resolve(_holes(pure_params), c, partial=True)
+        keys = r.res.leaves()
+        if not keys:
+            return updates, state
+        ups = r.treedef.flatten_up_to(_holes(pure_updates))
+        ps = [jnp.asarray(r.leaves[j]) for j in keys]
+        us = [jnp.asarray(ups[j]) for j in keys]
+        summed = tuple(stored_sum(p, u) for p, u in zip(ps, us))
+        targets = projected_leaves(r, c, summed)
+        flat = list(ups)
+        sides = _sides(r, c)
+        for j, p, u, t in zip(keys, ps, us, targets):
+            flat[j] = land(p, t, *_toward(sides.get(j), t), u.dtype)
+        return restore(_merged(pure_updates, r, flat)), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def add_constraint_penalty(
+    c: Constraints, scale: Any = 1.0, *, penalty: Any = "exp"
+) -> optax.GradientTransformation:
+    """Add ``scale`` times the gradient of `constraint_cost` to the updates.
+
+    The penalty lives in the optimizer chain instead of the loss, as
+    `add_bounds_penalty`. Put it before the optimizer's scaling (e.g.
+    ``chain(add_constraint_penalty(c), adam(1e-3))``).
+
+    Args:
+        c: the `Constraints`.
+        scale: a float ``>= 0``.
+        penalty: as in `constraint_cost`.
+
+    Returns:
+        An `optax.GradientTransformation` whose ``update`` needs ``params``.
+
+    Raises:
+        ValueError: a negative or non-finite ``scale``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import jaxbounds as jb
+        >>> c = jb.Constraints(("w", jb.MaxNorm(1.0)))
+        >>> tx = jb.add_constraint_penalty(c, 0.5, penalty="linear")
+        >>> params = {"w": jnp.array([3.0, 4.0])}
+        >>> updates, _ = tx.update({"w": jnp.zeros(2)}, tx.init(params), params)
+        >>> print(updates["w"])
+        [0.3 0.4]
+    """
+    if isinstance(scale, (int, float)) and not (scale >= 0 and scale < float("inf")):
+        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
+
+    def init_fn(params: PyTree) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update_fn(
+        updates: PyTree, state: optax.EmptyState, params: PyTree | None = None
+    ) -> tuple[PyTree, optax.EmptyState]:
+        if params is None:
+            raise _no_params()
+        pure_params, _ = pure_view(params)
+        pure_updates, restore = pure_view(updates)
+        r = resolve(_holes(pure_params), c, partial=True)
+        keys = r.res.leaves()
+        if not keys:
+            return updates, state
+        xs = tuple(jnp.asarray(r.leaves[j]) for j in keys)
+        lows = tuple(r.lows.get(j) for j in keys)
+        ups = tuple(r.ups.get(j) for j in keys)
+
+        def cost(xs: tuple) -> jax.Array:
+            return _cost(xs, c.kinds, lows, ups, r=r.res, keys=keys, penalty=penalty)
+
+        grads = jax.grad(cost)(xs)
+        flat = r.treedef.flatten_up_to(_holes(pure_updates))
+        for j, g in zip(keys, grads):
+            u = jnp.asarray(flat[j])
+            flat[j] = (u + scale * g).astype(u.dtype)
+        return restore(_merged(pure_updates, r, flat)), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+

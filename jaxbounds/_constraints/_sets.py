@@ -1,0 +1,205 @@
+"""The projection plan: which closed form serves which leaves, and what is left to Dykstra.
+
+Built from a `Resolution` and the concrete numbers of a `Constraints` (a
+closed form may need a concrete 0 lower bound), the plan is a hashable tuple
+of *items*; each item is a set onto which a closed-form projection exists:
+
+- ``("leaf", form, j, rules)``: the rules on leaf ``j``, with ``form`` one of
+  ``"kind"`` (one rule), ``"box"`` (intervals only: clipped in turn),
+  ``"ball+"`` (a `MaxNorm` with a concrete lower bound 0 and no upper:
+  the ball after the orthant), ``"ordered+box"`` (`Ordered` with intervals
+  constant along the axis: clipped after the isotonic regression);
+- ``("kind", j, r)`` / ``("box", j, rules)``: one rule of a leaf whose rules
+  have no closed form together;
+- ``("pair", r, a, b, rules_a, rules_b)``: a relation of two same-shape
+  leaves with intervals (or nothing else) on them: the projection onto a
+  box cut by a half-plane, per element pair;
+- ``("rel", r, a, b)``: a relation alone.
+
+Items that share a leaf form a component; a component of one item is
+projected directly, a larger one by Dykstra's algorithm (`_dykstra`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._core import compute_dtype
+from ._kind import Interval, concrete
+from ._norms import MaxNorm
+from ._ordered import Ordered
+from ._resolve import BOUNDS, Resolution
+
+Item = tuple[Any, ...]
+
+
+class Context:
+    """The numbers of a projection: kinds (from the Constraints) and bound values."""
+
+    def __init__(self, kinds: tuple, lows: dict, ups: dict) -> None:
+        self.kinds, self.lows, self.ups = kinds, lows, ups
+
+    def rule(self, j: int, r: int) -> Any:
+        """Rule ``r`` on leaf ``j`` as a kind (the bound trees as an `Interval`)."""
+        if r == BOUNDS:
+            return Interval(self.lows.get(j), self.ups.get(j))
+        return self.kinds[r]
+
+
+def _is_interval(ctx: Context, j: int, r: int) -> bool:
+    return r == BOUNDS or isinstance(ctx.kinds[r], Interval)
+
+
+def _leaf_form(ctx: Context, j: int, rules: tuple[int, ...]) -> str:
+    boxes = [r for r in rules if _is_interval(ctx, j, r)]
+    others = [r for r in rules if r not in boxes]
+    if not others:
+        return "box"
+    if len(others) > 1:
+        return "split"
+    if not boxes:
+        return "kind"
+    kind = ctx.kinds[others[0]]
+    sides = [ctx.rule(j, r).sides() for r in boxes]
+    if isinstance(kind, MaxNorm):
+        lows = [concrete(lo) if lo is not None else None for lo, _ in sides]
+        if all(up is None for _, up in sides) and 0.0 in lows and all(
+            lo is None or lo == 0.0 for lo in lows
+        ):
+            return "ball+"
+    if isinstance(kind, Ordered) and all(
+        np.ndim(b) == 0 for side in sides for b in side if b is not None
+    ):
+        return "ordered+box"
+    return "split"
+
+
+def build(res: Resolution, ctx: Context, shapes: dict[int, tuple]) -> tuple:
+    """The plan: a tuple of components, each a tuple of items."""
+    rules = dict(res.on_leaf)
+    in_relations: dict[int, int] = {}
+    for _, a, b in res.relations:
+        for j in (a, b):
+            in_relations[j] = in_relations.get(j, 0) + 1
+    items: list[Item] = []
+    paired: set[int] = set()
+    for r, a, b in res.relations:
+        ra, rb = rules.get(a, ()), rules.get(b, ())
+        if (
+            in_relations[a] == 1
+            and in_relations[b] == 1
+            and shapes[a] == shapes[b]
+            and all(_is_interval(ctx, a, x) for x in ra)
+            and all(_is_interval(ctx, b, x) for x in rb)
+        ):
+            items.append(("pair", r, a, b, ra, rb))
+            paired |= {a, b}
+        else:
+            items.append(("rel", r, a, b))
+    for j, rs in res.on_leaf:
+        if j in paired:
+            continue
+        form = _leaf_form(ctx, j, rs)
+        if form != "split":
+            items.append(("leaf", form, j, rs))
+            continue
+        boxes = tuple(r for r in rs if _is_interval(ctx, j, r))
+        items.extend(("kind", j, r) for r in rs if r not in boxes)
+        if boxes:
+            items.append(("box", j, boxes))
+    return _components(items)
+
+
+def item_leaves(item: Item) -> tuple[int, ...]:
+    """The leaves an item acts on."""
+    if item[0] in ("pair", "rel"):
+        return (item[2], item[3])
+    if item[0] == "leaf":
+        return (item[2],)
+    return (item[1],)
+
+
+def _components(items: list[Item]) -> tuple:
+    parent = list(range(len(items)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[int, int] = {}
+    for i, item in enumerate(items):
+        for j in item_leaves(item):
+            if j in owner:
+                parent[find(i)] = find(owner[j])
+            else:
+                owner[j] = i
+    groups: dict[int, list[Item]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(find(i), []).append(item)
+    return tuple(tuple(g) for g in groups.values())
+
+
+# -- projections onto one item --------------------------------------------------
+
+
+def _clip_all(ctx: Context, j: int, rules: tuple[int, ...], x: jax.Array) -> jax.Array:
+    for r in rules:
+        x = ctx.rule(j, r).project(x)
+    return x
+
+
+def _edges(ctx: Context, j: int, rules: tuple[int, ...], dtype: Any) -> tuple:
+    lo, hi = jnp.asarray(-jnp.inf, dtype), jnp.asarray(jnp.inf, dtype)
+    for r in rules:
+        low, high = ctx.rule(j, r).edges(dtype)
+        lo, hi = jnp.maximum(lo, low), jnp.minimum(hi, high)
+    return lo, hi
+
+
+def _pair(ctx: Context, item: Item, a: jax.Array, b: jax.Array) -> tuple:
+    """A relation of same-shape leaves with intervals: box cut by a half-plane."""
+    _, r, ja, jb, ra, rb = item
+    rel = ctx.kinds[r]
+    cd = jnp.promote_types(compute_dtype(a.dtype), compute_dtype(b.dtype))
+    m = jnp.asarray(rel.margin, cd)
+    la, ua = (e.astype(cd) for e in _edges(ctx, ja, ra, a.dtype))
+    lb, ub = (e.astype(cd) for e in _edges(ctx, jb, rb, b.dtype))
+    ac, bc = a.astype(cd), b.astype(cd)
+    a1, b1 = jnp.clip(ac, la, ua), jnp.clip(bc, lb, ub)
+    ok = a1 <= b1 - m
+    t = jnp.clip((ac + bc - m) / 2, jnp.maximum(la, lb - m), jnp.minimum(ua, ub - m))
+    return rel.settle(a, b, jnp.where(ok, a1, t), jnp.where(ok, b1, t + m))
+
+
+def apply(ctx: Context, item: Item, xs: dict[int, jax.Array]) -> dict[int, jax.Array]:
+    """The projection onto one item, of the leaves it acts on."""
+    tag = item[0]
+    if tag == "pair":
+        a, b = _pair(ctx, item, xs[item[2]], xs[item[3]])
+        return {item[2]: a, item[3]: b}
+    if tag == "rel":
+        a, b = ctx.kinds[item[1]].project_pair(xs[item[2]], xs[item[3]])
+        return {item[2]: a, item[3]: b}
+    if tag == "kind":
+        j, r = item[1], item[2]
+        return {j: ctx.kinds[r].project(xs[j])}
+    if tag == "box":
+        j = item[1]
+        return {j: _clip_all(ctx, j, item[2], xs[j])}
+    _, form, j, rules = item
+    x = xs[j]
+    if form in ("box", "kind"):
+        if form == "kind":
+            return {j: ctx.rule(j, rules[0]).project(x)}
+        return {j: _clip_all(ctx, j, rules, x)}
+    kinds = [r for r in rules if not _is_interval(ctx, j, r)]
+    boxes = tuple(r for r in rules if _is_interval(ctx, j, r))
+    if form == "ball+":
+        return {j: ctx.kinds[kinds[0]].project(jnp.maximum(x, 0))}
+    return {j: _clip_all(ctx, j, boxes, ctx.kinds[kinds[0]].project(x))}  # ordered+box
