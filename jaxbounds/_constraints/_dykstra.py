@@ -3,8 +3,9 @@
 For sets ``C_1 .. C_k`` with projections ``P_i``, Dykstra's alternating
 projections with correction terms converge to the Euclidean projection
 onto their intersection (Boyle and Dykstra, 1986). It runs here in the
-compute dtype, in one `jax.lax.while_loop`, until no element moves by more
-than ``tol * (1 + max |x|)`` in a sweep, or for ``max_iter`` sweeps. The
+compute dtype, in one `jax.lax.while_loop`, until no element of the iterate
+or of the correction terms moves by more than ``tol * (1 + max |x|)`` in a
+sweep, or for ``max_iter`` sweeps. The
 result then lies in the last set exactly and in the others to about the
 tolerance.
 """
@@ -59,9 +60,12 @@ def dykstra(
         return (k < max_iter) & (change > tol * (1 + scale))
 
     def body(state: tuple) -> tuple:
-        k, x, incs, _, _ = state
-        new, incs = sweep(x, incs)
-        change = _largest(jnp.abs(a - b) for a, b in zip(new, x))
+        k, x, old, _, _ = state
+        new, incs = sweep(x, old)
+        # x can stall for sweeps while the corrections still move: watch both
+        moved = [jnp.abs(a - b) for a, b in zip(new, x)]
+        moved += [jnp.abs(a - b) for p, q in zip(incs, old) for a, b in zip(p, q)]
+        change = _largest(moved)
         scale = _largest(jnp.abs(a) for a in new)
         return k + 1, new, incs, change, scale
 

@@ -46,11 +46,28 @@ def positive(value: Any, what: str) -> None:
         raise ValueError(f"{what} must be a finite number > 0, got {v!r}")
 
 
-def norm2(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
-    """The L2 norm over ``axes`` (kept as size-1 axes), with a finite gradient at 0."""
-    sq = jnp.sum(jnp.square(x), axis=axes, keepdims=True)
+def _root(sq: jax.Array) -> jax.Array:
     pos = sq > 0
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1)), 0)
+
+
+def norm2(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
+    """The L2 norm over ``axes`` (kept as size-1 axes), with a finite gradient at 0.
+
+    The plain ``sqrt(sum(x**2))``; if a sum of squares overflows (elements
+    past ``1e19`` in float32), all units are recomputed scaled by their
+    largest magnitude, so the norm of finite values is finite.
+    """
+    sq = jnp.sum(jnp.square(x), axis=axes, keepdims=True)
+
+    def scaled(x: jax.Array) -> jax.Array:
+        top = jnp.max(jnp.abs(x), axis=axes, keepdims=True)
+        safe = jnp.where(top > 0, top, 1)
+        return safe * _root(jnp.sum(jnp.square(x / safe), axis=axes, keepdims=True))
+
+    return jax.lax.cond(
+        jnp.all(jnp.isfinite(sq)), lambda x: _root(sq), scaled, x
+    )
 
 
 class Constraint(eqx.Module):

@@ -58,3 +58,60 @@ def jitted(method: str):
     import jax
 
     return jax.jit(lambda kind, x: getattr(kind, method)(x))
+
+
+def midpoint_pair(a: np.ndarray, b: np.ndarray, margin: float = 0.0):
+    """A violating pair moved to its midpoint, ``margin`` apart."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    bad = a > b - margin
+    mid = (a + b - margin) / 2
+    return np.where(bad, mid, a), np.where(bad, mid + margin, b)
+
+
+def shared_upper(a: np.ndarray, b: float, margin: float = 0.0):
+    """Project (a, b) onto {a_i <= b - margin} for one shared b, by a fixed point.
+
+    ``t`` (the new b) solves ``t = (b + sum_{a_i + m > t} (a_i + m)) / (1 + k)``;
+    iterate from ``t = b``, which increases monotonically to the solution.
+    """
+    v = np.asarray(a, np.float64) + margin
+    t = float(b)
+    for _ in range(10 * len(v) + 10):
+        s = v > t
+        t_new = (b + v[s].sum()) / (1 + s.sum())
+        if t_new == t:
+            break
+        t = t_new
+    return np.minimum(a, t - margin), t
+
+
+def box_halfplane_pair(a, b, la, ua, lb, ub, m):
+    """Per element pair, the nearest point of {box, a <= b - m}, by SciPy's SLSQP."""
+    from scipy.optimize import minimize
+
+    out_a, out_b = [], []
+    for x, y, l1, u1, l2, u2 in np.broadcast(a, b, la, ua, lb, ub):
+        res = minimize(
+            lambda v: (v[0] - x) ** 2 + (v[1] - y) ** 2,
+            x0=[(l1 + u1) / 2, (l2 + u2) / 2],
+            bounds=[(l1, u1), (l2, u2)],
+            constraints=[{"type": "ineq", "fun": lambda v: v[1] - m - v[0]}],
+            method="SLSQP",
+            options={"ftol": 1e-14},
+        )
+        out_a.append(res.x[0])
+        out_b.append(res.x[1])
+    return np.array(out_a), np.array(out_b)
+
+
+def variational_gap(x: dict, px: dict, zs: list[dict]) -> float:
+    """``max_z <x - P(x), z - P(x)>`` over feasible ``z``: <= 0 at the projection."""
+    worst = -np.inf
+    for z in zs:
+        s = sum(
+            float(np.sum((np.asarray(x[k], np.float64) - np.asarray(px[k], np.float64))
+                         * (np.asarray(z[k], np.float64) - np.asarray(px[k], np.float64))))
+            for k in x
+        )
+        worst = max(worst, s)
+    return worst
