@@ -76,10 +76,9 @@ def _plan(r: Resolved, c: Constraints) -> tuple:
     return tuple(order)
 
 
-def _box(c: Constraints, r_lows: dict, r_ups: dict, j: int, rs: tuple) -> Interval:
+def _box(kinds: tuple, lows: dict, ups: dict, j: int, rs: tuple) -> Interval:
     sides = [
-        Interval(r_lows.get(j), r_ups.get(j)).sides() if x == BOUNDS
-        else c.kinds[x].sides()
+        Interval(lows.get(j), ups.get(j)).sides() if x == BOUNDS else kinds[x].sides()
         for x in rs
     ]
     if len(sides) == 1:
@@ -112,37 +111,53 @@ def _above(a: jax.Array, raw: jax.Array, margin: Any) -> jax.Array:
     return b + jax.lax.stop_gradient(fixed - b)
 
 
-def _apply(r: Resolved, c: Constraints, tree: PyTree, forward: bool) -> PyTree:
-    order = _plan(r, c)
-    xs = {j: jnp.asarray(r.leaves[j]) for j, _ in order}
+@functools.partial(jax.jit, static_argnames=("order", "keys", "forward"))
+def _mapped(
+    xs: tuple, kinds: tuple, lows: tuple, ups: tuple, *, order: tuple, keys: tuple,
+    forward: bool,
+) -> tuple:
+    given = dict(zip(keys, xs))
+    low, up = dict(zip(keys, lows)), dict(zip(keys, ups))
     out: dict[int, Any] = {}
     for j, how in order:
-        x = xs[j]
+        x = given[j]
         if how[0] == "free":
             out[j] = x
         elif how[0] == "box":
-            box = _box(c, r.lows, r.ups, j, how[1])
+            box = _box(kinds, low, up, j, how[1])
             out[j] = box.constrain(x) if forward else box.unconstrain(x)
         elif how[0] == "kind":
-            kind = c.kinds[how[1]]
+            kind = kinds[how[1]]
             out[j] = kind.constrain(x) if forward else kind.unconstrain(x)
         else:
             _, k, a = how
-            margin = c.kinds[k].margin
+            margin = kinds[k].margin
             if forward:
                 out[j] = _above(out[a], x, margin)
             else:
-                cd = jnp.promote_types(compute_dtype(x.dtype), compute_dtype(xs[a].dtype))
-                gap = x.astype(cd) - xs[a].astype(cd) - jnp.asarray(margin, cd)
+                wide = jnp.promote_types(compute_dtype(x.dtype), compute_dtype(given[a].dtype))
+                gap = x.astype(wide) - given[a].astype(wide) - jnp.asarray(margin, wide)
                 out[j] = _softplus_inverse(gap).astype(x.dtype)
-    return rebuild(r, out)
+    return tuple(out[j] for j in keys)
+
+
+def _apply(r: Resolved, c: Constraints, forward: bool) -> PyTree:
+    order = _plan(r, c)
+    keys = tuple(j for j, _ in order)
+    if not keys:
+        return rebuild(r, {})
+    xs = tuple(jnp.asarray(r.leaves[j]) for j in keys)
+    lows = tuple(r.lows.get(j) for j in keys)
+    ups = tuple(r.ups.get(j) for j in keys)
+    new = _mapped(xs, c.kinds, lows, ups, order=order, keys=keys, forward=forward)
+    return rebuild(r, dict(zip(keys, new)))
 
 
 def constrain(raw: PyTree, c: Constraints) -> PyTree:
     """Map a free ``raw`` tree into the sets of ``c`` (see `jaxbounds.constrain`)."""
-    return _apply(resolve(raw, c), c, raw, True)
+    return _apply(resolve(raw, c), c, True)
 
 
 def unconstrain(params: PyTree, c: Constraints) -> PyTree:
     """The raw tree that `constrain` maps onto ``params`` (its inverse on the interior)."""
-    return _apply(resolve(params, c), c, params, False)
+    return _apply(resolve(params, c), c, False)

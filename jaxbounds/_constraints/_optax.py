@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -10,10 +11,11 @@ import optax
 
 from ._core import PyTree, land, pure_view, stored_sum
 from ._cost import _cost
-from ._project import projected_leaves
+from ._project import numbers, plan_of, run_numbers
 from ._resolve import resolve
 from ._norms import MaxNorm
 from ._rules import Constraints
+from ._sets import Context
 from ._simplex import Simplex
 
 
@@ -64,6 +66,23 @@ def _toward(side: str | None, t: jax.Array) -> tuple[Any, Any]:
     if side == "zero":
         return jnp.minimum(t, 0), jnp.maximum(t, 0)
     return t, t
+
+
+@functools.partial(
+    jax.jit, static_argnames=("plan", "keys", "sides", "tol", "max_iter")
+)
+def _landed(
+    ps: tuple, us: tuple, kinds: tuple, lows: tuple, ups: tuple, *, plan: tuple,
+    keys: tuple, sides: tuple, tol: float, max_iter: int,
+) -> tuple:
+    """Updates whose stored sums with ``ps`` are the projection of ``ps + us``."""
+    summed = {j: stored_sum(p, u) for j, p, u in zip(keys, ps, us)}
+    ctx = Context(kinds, dict(zip(keys, lows)), dict(zip(keys, ups)))
+    targets = run_numbers(ctx, plan, summed, tol, max_iter)
+    return tuple(
+        land(p, targets[j], *_toward(side, targets[j]), u.dtype)
+        for j, p, u, side in zip(keys, ps, us, sides)
+    )
 
 
 def _no_params() -> ValueError:
@@ -119,14 +138,17 @@ def project_to_constraints(c: Constraints) -> optax.GradientTransformation:
         if not keys:
             return updates, state
         ups = r.treedef.flatten_up_to(_holes(pure_updates))
-        ps = [jnp.asarray(r.leaves[j]) for j in keys]
-        us = [jnp.asarray(ups[j]) for j in keys]
-        summed = tuple(stored_sum(p, u) for p, u in zip(ps, us))
-        targets = projected_leaves(r, c, summed)
-        flat = list(ups)
+        ps = tuple(jnp.asarray(r.leaves[j]) for j in keys)
+        us = tuple(jnp.asarray(ups[j]) for j in keys)
+        kinds, lows, highs = numbers(r, c)
         sides = _sides(r, c)
-        for j, p, u, t in zip(keys, ps, us, targets):
-            flat[j] = land(p, t, *_toward(sides.get(j), t), u.dtype)
+        new = _landed(
+            ps, us, kinds, lows, highs, plan=plan_of(r, c), keys=keys,
+            sides=tuple(sides.get(j) for j in keys), tol=c.tol, max_iter=c.max_iter,
+        )
+        flat = list(ups)
+        for j, u in zip(keys, new):
+            flat[j] = u
         return restore(_merged(pure_updates, r, flat)), state
 
     return optax.GradientTransformation(init_fn, update_fn)
