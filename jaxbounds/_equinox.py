@@ -15,6 +15,7 @@ from typing import Any
 import equinox as eqx
 import jax
 
+from ._constraints._declared import CONSTRAINT_KEY, checked_kinds
 from ._declare import FAMILY_KEY, KEYS, checked, declarations, register_declarations
 from ._paths import (
     PyTree,
@@ -55,7 +56,8 @@ def _declared_along(root: PyTree, keypath: Sequence[Any]) -> dict[str, Any]:
             f = {f.name: f for f in dataclasses.fields(node)}.get(entry.name)
             if f is not None:
                 meta = f.metadata
-                found.update({k: meta[k] for k in KEYS if meta.get(k) is not None})
+                keys = (*KEYS, CONSTRAINT_KEY)
+                found.update({k: meta[k] for k in keys if meta.get(k) is not None})
         try:
             node = _child(node, entry)
         except (LookupError, TypeError, AttributeError):
@@ -85,6 +87,7 @@ def field(
     lower: float | None = None,
     upper: float | None = None,
     family: str | None = None,
+    constraint: Any = None,
     **kwargs: Any,
 ) -> Any:
     """`equinox.field` that also declares default bounds and a parameter family.
@@ -108,6 +111,8 @@ def field(
             ``upper`` is a zero-width box, which is fine.
         upper: the default upper bound, likewise (`None`: ``inf``).
         family: the name of a parameter family, for `family_mask`.
+        constraint: a constraint kind (`MaxNorm`, `Simplex`, ...) or a tuple
+            of them, read by `Constraints.declared`.
         **kwargs: passed to `equinox.field` (``default``, ``converter``,
             ``metadata``, ...).
 
@@ -137,10 +142,12 @@ def field(
         (0.0, 0.5, -inf)
     """
     ours = checked(lower, upper, family, where="field")
+    if constraint is not None:
+        ours[CONSTRAINT_KEY] = checked_kinds(constraint, "field(constraint=...)")
     if ours and kwargs.get("static", False):
         raise ValueError(
-            "a static field is not a pytree leaf, so `lower`, `upper` and "
-            "`family` could never apply to it"
+            "a static field is not a pytree leaf, so `lower`, `upper`, "
+            "`family` and `constraint` could never apply to it"
         )
     metadata = dict(kwargs.pop("metadata", None) or {})
     clash = [k for k in ours if k in metadata and metadata[k] != ours[k]]

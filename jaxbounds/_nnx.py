@@ -37,6 +37,7 @@ from typing import Any
 
 import jax
 
+from ._constraints._declared import CONSTRAINT_KEY, checked_kinds
 from ._declare import checked, register_declarations
 from ._paths import PyTree, path_str, register_view
 
@@ -151,6 +152,10 @@ def _declarations(tree: Any) -> dict[str, dict[str, Any]] | None:
                 meta.get("family"),
                 where=f"nnx.Param on {on}",
             )
+            if meta.get("constraint") is not None:
+                found[CONSTRAINT_KEY] = checked_kinds(
+                    meta["constraint"], f"nnx.Param on {on}"
+                )
             if found:
                 out[path] = found
     return out

@@ -254,7 +254,6 @@ _unconstrained = per_leaf(unconstrain_leaf)
 _NO_UPPER: Any = object()
 
 
-
 def constrain(raw: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> PyTree:
     """Map unconstrained ``raw`` values into ``[lower, upper]``, elementwise.
 

@@ -25,7 +25,7 @@ from ._rules import Constraints
 
 
 def _plan(r: Resolved, c: Constraints) -> tuple:
-    """``(order of (leaf, how))``: each constrained leaf's map, leaves after their ``a``."""
+    """Each constrained leaf with its map, ``(leaf, how)``, a leaf after its ``a``."""
     rules = dict(r.res.on_leaf)
     upper_of: dict[int, tuple[int, int]] = {}
     for k, a, b in r.res.relations:
@@ -91,7 +91,7 @@ def _box(kinds: tuple, lows: dict, ups: dict, j: int, rs: tuple) -> Interval:
 
 
 def _above(a: jax.Array, raw: jax.Array, margin: Any) -> jax.Array:
-    """``a + margin + softplus(raw)``, rounded so that ``b >= a + margin`` as computed."""
+    """``a + margin + softplus(raw)``, rounded so that ``b >= a + margin`` holds."""
     cd = jnp.promote_types(compute_dtype(a.dtype), compute_dtype(raw.dtype))
     m = jnp.asarray(margin, cd)
     b = rounded(a.astype(cd) + m + jax.nn.softplus(raw.astype(cd)), raw.dtype, True)
@@ -113,7 +113,13 @@ def _above(a: jax.Array, raw: jax.Array, margin: Any) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("order", "keys", "forward"))
 def _mapped(
-    xs: tuple, kinds: tuple, lows: tuple, ups: tuple, *, order: tuple, keys: tuple,
+    xs: tuple,
+    kinds: tuple,
+    lows: tuple,
+    ups: tuple,
+    *,
+    order: tuple,
+    keys: tuple,
     forward: bool,
 ) -> tuple:
     given = dict(zip(keys, xs))
@@ -135,7 +141,9 @@ def _mapped(
             if forward:
                 out[j] = _above(out[a], x, margin)
             else:
-                wide = jnp.promote_types(compute_dtype(x.dtype), compute_dtype(given[a].dtype))
+                wide = jnp.promote_types(
+                    compute_dtype(x.dtype), compute_dtype(given[a].dtype)
+                )
                 gap = x.astype(wide) - given[a].astype(wide) - jnp.asarray(margin, wide)
                 out[j] = _softplus_inverse(gap).astype(x.dtype)
     return tuple(out[j] for j in keys)
@@ -159,5 +167,5 @@ def constrain(raw: PyTree, c: Constraints) -> PyTree:
 
 
 def unconstrain(params: PyTree, c: Constraints) -> PyTree:
-    """The raw tree that `constrain` maps onto ``params`` (its inverse on the interior)."""
+    """The raw tree that `constrain` maps onto ``params`` (inverse on the interior)."""
     return _apply(resolve(params, c), c, False)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from .._bounds import Box, make_bounds
 from .._clip import clip_leaf
+from .._declare import declarations
 from .._kernels import penalty_sum as box_cost
 from .._paths import (
     PyTree,
     flatten_with_paths,
     is_none,
     is_param_leaf,
+    nearest,
+    path_str,
     pure_view,
     shown,
 )
@@ -30,6 +33,7 @@ __all__ = [
     "box_cost",
     "clip_leaf",
     "compute_dtype",
+    "declarations",
     "flatten_with_paths",
     "full_bounds",
     "inward",
@@ -37,8 +41,10 @@ __all__ = [
     "is_param_leaf",
     "land",
     "make_bounds",
+    "nearest",
     "next_float",
     "one_sided",
+    "path_str",
     "plan",
     "pure_view",
     "resolve",

@@ -11,38 +11,40 @@ import jax.numpy as jnp
 
 from ._core import Penalty, PyTree, one_sided, resolve
 from ._kind import Interval
-from ._resolve import BOUNDS, Resolved
+from ._resolve import BOUNDS, Resolution
 from ._resolve import resolve as resolve_rules
 from ._rules import Constraints
 
 
-def distances(r: Resolved, kinds: tuple, lows: dict, ups: dict, xs: dict) -> list:
+def distances(res: Resolution, kinds: tuple, lows: dict, ups: dict, xs: dict) -> list:
     """``[(rule, path, distances per unit)]`` for every rule on every leaf."""
     out = []
-    for j, rules in r.res.on_leaf:
+    for j, rules in res.on_leaf:
         for rule in rules:
             kind = Interval(lows.get(j), ups.get(j)) if rule == BOUNDS else kinds[rule]
-            out.append((rule, r.res.paths[j], kind.distance(xs[j])))
-    for rule, a, b in r.res.relations:
+            out.append((rule, res.paths[j], kind.distance(xs[j])))
+    for rule, a, b in res.relations:
         d = kinds[rule].distance(xs[a], xs[b])
-        out.append((rule, f"{r.res.paths[a]} <= {r.res.paths[b]}", d))
+        out.append((rule, f"{res.paths[a]} <= {res.paths[b]}", d))
     return out
 
 
 def _summed(
-    r: Resolved, kinds: tuple, lows: dict, ups: dict, xs: dict, penalty: Any
+    res: Resolution, kinds: tuple, lows: dict, ups: dict, xs: dict, penalty: Any
 ) -> jax.Array:
     terms = []
-    for j, rules in r.res.on_leaf:
+    for j, rules in res.on_leaf:
         x = xs[j]
         for rule in rules:
             if rule == BOUNDS or isinstance(kinds[rule], Interval):
-                kind = Interval(lows.get(j), ups.get(j)) if rule == BOUNDS else kinds[rule]
+                kind = (
+                    Interval(lows.get(j), ups.get(j)) if rule == BOUNDS else kinds[rule]
+                )
                 terms.append(kind.cost(x, penalty))
                 continue
             fn = resolve(penalty, x.dtype)
             terms.append(jnp.sum(one_sided(kinds[rule].distance(x), fn)))
-    for rule, a, b in r.res.relations:
+    for rule, a, b in res.relations:
         d = kinds[rule].distance(xs[a], xs[b])
         fn = resolve(penalty, jnp.promote_types(xs[a].dtype, xs[b].dtype))
         terms.append(jnp.sum(one_sided(d, fn)))
@@ -54,15 +56,14 @@ def _summed(
 
 @functools.partial(jax.jit, static_argnames=("r", "keys", "penalty"))
 def _cost(xs: tuple, kinds: tuple, lows: tuple, ups: tuple, *, r, keys, penalty):
-    return _summed(_Static(r), kinds, dict(zip(keys, lows)), dict(zip(keys, ups)),
-                   dict(zip(keys, xs)), penalty)
-
-
-class _Static:
-    """A `Resolved` reduced to its static `Resolution` (what the kernels read)."""
-
-    def __init__(self, res: Any) -> None:
-        self.res = res
+    return _summed(
+        r,
+        kinds,
+        dict(zip(keys, lows)),
+        dict(zip(keys, ups)),
+        dict(zip(keys, xs)),
+        penalty,
+    )
 
 
 def constraint_cost(

@@ -1,4 +1,4 @@
-"""Dykstra's algorithm: the projection onto an intersection of sets with known projections.
+"""Dykstra's algorithm: the projection onto an intersection of simpler sets.
 
 For sets ``C_1 .. C_k`` with projections ``P_i``, Dykstra's alternating
 projections with correction terms converge to the Euclidean projection
@@ -41,19 +41,21 @@ def dykstra(
     wide = {j: compute_dtype(dtypes[j]) for j in keys}
     x0 = tuple(xs[j].astype(wide[j]) for j in keys)
     pos = {j: i for i, j in enumerate(keys)}
-    incs0 = tuple(tuple(jnp.zeros_like(x0[pos[j]]) for j in item_leaves(it)) for it in items)
+    incs0 = tuple(
+        tuple(jnp.zeros_like(x0[pos[j]]) for j in item_leaves(it)) for it in items
+    )
 
     def sweep(x: tuple, incs: tuple) -> tuple[tuple, tuple]:
-        x = list(x)
+        xl = list(x)
         new_incs = []
         for it, inc in zip(items, incs):
             js = item_leaves(it)
-            ys = {j: x[pos[j]] + d for j, d in zip(js, inc)}
+            ys = {j: xl[pos[j]] + d for j, d in zip(js, inc)}
             ps = apply(ctx, it, ys)
             new_incs.append(tuple(ys[j] - ps[j] for j in js))
             for j in js:
-                x[pos[j]] = ps[j]
-        return tuple(x), tuple(new_incs)
+                xl[pos[j]] = ps[j]
+        return tuple(xl), tuple(new_incs)
 
     def cond(state: tuple) -> Any:
         k, _, _, change, scale = state

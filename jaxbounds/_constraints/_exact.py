@@ -1,4 +1,4 @@
-"""Inward rounding for sets beyond boxes: values that satisfy ``||y|| <= r`` as computed.
+"""Inward rounding beyond boxes: values that satisfy ``||y|| <= r`` as computed.
 
 A projection computed in the compute dtype (at least float32) and rounded
 to nearest into the leaf's dtype can land an ulp outside: ``||y||`` as

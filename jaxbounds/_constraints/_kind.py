@@ -47,8 +47,9 @@ def positive(value: Any, what: str) -> None:
 
 
 def _root(sq: jax.Array) -> jax.Array:
+    """``sqrt(sq)`` with a finite gradient at 0; NaN stays NaN (a violation)."""
     pos = sq > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1)), 0)
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1)), jnp.where(sq == 0, 0, sq))
 
 
 def norm2(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
@@ -65,9 +66,7 @@ def norm2(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
         safe = jnp.where(top > 0, top, 1)
         return safe * _root(jnp.sum(jnp.square(x / safe), axis=axes, keepdims=True))
 
-    return jax.lax.cond(
-        jnp.all(jnp.isfinite(sq)), lambda x: _root(sq), scaled, x
-    )
+    return jax.lax.cond(jnp.all(jnp.isfinite(sq)), lambda x: _root(sq), scaled, x)
 
 
 class Constraint(eqx.Module):

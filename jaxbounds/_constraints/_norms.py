@@ -22,7 +22,6 @@ from ._kind import Constraint, norm2, positive
 from ._threshold import l1_ball_rows
 from ._units import Axis, as_rows, static_axis
 
-
 #: How many ulps (of the compute dtype) inside the radius a shrunk unit aims.
 MARGIN_ULPS = 4
 
@@ -196,8 +195,12 @@ class MinMaxNorm(Constraint):
         y = jnp.where(pos & (n > hi), toward_zero(xc * scale, x.dtype), x)
         y = jnp.where(pos & (n < lo), (xc * scale).astype(x.dtype), y)
         y = fit(y, lambda z: norm2(z, axes), hi)
-        return fit(y, lambda z: jnp.where(norm2(z, axes) > 0, norm2(z, axes), lo), lo,
-                   above=True)
+        return fit(
+            y,
+            lambda z: jnp.where(norm2(z, axes) > 0, norm2(z, axes), lo),
+            lo,
+            above=True,
+        )
 
     def distance(self, x: jax.Array) -> jax.Array:
         cd = compute_dtype(x.dtype)
@@ -266,8 +269,9 @@ class UnitNorm(Constraint):
         """How far from 1 a unit's norm may be and still count as on the sphere."""
         cd = compute_dtype(x.dtype)
         k = max(1, x.size // max(1, _units_count(x, self.units(x.ndim))))
-        return jnp.asarray(2 * float(jnp.finfo(x.dtype).eps) + k * float(
-            jnp.finfo(cd).eps), cd)
+        return jnp.asarray(
+            2 * float(jnp.finfo(x.dtype).eps) + k * float(jnp.finfo(cd).eps), cd
+        )
 
     def distance(self, x: jax.Array) -> jax.Array:
         cd = compute_dtype(x.dtype)

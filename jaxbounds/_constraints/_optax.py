@@ -11,9 +11,9 @@ import optax
 
 from ._core import PyTree, land, pure_view, stored_sum
 from ._cost import _cost
+from ._norms import MaxNorm
 from ._project import numbers, plan_of, run_numbers
 from ._resolve import resolve
-from ._norms import MaxNorm
 from ._rules import Constraints
 from ._sets import Context
 from ._simplex import Simplex
@@ -37,7 +37,9 @@ def _merged(updates: PyTree, r: Any, flat: list) -> PyTree:
     new = jax.tree_util.tree_unflatten(r.treedef, flat)
     return jax.tree_util.tree_map(
         lambda old, x: old if isinstance(old, optax.MaskedNode) else x,
-        updates, new, is_leaf=_is_hole,
+        updates,
+        new,
+        is_leaf=_is_hole,
     )
 
 
@@ -72,8 +74,17 @@ def _toward(side: str | None, t: jax.Array) -> tuple[Any, Any]:
     jax.jit, static_argnames=("plan", "keys", "sides", "tol", "max_iter")
 )
 def _landed(
-    ps: tuple, us: tuple, kinds: tuple, lows: tuple, ups: tuple, *, plan: tuple,
-    keys: tuple, sides: tuple, tol: float, max_iter: int,
+    ps: tuple,
+    us: tuple,
+    kinds: tuple,
+    lows: tuple,
+    ups: tuple,
+    *,
+    plan: tuple,
+    keys: tuple,
+    sides: tuple,
+    tol: float,
+    max_iter: int,
 ) -> tuple:
     """Updates whose stored sums with ``ps`` are the projection of ``ps + us``."""
     summed = {j: stored_sum(p, u) for j, p, u in zip(keys, ps, us)}
@@ -117,7 +128,8 @@ def project_to_constraints(c: Constraints) -> optax.GradientTransformation:
         >>> c = jb.Constraints(("w", jb.MaxNorm(1.0)))
         >>> tx = optax.chain(optax.sgd(1.0), jb.project_to_constraints(c))
         >>> params = {"w": jnp.array([0.6, 0.0])}
-        >>> updates, _ = tx.update({"w": jnp.array([0.0, -0.8])}, tx.init(params), params)
+        >>> grads = {"w": jnp.array([0.0, -0.8])}
+        >>> updates, _ = tx.update(grads, tx.init(params), params)
         >>> print(optax.apply_updates(params, updates)["w"])
         [0.6 0.8]
     """
@@ -143,8 +155,16 @@ def project_to_constraints(c: Constraints) -> optax.GradientTransformation:
         kinds, lows, highs = numbers(r, c)
         sides = _sides(r, c)
         new = _landed(
-            ps, us, kinds, lows, highs, plan=plan_of(r, c), keys=keys,
-            sides=tuple(sides.get(j) for j in keys), tol=c.tol, max_iter=c.max_iter,
+            ps,
+            us,
+            kinds,
+            lows,
+            highs,
+            plan=plan_of(r, c),
+            keys=keys,
+            sides=tuple(sides.get(j) for j in keys),
+            tol=c.tol,
+            max_iter=c.max_iter,
         )
         flat = list(ups)
         for j, u in zip(keys, new):
@@ -217,4 +237,3 @@ def add_constraint_penalty(
         return restore(_merged(pure_updates, r, flat)), state
 
     return optax.GradientTransformation(init_fn, update_fn)
-

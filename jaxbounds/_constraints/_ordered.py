@@ -1,10 +1,10 @@
-"""`Ordered`: non-decreasing along an axis; isotonic regression by pool adjacent violators."""
+"""`Ordered`: non-decreasing along an axis, by isotonic regression (PAV)."""
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
-import equinox as eqx
 
 from ._core import compute_dtype
 from ._kind import Constraint

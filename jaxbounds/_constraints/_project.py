@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,8 +47,15 @@ def plan_of(r: Resolved, c: Constraints) -> tuple:
 
 @functools.partial(jax.jit, static_argnames=("plan", "keys", "tol", "max_iter"))
 def _projected(
-    xs: tuple, kinds: tuple, lows: tuple, ups: tuple, *, plan: tuple, keys: tuple,
-    tol: float, max_iter: int,
+    xs: tuple,
+    kinds: tuple,
+    lows: tuple,
+    ups: tuple,
+    *,
+    plan: tuple,
+    keys: tuple,
+    tol: float,
+    max_iter: int,
 ) -> tuple:
     ctx = Context(kinds, dict(zip(keys, lows)), dict(zip(keys, ups)))
     out = run_numbers(ctx, plan, dict(zip(keys, xs)), tol, max_iter)
@@ -75,7 +81,13 @@ def projected_leaves(r: Resolved, c: Constraints, xs: tuple | None = None) -> tu
         xs = tuple(jnp.asarray(r.leaves[j]) for j in keys)
     kinds, lows, ups = numbers(r, c)
     return _projected(
-        xs, kinds, lows, ups, plan=plan_of(r, c), keys=keys, tol=c.tol,
+        xs,
+        kinds,
+        lows,
+        ups,
+        plan=plan_of(r, c),
+        keys=keys,
+        tol=c.tol,
         max_iter=c.max_iter,
     )
 
@@ -111,7 +123,8 @@ def project(params: PyTree, c: Constraints) -> PyTree:
         >>> import jax.numpy as jnp
         >>> import jaxbounds as jb
         >>> c = jb.Constraints(("thr", jb.Ordered()), ("p", jb.Simplex()))
-        >>> out = jb.project({"thr": jnp.array([0.3, 0.1]), "p": jnp.array([2.0, 0.0])}, c)
+        >>> params = {"thr": jnp.array([0.3, 0.1]), "p": jnp.array([2.0, 0.0])}
+        >>> out = jb.project(params, c)
         >>> print(out["thr"], out["p"])
         [0.2 0.2] [1. 0.]
     """

@@ -62,7 +62,7 @@ def _shared_upper(a: jax.Array, b: jax.Array, axes: tuple[int, ...]) -> jax.Arra
     k = jnp.sum(u > t, axis=-1, keepdims=True)
     picked = jnp.take_along_axis(t, jnp.maximum(k - 1, 0), axis=-1)
     new = jnp.where(k > 0, picked, bb)  # (..., 1) in kept order
-    inv = np.argsort(keep + axes)
+    inv = tuple(int(i) for i in np.argsort(keep + axes))
     full = jnp.broadcast_to(new, rows.shape).reshape(moved.shape)
     return jnp.transpose(full, inv)
 
@@ -98,7 +98,9 @@ class LessEqual(eqx.Module):
         if not isinstance(self.a, str) or not isinstance(self.b, str):
             raise TypeError("LessEqual(a, b): a and b must be dotted path strings")
         if self.a == self.b:
-            raise ValueError(f"LessEqual({self.a!r}, {self.b!r}) relates a leaf to itself")
+            raise ValueError(
+                f"LessEqual({self.a!r}, {self.b!r}) relates a leaf to itself"
+            )
         m = concrete(self.margin)
         if m is not None and not m >= 0:
             raise ValueError(f"LessEqual's margin must be >= 0, got {m!r}")
@@ -147,11 +149,14 @@ class LessEqual(eqx.Module):
         self, a: jax.Array, b: jax.Array, new_a: jax.Array, new_b: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
         """Round ``new_a`` down and ``new_b`` up, then step apart any pair still out."""
-        ra = jnp.where(new_a != a.astype(new_a.dtype), rounded(new_a, a.dtype, False), a)
+        ra = jnp.where(
+            new_a != a.astype(new_a.dtype), rounded(new_a, a.dtype, False), a
+        )
         rb = jnp.where(new_b != b.astype(new_b.dtype), rounded(new_b, b.dtype, True), b)
         shape = jnp.broadcast_shapes(a.shape, b.shape)
         a_axes = tuple(
-            i for i in range(len(shape))
+            i
+            for i in range(len(shape))
             if i < len(shape) - a.ndim or a.shape[i - len(shape) + a.ndim] == 1
         )
 
@@ -162,8 +167,11 @@ class LessEqual(eqx.Module):
         def body(state: tuple) -> tuple:
             k, x, _ = state
             bad = ~self.holds(x, rb)
-            bad_a = jnp.any(bad, axis=a_axes, keepdims=True).reshape(a.shape) if a_axes \
+            bad_a = (
+                jnp.any(bad, axis=a_axes, keepdims=True).reshape(a.shape)
+                if a_axes
                 else bad.reshape(a.shape)
+            )
             return k + 1, jnp.where(bad_a, next_float(x, False), x), None
 
         ra = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), ra, None))[1]

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from ._core import PyTree
-from ._cost import _Static, distances
+from ._cost import distances
 from ._resolve import BOUNDS
 from ._resolve import resolve as resolve_rules
 from ._rules import Constraints
@@ -62,27 +62,41 @@ class ConstraintReport:
             return f"all {len(self.rows)} rule/path pairs satisfied"
         head = ("rule", "path", "units", "outside", "worst")
         table = [head] + [
-            (r.rule, r.path, str(r.units), str(r.outside), f"{r.worst:.6g}") for r in bad
+            (r.rule, r.path, str(r.units), str(r.outside), f"{r.worst:.6g}")
+            for r in bad
         ]
         widths = [max(len(line[k]) for line in table) for k in range(len(head))]
         lines = [
-            "  ".join(c.ljust(w) if k < 2 else c.rjust(w)
-                      for k, (c, w) in enumerate(zip(line, widths))).rstrip()
+            "  ".join(
+                c.ljust(w) if k < 2 else c.rjust(w)
+                for k, (c, w) in enumerate(zip(line, widths))
+            ).rstrip()
             for line in table
         ]
-        return "\n".join([f"{len(bad)} of {len(self.rows)} rule/path pairs violated:",
-                          *lines])
+        return "\n".join(
+            [f"{len(bad)} of {len(self.rows)} rule/path pairs violated:", *lines]
+        )
 
 
 @functools.partial(jax.jit, static_argnames=("res", "keys"))
 def _stats(xs: tuple, kinds: tuple, lows: tuple, ups: tuple, *, res, keys) -> list:
-    found = distances(_Static(res), kinds, dict(zip(keys, lows)), dict(zip(keys, ups)),
-                      dict(zip(keys, xs)))
+    found = distances(
+        res,
+        kinds,
+        dict(zip(keys, lows)),
+        dict(zip(keys, ups)),
+        dict(zip(keys, xs)),
+    )
     out = []
     for _, _, d in found:
         bad = (d > 0) | jnp.isnan(d)
-        out.append((d.size, jnp.sum(bad), jnp.max(jnp.where(jnp.isnan(d), jnp.inf,
-                                                          d), initial=0)))
+        out.append(
+            (
+                d.size,
+                jnp.sum(bad),
+                jnp.max(jnp.where(jnp.isnan(d), jnp.inf, d), initial=0),
+            )
+        )
     return out
 
 
@@ -120,19 +134,28 @@ def violations(params: PyTree, c: Constraints) -> ConstraintReport:
             "violations() returns Python numbers, so it cannot run under a JAX "
             "transformation; use constraint_cost for a traceable measure"
         )
-    names = []
+    names: list[tuple[str, str]] = []
     for j, rules in r.res.on_leaf:
-        names.extend((("bounds" if k == BOUNDS else c.name(k)), r.res.paths[j])
-                     for k in rules)
+        names.extend(
+            (("bounds" if k == BOUNDS else c.name(k)), r.res.paths[j]) for k in rules
+        )
     for k, a, b in r.res.relations:
         names.append((c.name(k), f"{r.res.paths[a]} <= {r.res.paths[b]}"))
     if not keys:
         return ConstraintReport(())
-    stats = jax.device_get(_stats(
-        xs, c.kinds, tuple(r.lows.get(j) for j in keys),
-        tuple(r.ups.get(j) for j in keys), res=r.res, keys=keys,
-    ))
-    return ConstraintReport(tuple(
-        RuleViolations(rule, path, int(n), int(bad), float(w))
-        for (rule, path), (n, bad, w) in zip(names, stats)
-    ))
+    stats = jax.device_get(
+        _stats(
+            xs,
+            c.kinds,
+            tuple(r.lows.get(j) for j in keys),
+            tuple(r.ups.get(j) for j in keys),
+            res=r.res,
+            keys=keys,
+        )
+    )
+    return ConstraintReport(
+        tuple(
+            RuleViolations(rule, path, int(n), int(bad), float(w))
+            for (rule, path), (n, bad, w) in zip(names, stats)
+        )
+    )

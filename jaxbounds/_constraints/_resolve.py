@@ -13,8 +13,15 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from .._paths import nearest
-from ._core import PyTree, flatten_with_paths, is_param_leaf, plan, pure_view, selection
+from ._core import (
+    PyTree,
+    flatten_with_paths,
+    is_param_leaf,
+    nearest,
+    plan,
+    pure_view,
+    selection,
+)
 from ._relations import LessEqual
 from ._rules import BoolTree, Constraints
 

@@ -13,8 +13,7 @@ from typing import Any
 import equinox as eqx
 import jax
 
-from ._core import Box
-from ._core import is_none
+from ._core import Box, is_none
 from ._kind import Constraint
 from ._relations import LessEqual
 
@@ -27,7 +26,8 @@ class BoolTree:
     """A bool-tree selector in a hashable form (the static part of a pytree)."""
 
     def __init__(self, tree: Any) -> None:
-        leaves, self.treedef = jax.tree_util.tree_flatten(tree, is_leaf=is_none)
+        leaves, treedef = jax.tree_util.tree_flatten(tree, is_leaf=is_none)
+        self.treedef: Any = treedef
         self.leaves = tuple(None if x is None else bool(x) for x in leaves)
 
     def tree(self) -> Any:
@@ -139,7 +139,8 @@ class Constraints(eqx.Module):
         tol: float = DYKSTRA_TOL,
         max_iter: int = DYKSTRA_MAX_ITER,
     ) -> None:
-        kinds, wheres = [], []
+        kinds: list[Any] = []
+        wheres: list[Any] = []
         for i, rule in enumerate(rules):
             if isinstance(rule, LessEqual):
                 kinds.append(rule)

@@ -1,4 +1,4 @@
-"""The projection plan: which closed form serves which leaves, and what is left to Dykstra.
+"""The projection plan: closed forms per leaf or pair, the rest left to Dykstra.
 
 Built from a `Resolution` and the concrete numbers of a `Constraints` (a
 closed form may need a concrete 0 lower bound), the plan is a hashable tuple
@@ -67,8 +67,10 @@ def _leaf_form(ctx: Context, j: int, rules: tuple[int, ...]) -> str:
     sides = [ctx.rule(j, r).sides() for r in boxes]
     if isinstance(kind, MaxNorm):
         lows = [concrete(lo) if lo is not None else None for lo, _ in sides]
-        if all(up is None for _, up in sides) and 0.0 in lows and all(
-            lo is None or lo == 0.0 for lo in lows
+        if (
+            all(up is None for _, up in sides)
+            and 0.0 in lows
+            and all(lo is None or lo == 0.0 for lo in lows)
         ):
             return "ball+"
     if isinstance(kind, Ordered) and all(

@@ -54,7 +54,7 @@ def per_row(fn, x: np.ndarray, axis: int, *args) -> np.ndarray:
 
 
 def jitted(method: str):
-    """``f(kind, x)``: ``kind.<method>(x)`` compiled, cached on the kind's static part."""
+    """``f(kind, x)``: ``kind.<method>(x)`` compiled, cached on the kind's statics."""
     import jax
 
     return jax.jit(lambda kind, x: getattr(kind, method)(x))
@@ -92,7 +92,7 @@ def box_halfplane_pair(a, b, la, ua, lb, ub, m):
     out_a, out_b = [], []
     for x, y, l1, u1, l2, u2 in np.broadcast(a, b, la, ua, lb, ub):
         res = minimize(
-            lambda v: (v[0] - x) ** 2 + (v[1] - y) ** 2,
+            lambda v, x=x, y=y: (v[0] - x) ** 2 + (v[1] - y) ** 2,
             x0=[(l1 + u1) / 2, (l2 + u2) / 2],
             bounds=[(l1, u1), (l2, u2)],
             constraints=[{"type": "ineq", "fun": lambda v: v[1] - m - v[0]}],
@@ -109,8 +109,12 @@ def variational_gap(x: dict, px: dict, zs: list[dict]) -> float:
     worst = -np.inf
     for z in zs:
         s = sum(
-            float(np.sum((np.asarray(x[k], np.float64) - np.asarray(px[k], np.float64))
-                         * (np.asarray(z[k], np.float64) - np.asarray(px[k], np.float64))))
+            float(
+                np.sum(
+                    (np.asarray(x[k], np.float64) - np.asarray(px[k], np.float64))
+                    * (np.asarray(z[k], np.float64) - np.asarray(px[k], np.float64))
+                )
+            )
             for k in x
         )
         worst = max(worst, s)

@@ -1,4 +1,4 @@
-"""constrain(raw, c) / unconstrain(params, c): round trips, landing in the sets, errors."""
+"""constrain(raw, c) / unconstrain(params, c): round trips, the sets, errors."""
 
 import jax
 import jax.numpy as jnp
@@ -12,13 +12,20 @@ RNG = np.random.default_rng(0)
 
 def test_round_trip_and_sets():
     c = jb.Constraints(
-        ("w", jb.MaxNorm(2.0, axis=0)), ("p", jb.Simplex(3.0)), ("t", jb.Ordered()),
-        ("x", jb.Interval(0.0, 1.0)), jb.LessEqual("a", "b", 0.1),
-        bounds=({"w": None, "p": None, "t": None, "x": -1.0, "a": None, "b": None},
-                {"w": None, "p": None, "t": None, "x": 0.5, "a": None, "b": None}),
+        ("w", jb.MaxNorm(2.0, axis=0)),
+        ("p", jb.Simplex(3.0)),
+        ("t", jb.Ordered()),
+        ("x", jb.Interval(0.0, 1.0)),
+        jb.LessEqual("a", "b", 0.1),
+        bounds=(
+            {"w": None, "p": None, "t": None, "x": -1.0, "a": None, "b": None},
+            {"w": None, "p": None, "t": None, "x": 0.5, "a": None, "b": None},
+        ),
     )
-    raw = {k: jnp.asarray(RNG.normal(size=s)) for k, s in
-           dict(w=(3, 2), p=(2, 4), t=(5,), x=(3,), a=(2,), b=(2,)).items()}
+    raw = {
+        k: jnp.asarray(RNG.normal(size=s))
+        for k, s in dict(w=(3, 2), p=(2, 4), t=(5,), x=(3,), a=(2,), b=(2,)).items()
+    }
     params = jb.constrain(raw, c)
     assert jb.violations(params, c).ok
     np.testing.assert_allclose(params["p"].sum(axis=1), 3.0)
@@ -43,11 +50,15 @@ def test_gradient_flows_and_jit():
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32])
 def test_relation_map_exact_in_dtype(dtype):
     c = jb.Constraints(jb.LessEqual("a", "b", 0.1))
-    raw = {"a": jnp.asarray(RNG.normal(size=50) * 3, dtype),
-           "b": jnp.asarray(RNG.normal(size=50) * 10 - 20, dtype)}
+    raw = {
+        "a": jnp.asarray(RNG.normal(size=50) * 3, dtype),
+        "b": jnp.asarray(RNG.normal(size=50) * 10 - 20, dtype),
+    }
     out = jb.constrain(raw, c)
     cd = jnp.float32
-    assert bool((out["a"].astype(cd) <= out["b"].astype(cd) - jnp.asarray(0.1, cd)).all())
+    assert bool(
+        (out["a"].astype(cd) <= out["b"].astype(cd) - jnp.asarray(0.1, cd)).all()
+    )
 
 
 def test_combinations_without_a_map_raise():

@@ -33,8 +33,12 @@ def _distances():
 
 @pytest.mark.parametrize(
     "penalty, f",
-    [("exp", np.exp), ("quadratic", np.square), ("linear", lambda v: v),
-     (lambda v: v**3, lambda v: v**3)],
+    [
+        ("exp", np.exp),
+        pytest.param("quadratic", np.square, marks=pytest.mark.slow),
+        pytest.param("linear", lambda v: v, marks=pytest.mark.slow),
+        (lambda v: v**3, lambda v: v**3),
+    ],
 )
 def test_value_is_penalty_of_distances(penalty, f):
     d = _distances()
@@ -48,8 +52,9 @@ def test_gradient_is_the_distance_gradient():
     n = np.linalg.norm(W, axis=0, keepdims=True)
     np.testing.assert_allclose(g["w"], np.where(n > 1.5, W / n, 0), rtol=1e-10)
     rt = T - per_row(pav_row, T, 1)
-    np.testing.assert_allclose(g["t"], rt / np.linalg.norm(rt, axis=1, keepdims=True),
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        g["t"], rt / np.linalg.norm(rt, axis=1, keepdims=True), rtol=1e-8
+    )
     bad = A - B + 0.2 > 0
     np.testing.assert_allclose(g["a"], np.where(bad, 1 / np.sqrt(2), 0))
     np.testing.assert_allclose(g["b"], np.where(bad, -1 / np.sqrt(2), 0))
@@ -57,8 +62,10 @@ def test_gradient_is_the_distance_gradient():
 
 def test_interval_rules_are_exactly_bounds_cost():
     p = {"x": jnp.array([-1.0, 0.5, 3.0], jnp.float32), "y": jnp.array([2.0])}
-    c = jb.Constraints(("x", jb.Interval(0.0, 1.0)),
-                       bounds=({"x": None, "y": None}, {"x": None, "y": 1.5}))
+    c = jb.Constraints(
+        ("x", jb.Interval(0.0, 1.0)),
+        bounds=({"x": None, "y": None}, {"x": None, "y": 1.5}),
+    )
     ref = jb.bounds_cost(p, {"x": 0.0, "y": None}, {"x": 1.0, "y": 1.5})
     assert jb.constraint_cost(p, c) == ref
 

@@ -19,7 +19,10 @@ TOL = 1e-9
 def _feasible(params_like, c, n=40, scale=2.0):
     zs = []
     for _ in range(n):
-        z = {k: jnp.asarray(RNG.normal(size=np.shape(v)) * scale) for k, v in params_like.items()}
+        z = {
+            k: jnp.asarray(RNG.normal(size=np.shape(v)) * scale)
+            for k, v in params_like.items()
+        }
         zs.append(jb.project(z, c))
     return zs
 
@@ -27,23 +30,36 @@ def _feasible(params_like, c, n=40, scale=2.0):
 CASES = {
     "norm ball and a box": (
         {"w": RNG.normal(size=(4, 3)) * 2},
-        jb.Constraints(("w", jb.MaxNorm(1.0, axis=0)), ("w", jb.Interval(-0.3, 0.9)),
-                       tol=1e-12, max_iter=5000),
+        jb.Constraints(
+            ("w", jb.MaxNorm(1.0, axis=0)),
+            ("w", jb.Interval(-0.3, 0.9)),
+            tol=1e-12,
+            max_iter=5000,
+        ),
     ),
     "capped simplex": (
         {"p": RNG.normal(size=(3, 5))},
-        jb.Constraints(("p", jb.Simplex()), ("p", jb.Interval(None, 0.3)),
-                       tol=1e-12, max_iter=5000),
+        jb.Constraints(
+            ("p", jb.Simplex()), ("p", jb.Interval(None, 0.3)), tol=1e-12, max_iter=5000
+        ),
     ),
     "a chain of relations": (
         {"a": RNG.normal(size=4), "b": RNG.normal(size=4), "c": RNG.normal(size=4)},
-        jb.Constraints(jb.LessEqual("a", "b", 0.1), jb.LessEqual("b", "c"),
-                       tol=1e-12, max_iter=5000),
+        jb.Constraints(
+            jb.LessEqual("a", "b", 0.1),
+            jb.LessEqual("b", "c"),
+            tol=1e-12,
+            max_iter=5000,
+        ),
     ),
     "a shared bound with a box": (
         {"a": RNG.normal(size=(2, 5)), "b": RNG.normal(size=(2, 1))},
-        jb.Constraints(jb.LessEqual("a", "b"), ("b", jb.Interval(-0.2, 0.2)),
-                       tol=1e-12, max_iter=5000),
+        jb.Constraints(
+            jb.LessEqual("a", "b"),
+            ("b", jb.Interval(-0.2, 0.2)),
+            tol=1e-12,
+            max_iter=5000,
+        ),
     ),
 }
 
@@ -62,7 +78,8 @@ def test_tolerance_and_cap_are_honoured():
     x = {"a": jnp.array([3.0]), "b": jnp.array([2.0]), "c": jnp.array([1.0])}
     loose = jb.Constraints(jb.LessEqual("a", "b"), jb.LessEqual("b", "c"), max_iter=1)
     one = jb.project(x, loose)
-    tight = jb.project(x, jb.Constraints(jb.LessEqual("a", "b"), jb.LessEqual("b", "c"),
-                                         tol=1e-14))
+    tight = jb.project(
+        x, jb.Constraints(jb.LessEqual("a", "b"), jb.LessEqual("b", "c"), tol=1e-14)
+    )
     np.testing.assert_allclose([tight[k][0] for k in "abc"], [2.0, 2.0, 2.0], atol=1e-9)
     assert abs(float(one["a"][0]) - 2.0) > 1e-3  # one sweep is not the answer

@@ -39,7 +39,9 @@ def test_interval_open_sides_and_errors():
 def test_interval_map_is_the_box_map():
     raw = jnp.array([-3.0, 0.0, 2.0])
     got = jb.Interval(0.0, 2.0).constrain(raw)
-    np.testing.assert_array_equal(got, jb.constrain({"x": raw}, {"x": 0.0}, {"x": 2.0})["x"])
+    np.testing.assert_array_equal(
+        got, jb.constrain({"x": raw}, {"x": 0.0}, {"x": 2.0})["x"]
+    )
 
 
 def test_user_kind_gets_a_distance():

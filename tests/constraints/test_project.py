@@ -30,8 +30,10 @@ def test_under_jit_with_constraints_as_argument():
 def test_no_recompiles_over_twenty_radii():
     before = _project._projected._cache_size()
     radii = np.linspace(0.5, 3.0, 20)
-    outs = [jb.project(PARAMS, jb.Constraints(("w", jb.MaxNorm(float(r), axis=0))))
-            for r in radii]
+    outs = [
+        jb.project(PARAMS, jb.Constraints(("w", jb.MaxNorm(float(r), axis=0))))
+        for r in radii
+    ]
     assert _project._projected._cache_size() - before <= 1
     for r, out in zip(radii, outs):
         np.testing.assert_allclose(out["w"], keras_max_norm(X, r, 0), rtol=1e-6)
@@ -54,7 +56,9 @@ def test_equinox_module_and_filter_jit():
     c = jb.Constraints(("weight", jb.MaxNorm(1.0, axis=1)))  # (out, in): a row per unit
     out = eqx.filter_jit(jb.project)(model, c)
     assert isinstance(out, eqx.nn.Linear)
-    np.testing.assert_allclose(out.weight, keras_max_norm(model.weight, 1.0, 1), rtol=1e-6)
+    np.testing.assert_allclose(
+        out.weight, keras_max_norm(model.weight, 1.0, 1), rtol=1e-6
+    )
     assert out.bias is not None
 
 
@@ -66,15 +70,16 @@ def test_nnx_module():
     c = jb.Constraints(("kernel", jb.MaxNorm(1.0, axis=0)))
     out = jb.project(nnx.state(layer, nnx.Param), c)
     np.testing.assert_allclose(
-        out["kernel"].get_value(), keras_max_norm(layer.kernel.get_value(), 1.0, 0),
+        out["kernel"].get_value(),
+        keras_max_norm(layer.kernel.get_value(), 1.0, 0),
         rtol=1e-6,
     )
 
 
 def test_bounds_join_in():
-    c = jb.Constraints(("w", jb.MaxNorm(1.0, axis=0)), bounds=({"w": None, "b": 0.5,
-                                                                "n": None},
-                                                               {"w": None, "b": None,
-                                                                "n": None}))
+    c = jb.Constraints(
+        ("w", jb.MaxNorm(1.0, axis=0)),
+        bounds=({"w": None, "b": 0.5, "n": None}, {"w": None, "b": None, "n": None}),
+    )
     out = jb.project(PARAMS, c)
     np.testing.assert_array_equal(out["b"], 0.5)

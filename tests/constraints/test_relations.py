@@ -31,7 +31,9 @@ def test_exact_in_every_dtype(dtype):
     assert na.dtype == dtype and nb.dtype == dtype
     cd = jnp.promote_types(dtype, jnp.float32)
     assert bool((na.astype(cd) <= nb.astype(cd) - jnp.asarray(m, cd)).all())
-    ref = midpoint_pair(np.asarray(a.astype(jnp.float64)), np.asarray(b.astype(jnp.float64)), m)
+    ref = midpoint_pair(
+        np.asarray(a.astype(jnp.float64)), np.asarray(b.astype(jnp.float64)), m
+    )
     eps = float(jnp.finfo(dtype).eps)
     np.testing.assert_allclose(np.asarray(na.astype(jnp.float64)), ref[0], atol=8 * eps)
 

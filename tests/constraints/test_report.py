@@ -8,14 +8,21 @@ import jaxbounds as jb
 
 
 def test_rows_per_rule_and_path():
-    params = {"w": jnp.array([[3.0, 0.1], [4.0, 0.1]]), "a": jnp.array([1.0, 0.0]),
-              "b": jnp.array([0.5, 1.0])}
-    c = jb.Constraints(("w", jb.MaxNorm(1.0, axis=0)), ("w", jb.Interval(0.0)),
-                       jb.LessEqual("a", "b"))
+    params = {
+        "w": jnp.array([[3.0, 0.1], [4.0, 0.1]]),
+        "a": jnp.array([1.0, 0.0]),
+        "b": jnp.array([0.5, 1.0]),
+    }
+    c = jb.Constraints(
+        ("w", jb.MaxNorm(1.0, axis=0)), ("w", jb.Interval(0.0)), jb.LessEqual("a", "b")
+    )
     report = jb.violations(params, c)
     assert not report.ok
     assert [(r.path, r.units, r.outside) for r in report.rows] == [
-        ("w", 2, 1), ("w", 4, 0), ("a <= b", 2, 1)]
+        ("w", 2, 1),
+        ("w", 4, 0),
+        ("a <= b", 2, 1),
+    ]
     assert report["a <= b"].worst == pytest.approx(0.5 / 2**0.5)
     text = str(report)
     assert "2 of 3 rule/path pairs violated" in text and "LessEqual('a', 'b')" in text

@@ -31,7 +31,10 @@ def test_selectors_glob_predicate_bool_tree():
 
 def test_mixed_match_skips_non_float_leaves():
     res = _resolve(("lif.*", jb.Interval(0.0, 1.0))).res
-    assert sorted(res.paths[j] for j, _ in res.on_leaf) == ["lif.tau_mem", "lif.tau_syn"]
+    assert sorted(res.paths[j] for j, _ in res.on_leaf) == [
+        "lif.tau_mem",
+        "lif.tau_syn",
+    ]
 
 
 def test_selector_matches_nothing():
@@ -45,8 +48,12 @@ def test_selector_matches_only_non_float():
 
 
 def test_relation_path_not_a_parameter():
-    with pytest.raises(ValueError, match=r"rule 1 LessEqual.*'lif.tau_x' is not a param"):
-        _resolve(("*.weight", jb.MaxNorm(1.0)), jb.LessEqual("lif.tau_syn", "lif.tau_x"))
+    with pytest.raises(
+        ValueError, match=r"rule 1 LessEqual.*'lif.tau_x' is not a param"
+    ):
+        _resolve(
+            ("*.weight", jb.MaxNorm(1.0)), jb.LessEqual("lif.tau_syn", "lif.tau_x")
+        )
     with pytest.raises(ValueError, match="'lif.n' is not a parameter"):
         _resolve(jb.LessEqual("lif.n", "lif.tau_mem"))
 
@@ -62,18 +69,25 @@ def test_relation_cycle_names_every_rule():
 
 def test_relation_shapes_must_broadcast():
     _resolve(jb.LessEqual("lif.tau_syn", "dense.weight"))  # (2,) and (3, 2): fine
-    with pytest.raises(ValueError, match=r"rule 0 LessEqual.*\(3,\).*\(2,\).*broadcast"):
+    with pytest.raises(
+        ValueError, match=r"rule 0 LessEqual.*\(3,\).*\(2,\).*broadcast"
+    ):
         _resolve(jb.LessEqual("dense.scale", "dense.bias"))
 
 
 def test_axis_out_of_range_names_path():
-    with pytest.raises(ValueError, match=r"rule 0 .* at path 'dense.bias': axis 1 is out"):
+    with pytest.raises(
+        ValueError, match=r"rule 0 .* at path 'dense.bias': axis 1 is out"
+    ):
         _resolve(("dense.*", jb.MaxNorm(1.0, axis=1)))
 
 
 def test_non_positive_concrete_numbers():
-    for make in (lambda: jb.MaxNorm(0.0), lambda: jb.Simplex(-1.0),
-                 lambda: jb.MinMaxNorm(0.0, -1.0)):
+    for make in (
+        lambda: jb.MaxNorm(0.0),
+        lambda: jb.Simplex(-1.0),
+        lambda: jb.MinMaxNorm(0.0, -1.0),
+    ):
         with pytest.raises(ValueError, match="> 0"):
             make()
 
@@ -86,8 +100,11 @@ def test_bad_rule_and_bounds():
 
 
 def test_constraints_is_a_pytree_of_numbers():
-    c = jb.Constraints(("w", jb.MaxNorm(2.0, axis=0)), jb.LessEqual("a", "b", 0.1),
-                       bounds=({"w": 0.0}, {"w": None}))
+    c = jb.Constraints(
+        ("w", jb.MaxNorm(2.0, axis=0)),
+        jb.LessEqual("a", "b", 0.1),
+        bounds=({"w": 0.0}, {"w": None}),
+    )
     assert jax.tree.leaves(c) == [2.0, 0.1, 0.0]
     c2 = jax.tree.map(lambda x: x * 2, c)
     assert c2.kinds[0].max_value == 4.0 and c2.kinds[0].axis == 0

@@ -59,8 +59,9 @@ def test_intervals_merge_and_other_mixes_go_to_dykstra():
     params = {"w": jnp.ones((3, 2)), "a": jnp.ones(2), "b": jnp.ones((3, 2))}
     c = jb.Constraints(("w", jb.Interval(0.0, 2.0)), ("w", jb.Interval(-1.0, 1.0)))
     assert _forms(params, c) == [("leaf", "box")]
-    np.testing.assert_array_equal(jb.project({"w": jnp.array([3.0, -3.0])}, c)["w"],
-                                  [1.0, 0.0])
+    np.testing.assert_array_equal(
+        jb.project({"w": jnp.array([3.0, -3.0])}, c)["w"], [1.0, 0.0]
+    )
     c = jb.Constraints(("w", jb.MaxNorm(1.0, axis=0)), ("w", jb.Interval(0.2)))
     assert _forms(params, c) == [("box", ""), ("kind", "")]
     c = jb.Constraints(jb.LessEqual("a", "b"), ("b", jb.MaxNorm(1.0)))

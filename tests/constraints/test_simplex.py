@@ -22,7 +22,9 @@ def test_simplex_is_sort_projection(axis):
 def test_simplex_axes_tuple_is_one_unit():
     x = np.random.default_rng(1).normal(size=(3, 4))
     got = project(Simplex(axis=(0, 1)), jnp.asarray(x))
-    np.testing.assert_allclose(got, simplex_row(x.reshape(-1)).reshape(3, 4), atol=1e-12)
+    np.testing.assert_allclose(
+        got, simplex_row(x.reshape(-1)).reshape(3, 4), atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -36,8 +38,9 @@ def test_simplex_exact_nonnegative_and_sum(dtype):
     # on the set as the distance sees it
     assert float(jnp.max(distance(Simplex(1.0, axis=1), y))) == 0.0
     ref = per_row(simplex_row, np.asarray(x.astype(jnp.float64)), 1)
-    np.testing.assert_allclose(np.asarray(y.astype(jnp.float64)), ref,
-                               atol=4 * float(jnp.finfo(dtype).eps))
+    np.testing.assert_allclose(
+        np.asarray(y.astype(jnp.float64)), ref, atol=4 * float(jnp.finfo(dtype).eps)
+    )
 
 
 def test_simplex_distance_and_gradient():
@@ -46,7 +49,9 @@ def test_simplex_distance_and_gradient():
     d = distance(Simplex(axis=1), jnp.asarray(x))
     np.testing.assert_allclose(d[:, 0], np.linalg.norm(x - ref, axis=1))
     g = jax.grad(lambda x: distance(Simplex(axis=1), x).sum())(jnp.asarray(x))
-    np.testing.assert_allclose(g, (x - ref) / np.linalg.norm(x - ref, axis=1, keepdims=True))
+    np.testing.assert_allclose(
+        g, (x - ref) / np.linalg.norm(x - ref, axis=1, keepdims=True)
+    )
 
 
 def test_simplex_map_round_trip():
