@@ -13,6 +13,7 @@ the computation) is a static field. Each kind knows, for one leaf ``x``:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, ClassVar
 
@@ -52,12 +53,15 @@ def _root(sq: jax.Array) -> jax.Array:
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1)), jnp.where(sq == 0, 0, sq))
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def norm2(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     """The L2 norm over ``axes`` (kept as size-1 axes), with a finite gradient at 0.
 
     The plain ``sqrt(sum(x**2))``; if a sum of squares overflows (elements
     past ``1e19`` in float32), all units are recomputed scaled by their
-    largest magnitude, so the norm of finite values is finite.
+    largest magnitude, so the norm of finite values is finite. The
+    derivative is written out (``x / ||x||``, 0 at 0), so differentiating
+    never traces the fallback.
     """
     sq = jnp.sum(jnp.square(x), axis=axes, keepdims=True)
 
@@ -67,6 +71,15 @@ def norm2(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
         return safe * _root(jnp.sum(jnp.square(x / safe), axis=axes, keepdims=True))
 
     return jax.lax.cond(jnp.all(jnp.isfinite(sq)), lambda x: _root(sq), scaled, x)
+
+
+@norm2.defjvp
+def _norm2_jvp(axes: tuple[int, ...], primals: tuple, tangents: tuple) -> tuple:
+    (x,), (dx,) = primals, tangents
+    n = norm2(x, axes)
+    pos = n > 0
+    unit = x / jnp.where(pos, n, 1)
+    return n, jnp.where(pos, jnp.sum(unit * dx, axis=axes, keepdims=True), 0)
 
 
 class Constraint(eqx.Module):

@@ -1,0 +1,289 @@
+"""Constraint sets beyond boxes, timed side by side (issue 16's performance rows).
+
+Every case times its variants in one process, interleaved (one block of calls
+of each variant per round, the starting variant rotating), after warm-up and
+a check that the variants compute the same numbers. Reported per variant: the
+median over the rounds with the min and max, and the ratio of medians
+against the reference named in the row, with the issue's target.
+
+Rows:
+
+1. ``chain(adam, project_to_constraints(c))`` with ``MaxNorm(axis=0)`` on
+   every kernel of a ~10M-parameter MLP, one jitted step, against ``adam``
+   alone (target <= 1.25x).
+2. Compile time of that step at 300 leaves, against adam's (target <= 1.5x).
+3. ``project`` with ``MaxNorm(axis=0)`` on one 4096x2048 kernel (jitted)
+   against the hand-written ``jnp`` formula and against
+   ``optax.projections.projection_l2_ball`` under ``jax.vmap`` (<= 1.2x each).
+4. ``Simplex`` over 4,096 rows of 64 against ``projection_simplex`` under
+   ``vmap`` (<= 1.2x).
+5. ``Ordered`` over 4,096 rows of 64 against a NumPy pool-adjacent-violators
+   loop (reported only).
+6. ``jax.grad(constraint_cost)`` on the 10M MLP against a hand-written
+   ``jnp.linalg.norm`` penalty (<= 1.5x).
+
+Usage::
+
+    python benchmarks/constraints.py            # about a minute on 2 cores
+    python benchmarks/constraints.py --quick    # tiny sizes, a few seconds
+    python benchmarks/constraints.py --rounds 7 --out /tmp/c.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxbounds as jb
+
+
+def block(x: Any) -> Any:
+    return jax.block_until_ready(x)
+
+
+def interleaved(variants: dict[str, Callable[[], Any]], rounds: int, budget: float):
+    """Per variant, seconds per call in each round (blocks of ~``budget`` s)."""
+    for f in variants.values():  # warm-up
+        block(f())
+    counts = {}
+    for name, f in variants.items():
+        t0 = time.perf_counter()
+        block(f())
+        dt = time.perf_counter() - t0
+        counts[name] = max(1, int(budget / max(dt, 1e-6)))
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    names = list(variants)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            f, n = variants[name], counts[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                out = f()
+            block(out)
+            times[name].append((time.perf_counter() - t0) / n)
+    return times
+
+
+def summary(ts: list[float]) -> dict[str, float]:
+    return {"median": float(np.median(ts)), "min": min(ts), "max": max(ts)}
+
+
+def mlp(dims: list[int], seed: int = 0) -> dict[str, Any]:
+    keys = jax.random.split(jax.random.key(seed), len(dims))
+    return {
+        f"layer{i}": {
+            "kernel": jax.random.normal(k, (a, b), jnp.float32) / np.sqrt(a),
+            "bias": jnp.zeros(b, jnp.float32),
+        }
+        for i, (k, a, b) in enumerate(zip(keys, dims[:-1], dims[1:]))
+    }
+
+
+def step_fn(tx: optax.GradientTransformation) -> Callable:
+    @jax.jit
+    def step(params: Any, state: Any, grads: Any) -> tuple[Any, Any]:
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return step
+
+
+def case_optimizer(cfg: argparse.Namespace) -> dict[str, Any]:
+    params = mlp(cfg.dims)
+    grads = jax.tree.map(lambda x: jnp.full_like(x, 1e-3), params)
+    c = jb.Constraints(("*.kernel", jb.MaxNorm(1.0, axis=0)))
+    txs = {
+        "adam": optax.adam(1e-3),
+        "adam + project_to_constraints": optax.chain(
+            optax.adam(1e-3), jb.project_to_constraints(c)
+        ),
+    }
+    variants = {}
+    for name, tx in txs.items():
+        step, state = step_fn(tx), tx.init(params)
+        variants[name] = lambda step=step, state=state: step(params, state, grads)[0]
+    out = variants["adam + project_to_constraints"]()
+    assert jb.violations(out, c).ok
+    size = sum(x.size for x in jax.tree.leaves(params))
+    times = interleaved(variants, cfg.rounds, cfg.budget)
+    return {"params": int(size), "times": times, "reference": "adam", "target": 1.25}
+
+
+def case_compile(cfg: argparse.Namespace) -> dict[str, Any]:
+    n_layers = cfg.leaves // 2
+    params = mlp([16] * (n_layers + 1), seed=1)
+    grads = jax.tree.map(jnp.ones_like, params)
+    c = jb.Constraints(("*.kernel", jb.MaxNorm(1.0, axis=0)))
+    txs = {
+        "adam": lambda: optax.adam(1e-3),
+        "adam + project_to_constraints": lambda: optax.chain(
+            optax.adam(1e-3), jb.project_to_constraints(c)
+        ),
+    }
+    times: dict[str, list[float]] = {k: [] for k in txs}
+    for r in range(max(3, cfg.rounds // 2)):
+        for name in list(txs)[r % 2 :] + list(txs)[: r % 2]:
+            jax.clear_caches()
+            tx = txs[name]()
+            state = tx.init(params)
+            t0 = time.perf_counter()
+            step_fn(tx).lower(params, state, grads).compile()
+            times[name].append(time.perf_counter() - t0)
+    return {"leaves": 2 * n_layers, "times": times, "reference": "adam", "target": 1.5}
+
+
+def case_maxnorm(cfg: argparse.Namespace) -> dict[str, Any]:
+    w = jax.random.normal(jax.random.key(2), cfg.kernel, jnp.float32)
+    c = jb.Constraints(("w", jb.MaxNorm(1.0, axis=0)))
+    ours = jax.jit(lambda w: jb.project({"w": w}, c)["w"])
+
+    @jax.jit
+    def formula(w: jax.Array) -> jax.Array:  # Keras' MaxNorm, written out
+        n = jnp.sqrt(jnp.sum(jnp.square(w), axis=0, keepdims=True))
+        return w * (jnp.clip(n, 0, 1.0) / (1e-7 + n))
+
+    l2 = jax.jit(
+        jax.vmap(lambda col: optax.projections.projection_l2_ball(col, 1.0), 1, 1)
+    )
+    np.testing.assert_allclose(ours(w), formula(w), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours(w), l2(w), rtol=1e-5, atol=1e-6)
+    variants = {"jaxbounds project": lambda: ours(w), "jnp formula": lambda: formula(w),
+                "optax l2_ball (vmap)": lambda: l2(w)}
+    times = interleaved(variants, cfg.rounds, cfg.budget)
+    return {"shape": list(cfg.kernel), "times": times,
+            "reference": ["jnp formula", "optax l2_ball (vmap)"], "target": 1.2}
+
+
+def case_simplex(cfg: argparse.Namespace) -> dict[str, Any]:
+    x = jax.random.normal(jax.random.key(3), cfg.rows, jnp.float32)
+    c = jb.Constraints(("x", jb.Simplex(axis=-1)))
+    ours = jax.jit(lambda x: jb.project({"x": x}, c)["x"])
+    theirs = jax.jit(jax.vmap(optax.projections.projection_simplex))
+    np.testing.assert_allclose(ours(x), theirs(x), atol=1e-6)
+    variants = {"jaxbounds project": lambda: ours(x),
+                "optax projection_simplex (vmap)": lambda: theirs(x)}
+    times = interleaved(variants, cfg.rounds, cfg.budget)
+    return {"shape": list(cfg.rows), "times": times,
+            "reference": "optax projection_simplex (vmap)", "target": 1.2}
+
+
+def numpy_pav(rows: np.ndarray) -> np.ndarray:
+    out = np.empty_like(rows)
+    for i, row in enumerate(rows):
+        sums, counts = [], []
+        for v in row:
+            sums.append(float(v))
+            counts.append(1)
+            while len(sums) > 1 and sums[-2] / counts[-2] > sums[-1] / counts[-1]:
+                s, n = sums.pop(), counts.pop()
+                sums[-1] += s
+                counts[-1] += n
+        out[i] = np.repeat(np.array(sums) / np.array(counts), counts)
+    return out
+
+
+def case_ordered(cfg: argparse.Namespace) -> dict[str, Any]:
+    x = jax.random.normal(jax.random.key(4), cfg.rows, jnp.float32)
+    xn = np.asarray(x, np.float64)
+    c = jb.Constraints(("x", jb.Ordered(axis=-1)))
+    ours = jax.jit(lambda x: jb.project({"x": x}, c)["x"])
+    np.testing.assert_allclose(ours(x), numpy_pav(xn), atol=1e-5)
+    variants = {"jaxbounds project": lambda: ours(x), "NumPy PAV loop": lambda: numpy_pav(xn)}
+    times = interleaved(variants, max(3, cfg.rounds // 2), cfg.budget)
+    return {"shape": list(cfg.rows), "times": times, "reference": "NumPy PAV loop",
+            "target": None}
+
+
+def case_cost_grad(cfg: argparse.Namespace) -> dict[str, Any]:
+    params = mlp(cfg.dims, seed=5)
+    params = jax.tree.map(lambda x: x * 3, params)  # columns outside, below v = 15
+    c = jb.Constraints(("*.kernel", jb.MaxNorm(1.0, axis=0)))
+    ours = jax.jit(jax.grad(lambda p: jb.constraint_cost(p, c)))
+
+    def hand(p: Any) -> jax.Array:
+        total = 0.0
+        for layer in p.values():
+            v = jnp.linalg.norm(layer["kernel"], axis=0) - 1.0
+            total = total + jnp.sum(jnp.where(v > 0, jnp.exp(jnp.where(v > 0, v, 0)), 0))
+        return total
+
+    theirs = jax.jit(jax.grad(hand))
+    ga, gb = ours(params), theirs(params)
+    for a, b in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    variants = {"jaxbounds grad(constraint_cost)": lambda: ours(params),
+                "grad(hand-written norm penalty)": lambda: theirs(params)}
+    times = interleaved(variants, cfg.rounds, cfg.budget)
+    return {"params": int(sum(x.size for x in jax.tree.leaves(params))), "times": times,
+            "reference": "grad(hand-written norm penalty)", "target": 1.5}
+
+
+CASES = {
+    1: ("optimizer step, 10M MLP", case_optimizer),
+    2: ("optimizer compile, 300 leaves", case_compile),
+    3: ("MaxNorm project", case_maxnorm),
+    4: ("Simplex project", case_simplex),
+    5: ("Ordered project", case_ordered),
+    6: ("constraint_cost gradient, 10M MLP", case_cost_grad),
+}
+
+
+def report(name: str, res: dict[str, Any]) -> list[str]:
+    stats = {k: summary(v) for k, v in res["times"].items()}
+    refs = res["reference"] if isinstance(res["reference"], list) else [res["reference"]]
+    ours = next(k for k in stats if k not in refs)
+    lines = [f"## {name}"]
+    for k, s in stats.items():
+        lines.append(
+            f"  {k:34s} median {s['median'] * 1e3:10.3f} ms  "
+            f"(min {s['min'] * 1e3:.3f}, max {s['max'] * 1e3:.3f})"
+        )
+    res["ratios"] = {}
+    for ref in refs:
+        ratio = stats[ours]["median"] / stats[ref]["median"]
+        res["ratios"][ref] = ratio
+        target = res["target"]
+        verdict = "" if target is None else ("  ok" if ratio <= target else "  MISS")
+        shown = "" if target is None else f" (target <= {target}x)"
+        lines.append(f"  ratio vs {ref}: {ratio:.2f}x{shown}{verdict}")
+    res["stats"] = stats
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes")
+    ap.add_argument("--cases", default="1,2,3,4,5,6")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--out", default="benchmarks/out/constraints.json")
+    cfg = ap.parse_args()
+    cfg.budget = 0.05
+    if cfg.quick:
+        cfg.dims, cfg.leaves, cfg.kernel, cfg.rows = [64, 64, 32], 20, (64, 32), (64, 16)
+        cfg.rounds, cfg.budget = 3, 0.005
+    else:
+        cfg.dims = [2048, 2048, 2048, 512]  # 9.4M parameters
+        cfg.leaves, cfg.kernel, cfg.rows = 300, (4096, 2048), (4096, 64)
+    results = {"machine": platform.platform(), "backend": jax.default_backend(),
+               "devices": str(jax.devices()), "rounds": cfg.rounds, "cases": {}}
+    for k in (int(x) for x in cfg.cases.split(",")):
+        name, fn = CASES[k]
+        res = fn(cfg)
+        print("\n".join(report(name, res)), flush=True)
+        results["cases"][name] = res
+    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(cfg.out).write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
