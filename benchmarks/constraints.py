@@ -157,11 +157,18 @@ def case_maxnorm(cfg: argparse.Namespace) -> dict[str, Any]:
     )
     np.testing.assert_allclose(ours(w), formula(w), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ours(w), l2(w), rtol=1e-5, atol=1e-6)
-    variants = {"jaxbounds project": lambda: ours(w), "jnp formula": lambda: formula(w),
-                "optax l2_ball (vmap)": lambda: l2(w)}
+    variants = {
+        "jaxbounds project": lambda: ours(w),
+        "jnp formula": lambda: formula(w),
+        "optax l2_ball (vmap)": lambda: l2(w),
+    }
     times = interleaved(variants, cfg.rounds, cfg.budget)
-    return {"shape": list(cfg.kernel), "times": times,
-            "reference": ["jnp formula", "optax l2_ball (vmap)"], "target": 1.2}
+    return {
+        "shape": list(cfg.kernel),
+        "times": times,
+        "reference": ["jnp formula", "optax l2_ball (vmap)"],
+        "target": 1.2,
+    }
 
 
 def case_simplex(cfg: argparse.Namespace) -> dict[str, Any]:
@@ -170,11 +177,17 @@ def case_simplex(cfg: argparse.Namespace) -> dict[str, Any]:
     ours = jax.jit(lambda x: jb.project({"x": x}, c)["x"])
     theirs = jax.jit(jax.vmap(optax.projections.projection_simplex))
     np.testing.assert_allclose(ours(x), theirs(x), atol=1e-6)
-    variants = {"jaxbounds project": lambda: ours(x),
-                "optax projection_simplex (vmap)": lambda: theirs(x)}
+    variants = {
+        "jaxbounds project": lambda: ours(x),
+        "optax projection_simplex (vmap)": lambda: theirs(x),
+    }
     times = interleaved(variants, cfg.rounds, cfg.budget)
-    return {"shape": list(cfg.rows), "times": times,
-            "reference": "optax projection_simplex (vmap)", "target": 1.2}
+    return {
+        "shape": list(cfg.rows),
+        "times": times,
+        "reference": "optax projection_simplex (vmap)",
+        "target": 1.2,
+    }
 
 
 def numpy_pav(rows: np.ndarray) -> np.ndarray:
@@ -198,10 +211,17 @@ def case_ordered(cfg: argparse.Namespace) -> dict[str, Any]:
     c = jb.Constraints(("x", jb.Ordered(axis=-1)))
     ours = jax.jit(lambda x: jb.project({"x": x}, c)["x"])
     np.testing.assert_allclose(ours(x), numpy_pav(xn), atol=1e-5)
-    variants = {"jaxbounds project": lambda: ours(x), "NumPy PAV loop": lambda: numpy_pav(xn)}
+    variants = {
+        "jaxbounds project": lambda: ours(x),
+        "NumPy PAV loop": lambda: numpy_pav(xn),
+    }
     times = interleaved(variants, max(3, cfg.rounds // 2), cfg.budget)
-    return {"shape": list(cfg.rows), "times": times, "reference": "NumPy PAV loop",
-            "target": None}
+    return {
+        "shape": list(cfg.rows),
+        "times": times,
+        "reference": "NumPy PAV loop",
+        "target": None,
+    }
 
 
 def case_cost_grad(cfg: argparse.Namespace) -> dict[str, Any]:
@@ -214,18 +234,26 @@ def case_cost_grad(cfg: argparse.Namespace) -> dict[str, Any]:
         total = 0.0
         for layer in p.values():
             v = jnp.linalg.norm(layer["kernel"], axis=0) - 1.0
-            total = total + jnp.sum(jnp.where(v > 0, jnp.exp(jnp.where(v > 0, v, 0)), 0))
+            total = total + jnp.sum(
+                jnp.where(v > 0, jnp.exp(jnp.where(v > 0, v, 0)), 0)
+            )
         return total
 
     theirs = jax.jit(jax.grad(hand))
     ga, gb = ours(params), theirs(params)
     for a, b in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-    variants = {"jaxbounds grad(constraint_cost)": lambda: ours(params),
-                "grad(hand-written norm penalty)": lambda: theirs(params)}
+    variants = {
+        "jaxbounds grad(constraint_cost)": lambda: ours(params),
+        "grad(hand-written norm penalty)": lambda: theirs(params),
+    }
     times = interleaved(variants, cfg.rounds, cfg.budget)
-    return {"params": int(sum(x.size for x in jax.tree.leaves(params))), "times": times,
-            "reference": "grad(hand-written norm penalty)", "target": 1.5}
+    return {
+        "params": int(sum(x.size for x in jax.tree.leaves(params))),
+        "times": times,
+        "reference": "grad(hand-written norm penalty)",
+        "target": 1.5,
+    }
 
 
 CASES = {
@@ -240,7 +268,9 @@ CASES = {
 
 def report(name: str, res: dict[str, Any]) -> list[str]:
     stats = {k: summary(v) for k, v in res["times"].items()}
-    refs = res["reference"] if isinstance(res["reference"], list) else [res["reference"]]
+    refs = (
+        res["reference"] if isinstance(res["reference"], list) else [res["reference"]]
+    )
     ours = next(k for k in stats if k not in refs)
     lines = [f"## {name}"]
     for k, s in stats.items():
@@ -269,13 +299,23 @@ def main() -> None:
     cfg = ap.parse_args()
     cfg.budget = 0.05
     if cfg.quick:
-        cfg.dims, cfg.leaves, cfg.kernel, cfg.rows = [64, 64, 32], 20, (64, 32), (64, 16)
+        cfg.dims, cfg.leaves, cfg.kernel, cfg.rows = (
+            [64, 64, 32],
+            20,
+            (64, 32),
+            (64, 16),
+        )
         cfg.rounds, cfg.budget = 3, 0.005
     else:
         cfg.dims = [2048, 2048, 2048, 512]  # 9.4M parameters
         cfg.leaves, cfg.kernel, cfg.rows = 300, (4096, 2048), (4096, 64)
-    results = {"machine": platform.platform(), "backend": jax.default_backend(),
-               "devices": str(jax.devices()), "rounds": cfg.rounds, "cases": {}}
+    results = {
+        "machine": platform.platform(),
+        "backend": jax.default_backend(),
+        "devices": str(jax.devices()),
+        "rounds": cfg.rounds,
+        "cases": {},
+    }
     for k in (int(x) for x in cfg.cases.split(",")):
         name, fn = CASES[k]
         res = fn(cfg)
