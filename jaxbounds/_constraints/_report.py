@@ -123,7 +123,7 @@ def violations(params: PyTree, c: Constraints) -> ConstraintReport:
         >>> c = jb.Constraints(("w", jb.MaxNorm(1.0, axis=0)))
         >>> print(jb.violations({"w": jnp.array([[3.0, 0.1], [4.0, 0.1]])}, c))
         1 of 1 rule/path pairs violated:
-        rule                    path  units  outside  worst
+        rule                   path  units  outside  worst
         rule 0 ('w', MaxNorm)  w         2        1      4
     """
     r = resolve_rules(params, c)

@@ -122,7 +122,7 @@ class Constraints(eqx.Module):
         >>> c = jb.Constraints(("w", jb.MaxNorm(1.0, axis=0)),
         ...                    jb.LessEqual("tau_syn", "tau_mem"))
         >>> out = jb.project(params, c)
-        >>> print(out["w"].ravel(), out["tau_syn"], out["tau_mem"])
+        >>> print(out["w"].ravel().round(6), out["tau_syn"], out["tau_mem"])
         [0.6 0.8] 0.2 0.2
     """
 
@@ -202,7 +202,7 @@ class Constraints(eqx.Module):
             ...     tau: jnp.ndarray = jb.field(lower=0.0)
             >>> m = Layer(w=jnp.array([[3.0], [4.0]]), tau=jnp.array([-1.0]))
             >>> out = jb.project(m, jb.Constraints.declared(m))
-            >>> print(out.w.ravel(), out.tau)
+            >>> print(out.w.ravel().round(6), out.tau)
             [0.6 0.8] [0.]
         """
         from ._declared import declared_rules

@@ -34,9 +34,9 @@ class Simplex(Constraint):
     Examples:
         >>> import jax.numpy as jnp
         >>> from jaxbounds import Simplex
-        >>> Simplex().project(jnp.array([[0.5, 0.5, 1.0], [2.0, 0.0, 0.0]]))
-        Array([[0.25, 0.25, 0.5 ],
-               [1.  , 0.  , 0.  ]], dtype=float32)
+        >>> Simplex().project(jnp.array([[0.5, 0.25, 1.25], [2.0, 0.0, 0.0]]))
+        Array([[0.125, 0.   , 0.875],
+               [1.   , 0.   , 0.   ]], dtype=float32)
     """
 
     total: Any = 1.0
