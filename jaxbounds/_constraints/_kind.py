@@ -152,7 +152,7 @@ class Interval(Constraint):
     exactly `bounds_cost`, its projection `clip_to_bounds`, its map the box
     map of `constrain`. The units are the elements.
 
-    Args:
+    Attributes:
         lower: the lower bound (`None`: none).
         upper: the upper bound (`None`: none).
 

@@ -75,7 +75,7 @@ class MaxNorm(Constraint):
     formula), thresholds the sorted magnitudes (``ord=1``) or clips
     (``ord=inf``). The map `constrain` is radial: ``r tanh(||u||) u / ||u||``.
 
-    Args:
+    Attributes:
         max_value: the radius ``r > 0`` (a float, or a traced / batched value).
         axis: the axes of one unit (`None`: the whole leaf).
         ord: 1, 2 or ``inf``.
@@ -150,7 +150,7 @@ class MinMaxNorm(Constraint):
     surjective, not bijective: ``u / ||u|| * (min + (max - min) tanh(||u||))``
     (a zero ``u`` maps to zero).
 
-    Args:
+    Attributes:
         min_value: the smallest norm, ``>= 0``.
         max_value: the largest norm, ``> 0`` and ``>= min_value``.
         axis: the axes of one unit (`None`: the whole leaf).
@@ -243,7 +243,7 @@ class UnitNorm(Constraint):
     that tolerance has distance 0. `constrain` (``u / ||u||``) is
     surjective, not bijective; `unconstrain` returns the unit itself.
 
-    Args:
+    Attributes:
         axis: the axes of one unit (`None`: the whole leaf).
 
     Examples:

@@ -67,7 +67,7 @@ class Ordered(Constraint):
     order holds exactly on the returned values. `constrain` is cumulative
     softplus steps: ``y[0] = u[0]``, ``y[i] = y[i - 1] + softplus(u[i])``.
 
-    Args:
+    Attributes:
         axis: the one axis to order along (default the last).
 
     Raises:

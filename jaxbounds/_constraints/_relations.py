@@ -74,7 +74,7 @@ class LessEqual(eqx.Module):
     broadcast; ``margin`` is data (traced, vmapped). A `Constraints` holds
     it as a rule of its own.
 
-    Args:
+    Attributes:
         a: the path of the smaller side.
         b: the path of the larger side.
         margin: how far below ``b`` the leaf ``a`` must stay (``>= 0``).

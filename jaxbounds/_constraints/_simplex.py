@@ -24,7 +24,7 @@ class Simplex(Constraint):
     is ``total * softmax(u)`` (one redundant direction per unit, fixed by
     `unconstrain`, which returns centred logits).
 
-    Args:
+    Attributes:
         total: the sum of a unit, ``> 0``.
         axis: the axes of one unit (default the last).
 
