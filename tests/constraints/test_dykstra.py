@@ -52,6 +52,16 @@ CASES = {
             max_iter=5000,
         ),
     ),
+    "a chain in reverse order": (
+        {
+            "a": np.array([3.0, 0.0]),
+            "b": np.array([2.0, 0.5]),
+            "c": np.array([1.0, 1.0]),
+        },
+        jb.Constraints(
+            jb.LessEqual("a", "b"), jb.LessEqual("b", "c"), tol=1e-12, max_iter=5000
+        ),
+    ),
     "a shared bound with a box": (
         {"a": RNG.normal(size=(2, 5)), "b": RNG.normal(size=(2, 1))},
         jb.Constraints(
@@ -83,3 +93,16 @@ def test_tolerance_and_cap_are_honoured():
     )
     np.testing.assert_allclose([tight[k][0] for k in "abc"], [2.0, 2.0, 2.0], atol=1e-9)
     assert abs(float(one["a"][0]) - 2.0) > 1e-3  # one sweep is not the answer
+
+
+def test_corrections_matter():
+    # Alternating projections without Dykstra's corrections stop at
+    # (0.2, 0.707): feasible, but not the nearest point (0.2, sqrt(1 - 0.04)).
+    c = jb.Constraints(
+        ("x", jb.MaxNorm(1.0)),
+        ("x", jb.Interval(None, np.array([0.2, 10.0]))),
+        tol=1e-12,
+        max_iter=5000,
+    )
+    got = jb.project({"x": jnp.array([2.0, 2.0])}, c)["x"]
+    np.testing.assert_allclose(got, [0.2, np.sqrt(1 - 0.04)], atol=1e-6)

@@ -132,3 +132,26 @@ def test_add_constraint_penalty_adds_the_gradient():
         jb.add_constraint_penalty(C, -1.0)
     with pytest.raises(ValueError, match="need the params"):
         tx.update(zeros, tx.init(p))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.float32])
+def test_landing_keeps_relations_and_norms_exact(dtype):
+    # many pairs and units moved far by one step: a nearest-rounded update
+    # would land some of them an ulp outside
+    rng = np.random.default_rng(5)
+    c = jb.Constraints(jb.LessEqual("a", "b", 0.1), ("w", jb.MaxNorm(1.1, axis=0)))
+    p = {
+        "a": jnp.asarray(rng.uniform(0, 50, 2000), dtype),
+        "b": jnp.asarray(rng.uniform(0, 50, 2000), dtype),
+        "w": jnp.asarray(rng.normal(size=(7, 500)) * 30, dtype),
+    }
+    g = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape) * 7, dtype), p)
+    tx = optax.chain(optax.sgd(1.0), jb.project_to_constraints(c))
+    u, _ = jax.jit(tx.update)(g, tx.init(p), p)
+    new = optax.apply_updates(p, u)
+    cd = jnp.float32
+    assert bool(
+        (new["a"].astype(cd) <= new["b"].astype(cd) - jnp.asarray(0.1, cd)).all()
+    )
+    n = jnp.sqrt(jnp.sum(jnp.square(new["w"].astype(cd)), axis=0))
+    assert bool((n <= jnp.asarray(1.1, cd)).all())
