@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ._batched import batches, run_batch
 from ._core import PyTree, land, pure_view, stored_sum
 from ._cost import _cost
 from ._norms import MaxNorm
@@ -87,13 +88,33 @@ def _landed(
     max_iter: int,
 ) -> tuple:
     """Updates whose stored sums with ``ps`` are the projection of ``ps + us``."""
-    summed = {j: stored_sum(p, u) for j, p, u in zip(keys, ps, us)}
+    pu = {j: (p, u) for j, p, u in zip(keys, ps, us)}
+    side_of = dict(zip(keys, sides))
+    shapes = {j: tuple(p.shape) for j, p in zip(keys, ps)}
+    dtypes = {j: (p.dtype, u.dtype) for j, p, u in zip(keys, ps, us)}
+    together, plan = batches(plan, kinds, shapes, dtypes)
+    new: dict[int, jax.Array] = {}
+    for members in together:  # stored sum, projection and landing, stacked
+        side = side_of[members[0][0]]
+
+        def step(kind: Any, pu: jax.Array, side: Any = side) -> jax.Array:
+            p, u = pu[0], pu[1].astype(pu.dtype)
+            t = kind.project(stored_sum(p, u))
+            return land(p, t, *_toward(side, t), pu.dtype)
+
+        stacked = {
+            j: jnp.stack([pu[j][0], pu[j][1].astype(pu[j][0].dtype)])
+            for j, _ in members
+        }
+        out = run_batch(kinds, members, stacked, step)
+        new.update({j: out[j].astype(pu[j][1].dtype) for j in out})
+    summed = {j: stored_sum(p, u) for j, (p, u) in pu.items() if j not in new}
     ctx = Context(kinds, dict(zip(keys, lows)), dict(zip(keys, ups)))
     targets = run_numbers(ctx, plan, summed, tol, max_iter)
-    return tuple(
-        land(p, targets[j], *_toward(side, targets[j]), u.dtype)
-        for j, p, u, side in zip(keys, ps, us, sides)
-    )
+    for j in summed:
+        p, u = pu[j]
+        new[j] = land(p, targets[j], *_toward(side_of[j], targets[j]), u.dtype)
+    return tuple(new[j] for j in keys)
 
 
 def _no_params() -> ValueError:

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._batched import batches, run_batch
 from ._core import PyTree
 from ._dykstra import dykstra
 from ._resolve import Resolved, rebuild, resolve
@@ -63,8 +64,17 @@ def _projected(
 
 
 def run_numbers(ctx: Context, plan: tuple, xs: dict, tol: float, max_iter: int) -> dict:
-    """`run` with Dykstra's settings given as numbers."""
+    """Every component of ``plan`` projected: one item directly, more by Dykstra.
+
+    Single-kind leaves of one kind, shape and dtype are projected together
+    (`_batched`).
+    """
     out = dict(xs)
+    shapes = {j: tuple(x.shape) for j, x in xs.items()}
+    dtypes = {j: x.dtype for j, x in xs.items()}
+    together, plan = batches(plan, ctx.kinds, shapes, dtypes)
+    for members in together:
+        out.update(run_batch(ctx.kinds, members, out, lambda k, x: k.project(x)))
     for group in plan:
         if len(group) == 1:
             out.update(apply(ctx, group[0], out))
