@@ -34,6 +34,8 @@ def settled(x: jax.Array) -> jax.Array:
 
 def narrowed(v: jax.Array, dtype: Any, away: bool = False) -> jax.Array:
     """``v`` cast into ``dtype``, its magnitude rounded down (or up when ``away``)."""
+    if jnp.dtype(dtype) == v.dtype:  # nothing to round
+        return v
     y = settled(v.astype(dtype))
     back = y.astype(v.dtype)
     wrong = (jnp.abs(back) < jnp.abs(v)) if away else (jnp.abs(back) > jnp.abs(v))
