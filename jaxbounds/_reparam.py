@@ -287,7 +287,9 @@ def constrain(raw: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> PyTree:
     Args:
         raw: the unconstrained values, a tree with the structure of the
             params (usually from `unconstrain`).
-        lower: lower bounds shaped like ``raw`` (see `bounds_cost`).
+        lower: lower bounds shaped like ``raw`` (see `bounds_cost`), or a
+            `Constraints` (then ``upper`` is omitted: each leaf gets the map
+            of its rule; see the "Beyond boxes" page).
         upper: upper bounds, likewise.
 
     Returns:
@@ -319,6 +321,8 @@ def constrain(raw: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> PyTree:
     """
     if isinstance(lower, _constraints.Constraints):  # constrain(raw, c)
         return _constraints.constrain(raw, lower)
+    if upper is _NO_UPPER:
+        raise TypeError("constrain() needs `upper`, or a Constraints as `lower`")
     return map_bounded(_constrained, raw, lower, upper)
 
 
@@ -345,7 +349,8 @@ def unconstrain(params: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> PyT
 
     Args:
         params: parameter values inside their bounds.
-        lower: lower bounds shaped like ``params`` (see `bounds_cost`).
+        lower: lower bounds shaped like ``params`` (see `bounds_cost`), or a
+            `Constraints` (then ``upper`` is omitted).
         upper: upper bounds, likewise.
 
     Returns:
@@ -372,6 +377,8 @@ def unconstrain(params: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> PyT
     """
     if isinstance(lower, _constraints.Constraints):  # unconstrain(params, c)
         return _constraints.unconstrain(params, lower)
+    if upper is _NO_UPPER:
+        raise TypeError("unconstrain() needs `upper`, or a Constraints as `lower`")
     leaves = jax.tree_util.tree_leaves([params, lower, upper])
     if not any(isinstance(x, jax.core.Tracer) for x in leaves):
         report = violations(params, lower, upper)

@@ -183,11 +183,13 @@ def violations(params: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> Any:
 
     Args:
         params: the parameter tree (concrete values).
-        lower: lower bounds shaped like ``params`` (see `bounds_cost`).
+        lower: lower bounds shaped like ``params`` (see `bounds_cost`), or a
+            `Constraints` (then ``upper`` is omitted and the result is a
+            `ConstraintReport`, a row per rule and path).
         upper: upper bounds, likewise.
 
     Returns:
-        A `ViolationReport`.
+        A `ViolationReport` (a `ConstraintReport` for a `Constraints`).
 
     Raises:
         TypeError: called under a JAX transformation (inside `jax.jit`);
@@ -212,6 +214,8 @@ def violations(params: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> Any:
     """
     if isinstance(lower, _constraints.Constraints):  # violations(params, c)
         return _constraints.violations(params, lower)
+    if upper is _NO_UPPER:
+        raise TypeError("violations() needs `upper`, or a Constraints as `lower`")
     pl = plan(params, lower, upper, every_param=True)
     leaves, lows, ups = pl.bounded(), pl.lows, pl.ups
     rows = [(path or "<root>", int(np.size(x))) for path, x in zip(pl.names(), leaves)]
