@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -117,11 +118,55 @@ def _landed(
     return tuple(new[j] for j in keys)
 
 
-def _no_params() -> ValueError:
-    return ValueError(
-        "project_to_constraints / add_constraint_penalty need the params: call "
-        "update(updates, state, params)"
-    )
+class _Split(NamedTuple):
+    """The constrained leaves of params and their updates, and the way back."""
+
+    r: Any  # the rules resolved against the params
+    keys: tuple  # flat positions of the constrained leaves
+    flat: list  # the flat updates (`None` at holes)
+    rebuild: Callable[[list], PyTree]  # flat updates -> the updates' own kind
+
+    def written(self, new: Sequence[Any]) -> PyTree:
+        """The updates with the constrained leaves replaced by ``new``."""
+        flat = list(self.flat)
+        for j, u in zip(self.keys, new):
+            flat[j] = u
+        return self.rebuild(flat)
+
+
+def _split(updates: PyTree, params: PyTree | None, c: Constraints) -> _Split:
+    """Resolve ``c`` against ``params`` and line the updates up with it."""
+    if params is None:
+        raise ValueError(
+            "project_to_constraints / add_constraint_penalty need the params: "
+            "call update(updates, state, params)"
+        )
+    pure_params, _ = pure_view(params)
+    pure_updates, restore = pure_view(updates)
+    r = resolve(_holes(pure_params), c, partial=True)
+    flat = r.treedef.flatten_up_to(_holes(pure_updates))
+
+    def rebuild(flat: list) -> PyTree:
+        return restore(_merged(pure_updates, r, flat))
+
+    return _Split(r, tuple(r.res.leaves()), flat, rebuild)
+
+
+def _stateless(
+    update: Callable[[PyTree, PyTree | None], PyTree],
+) -> optax.GradientTransformation:
+    """A transformation with `optax.EmptyState` from ``update(updates, params)``."""
+
+    def init_fn(params: PyTree) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update_fn(
+        updates: PyTree, state: optax.EmptyState, params: PyTree | None = None
+    ) -> tuple[PyTree, optax.EmptyState]:
+        return update(updates, params), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
 
 
 def project_to_constraints(c: Constraints) -> optax.GradientTransformation:
@@ -155,24 +200,13 @@ def project_to_constraints(c: Constraints) -> optax.GradientTransformation:
         [0.6 0.8]
     """
 
-    def init_fn(params: PyTree) -> optax.EmptyState:
-        del params
-        return optax.EmptyState()
-
-    def update_fn(
-        updates: PyTree, state: optax.EmptyState, params: PyTree | None = None
-    ) -> tuple[PyTree, optax.EmptyState]:
-        if params is None:
-            raise _no_params()
-        pure_params, _ = pure_view(params)
-        pure_updates, restore = pure_view(updates)
-        r = resolve(_holes(pure_params), c, partial=True)
-        keys = r.res.leaves()
-        if not keys:
-            return updates, state
-        ups = r.treedef.flatten_up_to(_holes(pure_updates))
+    def update(updates: PyTree, params: PyTree | None) -> PyTree:
+        sp = _split(updates, params, c)
+        if not sp.keys:
+            return updates
+        r, keys = sp.r, sp.keys
         ps = tuple(jnp.asarray(r.leaves[j]) for j in keys)
-        us = tuple(jnp.asarray(ups[j]) for j in keys)
+        us = tuple(jnp.asarray(sp.flat[j]) for j in keys)
         kinds, lows, highs = numbers(r, c)
         sides = _sides(r, c)
         new = _landed(
@@ -187,12 +221,9 @@ def project_to_constraints(c: Constraints) -> optax.GradientTransformation:
             tol=c.tol,
             max_iter=c.max_iter,
         )
-        flat = list(ups)
-        for j, u in zip(keys, new):
-            flat[j] = u
-        return restore(_merged(pure_updates, r, flat)), state
+        return sp.written(new)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return _stateless(update)
 
 
 def add_constraint_penalty(
@@ -228,21 +259,11 @@ def add_constraint_penalty(
     if isinstance(scale, (int, float)) and not (scale >= 0 and scale < float("inf")):
         raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
 
-    def init_fn(params: PyTree) -> optax.EmptyState:
-        del params
-        return optax.EmptyState()
-
-    def update_fn(
-        updates: PyTree, state: optax.EmptyState, params: PyTree | None = None
-    ) -> tuple[PyTree, optax.EmptyState]:
-        if params is None:
-            raise _no_params()
-        pure_params, _ = pure_view(params)
-        pure_updates, restore = pure_view(updates)
-        r = resolve(_holes(pure_params), c, partial=True)
-        keys = r.res.leaves()
-        if not keys:
-            return updates, state
+    def update(updates: PyTree, params: PyTree | None) -> PyTree:
+        sp = _split(updates, params, c)
+        if not sp.keys:
+            return updates
+        r, keys = sp.r, sp.keys
         xs = tuple(jnp.asarray(r.leaves[j]) for j in keys)
         lows = tuple(r.lows.get(j) for j in keys)
         ups = tuple(r.ups.get(j) for j in keys)
@@ -251,10 +272,7 @@ def add_constraint_penalty(
             return _cost(xs, c.kinds, lows, ups, r=r.res, keys=keys, penalty=penalty)
 
         grads = jax.grad(cost)(xs)
-        flat = r.treedef.flatten_up_to(_holes(pure_updates))
-        for j, g in zip(keys, grads):
-            u = jnp.asarray(flat[j])
-            flat[j] = (u + scale * g).astype(u.dtype)
-        return restore(_merged(pure_updates, r, flat)), state
+        us = [jnp.asarray(sp.flat[j]) for j in keys]
+        return sp.written([(u + scale * g).astype(u.dtype) for u, g in zip(us, grads)])
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return _stateless(update)
