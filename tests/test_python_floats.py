@@ -203,3 +203,22 @@ def test_save_and_load_bounds_of_a_float_tree(tmp_path):
     path = tmp_path / "b.json"
     jb.save_bounds(path, lower, upper)
     assert jb.load_bounds(path, like=params) == (lower, upper)
+
+
+def test_constraints_act_on_python_floats():
+    params = {"tau_syn": 0.3, "tau_mem": 0.1, "w": [3.0, 4.0]}
+    c = jb.Constraints(
+        jb.LessEqual("tau_syn", "tau_mem"), ("w.*", jb.Interval(0.0, 1.0))
+    )
+    out = jb.project(params, c)
+    # the violating pair moves to its midpoint; the list is clipped
+    np.testing.assert_allclose([out["tau_syn"], out["tau_mem"]], [0.2, 0.2])
+    np.testing.assert_allclose(flat(out["w"]), [1.0, 1.0])
+    distance = math.hypot(0.1, 0.1)  # of (0.3, 0.1) to the line a = b
+    expected = math.exp(distance) + math.exp(2.0) + math.exp(3.0)
+    np.testing.assert_allclose(jb.constraint_cost(params, c), expected, rtol=1e-6)
+    assert [r.path for r in jb.violations(params, c).violating] == [
+        "w.0",
+        "w.1",
+        "tau_syn <= tau_mem",
+    ]
