@@ -50,6 +50,11 @@ class ConstraintReport:
         """Whether every unit of every rule is in its set."""
         return all(r.ok for r in self.rows)
 
+    @property
+    def violating(self) -> tuple[RuleViolations, ...]:
+        """The rows with at least one unit outside its set (as `ViolationReport`)."""
+        return tuple(r for r in self.rows if not r.ok)
+
     def __getitem__(self, path: str) -> RuleViolations:
         for row in self.rows:
             if row.path == path:
@@ -57,7 +62,7 @@ class ConstraintReport:
         raise KeyError(path)
 
     def __str__(self) -> str:
-        bad = [r for r in self.rows if not r.ok]
+        bad = self.violating
         if not bad:
             return f"all {len(self.rows)} rule/path pairs satisfied"
         head = ("rule", "path", "units", "outside", "worst")
