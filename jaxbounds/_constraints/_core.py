@@ -22,7 +22,14 @@ from .._paths import (
 )
 from .._penalty import Penalty, one_sided, resolve
 from .._plan import full_bounds, plan
-from .._rounding import compute_dtype, inward, land, next_float, stored_sum
+from .._rounding import (
+    compute_dtype,
+    inward,
+    land,
+    next_float,
+    stored_sum,
+    violation,
+)
 from .._select import Where, selection
 
 __all__ = [
@@ -51,4 +58,5 @@ __all__ = [
     "selection",
     "shown",
     "stored_sum",
+    "violation",
 ]

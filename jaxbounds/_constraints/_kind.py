@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._core import box_cost, clip_leaf, compute_dtype, inward
+from ._core import box_cost, clip_leaf, compute_dtype, inward, violation
 from ._units import unit_axes
 
 
@@ -192,15 +192,9 @@ class Interval(Constraint):
         return clip_leaf(x, *self.sides())
 
     def distance(self, x: jax.Array) -> jax.Array:
-        cd = compute_dtype(x.dtype)
-        xc = x.astype(cd)
-        lo, up = self.sides()
-        v = jnp.zeros_like(xc)
-        if lo is not None:
-            v = jnp.maximum(v, jnp.asarray(lo, cd) - xc)
-        if up is not None:
-            v = jnp.maximum(v, xc - jnp.asarray(up, cd))
-        return v
+        return jnp.maximum(
+            violation(x.astype(compute_dtype(x.dtype)), *self.sides()), 0
+        )
 
     def cost(self, x: jax.Array, penalty: Any) -> jax.Array:
         """The summed penalty of ``x``: exactly `bounds_cost` of this box."""

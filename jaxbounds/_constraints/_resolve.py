@@ -104,8 +104,8 @@ def resolve(params: PyTree, c: Constraints, *, partial: bool = False) -> Resolve
     params, restore = pure_view(params)
     named, treedef = flatten_with_paths(params)
     leaves = [x for _, x in named]
-    flags = param_flags(params, leaves)
-    paths = tuple(p if param else "" for (p, _), param in zip(named, flags))
+    is_param = param_flags(params, leaves)
+    paths = tuple(p if param else "" for (p, _), param in zip(named, is_param))
     where_path = {p: j for j, p in enumerate(paths) if p}
     on: dict[int, list[int]] = {}
     relations: list[tuple[int, int, int]] = []
@@ -177,7 +177,7 @@ def resolve(params: PyTree, c: Constraints, *, partial: bool = False) -> Resolve
     if c.box is not None:
         pl = plan(params, c.box.lower, c.box.upper)
         for j, lo, up in zip(pl.indices, pl.lows, pl.ups):
-            if flags[j]:
+            if is_param[j]:
                 lows[j], ups[j] = lo, up
                 on.setdefault(j, []).append(BOUNDS)
     res = Resolution(
