@@ -12,10 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "lbfgsb.py"
 
 
+@pytest.mark.slow
 def test_lbfgsb_benchmark_quick_run(tmp_path: Path):
     out = tmp_path / "results.json"
     proc = subprocess.run(

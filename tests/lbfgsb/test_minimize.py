@@ -1,4 +1,4 @@
-"""L-BFGS-B (`minimize`, `lbfgsb`): checked against scipy and the KKT conditions.
+"""`minimize`: checked against scipy and the KKT conditions, end to end.
 
 References are independent of the code under test: scipy's L-BFGS-B
 (Fortran) for the optimum, the KKT conditions computed from `jax.grad`, and
@@ -13,29 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.optimize
 
 import jaxbounds as jb
 from jaxbounds import lbfgsb, minimize
 
-from helpers import linesearch_step
-
-N = 10
-
-
-def rosen(x):
-    return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
-
-
-_RNG = np.random.default_rng(0)
-_A = _RNG.normal(size=(12, N))
-Q = jnp.asarray(_A.T @ _A / 12 + 0.05 * np.eye(N))
-B = jnp.asarray(_RNG.normal(size=N))
-
-
-def quad(x):
-    return 0.5 * x @ Q @ x - B @ x + 0.1 * jnp.sum(x**4)
-
+from .problems import PROBLEMS, N, kkt, rosen, scipy_solve
 
 #: The points where `recorded` was evaluated, in order.
 SEEN: list[np.ndarray] = []
@@ -48,48 +30,6 @@ def _record(x):
 def recorded(x):
     jax.debug.callback(_record, x, ordered=True)
     return rosen(x)
-
-
-def scipy_solve(fun, x0, lo, up, gtol=1e-10, ftol=1e-15):
-    vg = jax.jit(jax.value_and_grad(fun))
-
-    def fg(x):
-        v, g = vg(jnp.asarray(x))
-        return float(v), np.asarray(g, dtype=float)
-
-    bounds = list(zip(np.broadcast_to(lo, x0.shape), np.broadcast_to(up, x0.shape)))
-    res = scipy.optimize.minimize(
-        fg,
-        np.asarray(x0, float),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=bounds,
-        options=dict(gtol=gtol, ftol=ftol, maxiter=2000, maxcor=10),
-    )
-    return res
-
-
-def kkt(fun, x, lo, up):
-    """Projected gradient, and the gradient at active bounds."""
-    g = np.asarray(jax.grad(fun)(x))
-    x = np.asarray(x)
-    lo = np.broadcast_to(lo, x.shape)
-    up = np.broadcast_to(up, x.shape)
-    pg = np.abs(np.clip(x - g, lo, up) - x).max()
-    return pg, g, x == lo, x == up
-
-
-PROBLEMS = {
-    "rosenbrock, many active bounds": (rosen, -1.2, -2.0, 0.5),
-    "rosenbrock, mixed bounds": (
-        rosen,
-        0.0,
-        np.array([-np.inf, 0.2, -1, -np.inf, 1.1, -3, 0, -np.inf, -1, 0.3]),
-        np.array([np.inf, 0.6, np.inf, 2, 3, 0.1, np.inf, 0.4, 0.3, 0.35]),
-    ),
-    "quartic QP in a box": (quad, 0.0, -0.3, 0.4),
-    "quartic, unbounded": (quad, 1.0, -np.inf, np.inf),
-}
 
 
 @pytest.mark.parametrize("name", list(PROBLEMS))
@@ -186,53 +126,6 @@ def test_vmap_over_problems_with_their_own_bounds_matches_one_by_one():
     # traced scalar bounds under vmap
     scal = jax.vmap(lambda d, u: fit(d, 0.0, u))(data[:2], jnp.array([0.5, 9]))
     assert float(scal.params[0, 0]) == 0.5 and float(scal.params[1, 0]) < 9
-
-
-def run_optax(fun, params, lo, up, steps):
-    solver = lbfgsb(lo, up)
-    step = linesearch_step(solver, fun)
-    state = solver.init(params)
-    history = []
-    for _ in range(steps):
-        params, state, _ = step(params, state)
-        history.append((params, state))
-    return history
-
-
-def test_optax_form_state_cache_box_and_optimum():
-    lo, up = -2.0, 0.5
-    x0 = jnp.full(N, 1.7)  # outside: the first update projects it in
-    history = run_optax(rosen, x0, lo, up, 30)
-    vg = jax.jit(jax.value_and_grad(rosen))
-    for params, state in history:
-        assert np.all(np.asarray(params) >= lo) and np.all(np.asarray(params) <= up)
-        value, grad = vg(params)
-        # the cache belongs to the point taken
-        assert float(state.value) == pytest.approx(float(value), rel=1e-13, abs=1e-13)
-        np.testing.assert_allclose(state.grad, grad, rtol=1e-10, atol=1e-12)
-    ref = minimize(rosen, x0, lo, up, tol=1e-9)
-    np.testing.assert_allclose(history[-1][0], ref.params, atol=1e-6)
-    assert float(history[-1][1].value) == pytest.approx(float(ref.value), rel=1e-10)
-
-
-def test_optax_updates_land_exactly_on_the_evaluated_point():
-    # float32 params far outside a narrow box: the naive update x_new - x
-    # rounds, and params + update would land off the evaluated point, even
-    # outside the box
-    lo, up = jnp.float32(0.1), jnp.float32(0.3)
-    x0 = jnp.array([1e4, -1e4, 0.2], jnp.float32)
-
-    def fun(x):
-        return jnp.sum((x - jnp.array([5.0, -5.0, 0.25], jnp.float32)) ** 2)
-
-    history = run_optax(fun, x0, lo, up, 4)
-    f = jax.jit(fun)
-    for params, state in history:
-        assert params.dtype == jnp.float32
-        assert np.all(np.asarray(params) >= lo) and np.all(np.asarray(params) <= up)
-        assert float(state.value) == pytest.approx(float(f(params)), rel=1e-6)
-    params = history[-1][0]
-    assert abs(float(params[2]) - 0.25) < 1e-6
 
 
 def test_nan_stops_unconverged_and_max_steps():

@@ -1,0 +1,185 @@
+"""The limited memory and its compact representation.
+
+The ``m`` stored pairs ``(s_i, y_i)`` live in slots, ordered by ``age``; the
+quasi-Newton matrix is ``B = theta I - W M W^T`` with ``W = [Y, theta S]``
+and ``M^{-1} = [[-D, L^T], [L, theta S^T S]]`` (Byrd, Nocedal and Schnabel
+1994). ``D`` is the diagonal of ``S^T Y``, ``L`` its strictly lower part in
+the order the pairs were stored. Only these ``2m x 2m`` matrices are dense.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ._tree import mem_combine, mem_dot, tmap, vdot
+
+
+class Memory(NamedTuple):
+    """The stored pairs, in slots; ``age`` orders them (``-1``: empty slot)."""
+
+    s: Any  # tree, leaves (m, *shape)
+    y: Any
+    ss: jax.Array  # (m, m): s_i . s_j
+    sy: jax.Array  # (m, m): s_i . y_j
+    age: jax.Array  # (m,) int
+    theta: jax.Array  # scalar
+
+
+def new_memory(x: Any, m: int, dtype: Any) -> Memory:
+    """An empty memory of ``m`` slots for points shaped like ``x``."""
+    # broadcast from the leaf, so the memory keeps the leaf's sharding
+    zeros = tmap(lambda p: jnp.broadcast_to(jnp.zeros_like(p)[None], (m, *p.shape)), x)
+    return Memory(
+        s=zeros,
+        y=zeros,
+        ss=jnp.zeros((m, m), dtype),
+        sy=jnp.zeros((m, m), dtype),
+        age=jnp.full((m,), -1, jnp.int32),
+        theta=jnp.ones((), dtype),
+    )
+
+
+def reset(mem: Memory) -> Memory:
+    """The memory emptied (``B = I``); the slots' contents are ignored."""
+    return mem._replace(age=jnp.full_like(mem.age, -1), theta=jnp.ones_like(mem.theta))
+
+
+def push(mem: Memory, s: Any, y: Any, dtype: Any) -> Memory:
+    """Store the pair ``(s, y)`` in the oldest slot; ``theta = y.y / s.y``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> mem = new_memory(jnp.zeros(2), 3, jnp.float32)
+        >>> mem = push(mem, jnp.array([1.0, 0.0]), jnp.array([2.0, 0.0]), jnp.float32)
+        >>> print(mem.age, mem.theta)
+        [ 0 -1 -1] 2.0
+    """
+    slot = jnp.argmin(mem.age)
+    age = mem.age.at[slot].set(jnp.max(mem.age) + 1)
+    new_s = tmap(lambda a, v: a.at[slot].set(v.astype(a.dtype)), mem.s, s)
+    new_y = tmap(lambda a, v: a.at[slot].set(v.astype(a.dtype)), mem.y, y)
+    pair = tmap(lambda a, b: jnp.stack([a, b]), s, y)
+    st = mem_dot(new_s, pair, dtype)  # (m, 2): s_i . s, s_i . y
+    ys = mem_dot(new_y, tmap(lambda a: a[None], s), dtype)[:, 0]  # y_i . s
+    ss = mem.ss.at[slot, :].set(st[:, 0]).at[:, slot].set(st[:, 0])
+    sy = mem.sy.at[:, slot].set(st[:, 1]).at[slot, :].set(ys)
+    theta = vdot(y, y, dtype) / st[slot, 1]
+    return Memory(new_s, new_y, ss, sy, age, theta)
+
+
+def inv_spd(a: jax.Array) -> jax.Array:
+    """The inverse of a small SPD matrix by sweeping every pivot (Gauss-Jordan).
+
+    One loop rather than LAPACK: the matrices are at most ``m x m``, and this
+    compiles in a fraction of the time. Pivots are kept positive.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> print(3 * inv_spd(jnp.array([[2.0, 1.0], [1.0, 2.0]])))
+        [[ 2. -1.]
+         [-1.  2.]]
+    """
+    n = a.shape[0]
+    tiny = jnp.finfo(a.dtype).tiny ** 0.5
+
+    def sweep(k: Any, a: jax.Array) -> jax.Array:
+        d = jnp.maximum(a[k, k], tiny)
+        col, row = a[:, k], a[k, :]
+        a = a - jnp.outer(col, row) / d
+        return a.at[k, :].set(row / d).at[:, k].set(col / d).at[k, k].set(-1 / d)
+
+    return -jax.lax.fori_loop(0, n, sweep, a)
+
+
+class Block(NamedTuple):
+    """``[[-A, C^T], [C, E]]``, ready to solve: ``A^{-1}`` and the Schur inverse.
+
+    ``A`` and ``E + C A^{-1} C^T`` are SPD; ``A^{-1}`` may be given as the
+    diagonal (a vector) when ``A`` is diagonal.
+    """
+
+    ainv: jax.Array  # (m,) or (m, m)
+    c: jax.Array
+    sinv: jax.Array
+
+
+def block(ainv: jax.Array, c: jax.Array, e: jax.Array) -> Block:
+    """Factor ``[[-A, C^T], [C, E]]`` given ``A^{-1}``, ``C`` and ``E``."""
+    aic = ainv[:, None] * c.T if ainv.ndim == 1 else ainv @ c.T
+    return Block(ainv, c, inv_spd(e + c @ aic))
+
+
+def block_solve(f: Block, v: jax.Array) -> jax.Array:
+    """``[[-A, C^T], [C, E]]^{-1} v`` (``v``: ``2m`` rows, one or more columns)."""
+    m = f.c.shape[0]
+    v1, v2 = v[:m], v[m:]
+
+    def a_inv(x: jax.Array) -> jax.Array:
+        if f.ainv.ndim == 1:
+            return f.ainv.reshape((m,) + (1,) * (x.ndim - 1)) * x
+        return f.ainv @ x
+
+    u2 = f.sinv @ (v2 + f.c @ a_inv(v1))
+    u1 = a_inv(f.c.T @ u2 - v1)
+    return jnp.concatenate([u1, u2], axis=0)
+
+
+class Compact(NamedTuple):
+    """``W = [Y, theta S]`` and the middle matrix ``M`` of ``B = theta I - W M W^T``.
+
+    ``M^{-1} = [[-D, L^T], [L, theta S^T S]]``; empty slots get identity rows
+    (and zeros in every vector), so they take no part.
+    """
+
+    d: jax.Array  # (m,) s_i . y_i (1 on empty slots)
+    low: jax.Array  # (m, m) L: s_i . y_j, i newer than j
+    middle: Block  # M^{-1}, ready to solve
+    valid: jax.Array  # (2m,) bool
+    theta: jax.Array
+
+
+def compact(mem: Memory) -> Compact:
+    """The compact representation of the memory's quasi-Newton matrix."""
+    valid = mem.age >= 0
+    theta = mem.theta
+    pair = valid[:, None] & valid[None, :]
+    d = jnp.where(valid, jnp.diagonal(mem.sy), 1.0)
+    newer = (mem.age[:, None] > mem.age[None, :]) & pair
+    low = jnp.where(newer, mem.sy, 0.0)
+    ss = jnp.where(pair, theta * mem.ss, 0.0) + jnp.diag(jnp.where(valid, 0.0, 1.0))
+    valid2 = jnp.concatenate([valid, valid])
+    return Compact(d, low, block(1 / d, low, ss), valid2, theta)
+
+
+def m_times(cp: Compact, v: jax.Array) -> jax.Array:
+    """``M v`` (``v``: ``2m`` rows, one or more columns), zero on empty slots."""
+    valid = cp.valid.reshape((-1,) + (1,) * (v.ndim - 1))
+    u = block_solve(cp.middle, jnp.where(valid, v, 0.0))
+    return jnp.where(valid, u, 0.0)
+
+
+def w_dot(mem: Memory, cp: Compact, vs: Any, dtype: Any) -> jax.Array:
+    """``W^T v_k`` for a stack of trees: ``(2m, k)``, zero on empty slots."""
+    sv = mem_dot(mem.s, vs, dtype)
+    yv = mem_dot(mem.y, vs, dtype)
+    out = jnp.concatenate([yv, cp.theta * sv], axis=0)
+    return jnp.where(cp.valid[:, None], out, 0.0)
+
+
+def w_times(mem: Memory, cp: Compact, u: jax.Array) -> Any:
+    """``W u`` as a tree (``u`` of length ``2m``)."""
+    m = mem.age.shape[0]
+    u = jnp.where(cp.valid, u, 0.0)
+    a = mem_combine(u[:m], mem.y)
+    b = mem_combine(cp.theta * u[m:], mem.s)
+    return tmap(jnp.add, a, b)
+
+
+def b_times(mem: Memory, cp: Compact, v: Any, dtype: Any) -> Any:
+    """``B v = theta v - W M W^T v`` as a tree (for tests and the dense check)."""
+    wv = w_dot(mem, cp, tmap(lambda a: a[None], v), dtype)[:, 0]
+    wmv = w_times(mem, cp, m_times(cp, wv))
+    return tmap(lambda a, b: cp.theta.astype(a.dtype) * a - b, v, wmv)

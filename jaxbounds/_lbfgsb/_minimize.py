@@ -1,0 +1,206 @@
+"""`minimize`: L-BFGS-B to convergence in one `jax.lax.while_loop`.
+
+One loop of `iteration` until the projected gradient is small (or the value
+stops decreasing), so a solve compiles once, runs under `jax.jit`, and a
+batch of problems is one `jax.vmap`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import chex  # type: ignore[import-untyped]
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ._iteration import Point, iteration, pg_norm
+from ._memory import Memory, new_memory
+from ._params import Split, join, split
+from ._tree import clip_tree, leaves
+
+#: Steps in a row without a decrease of the value (at the precision limit,
+#: the Armijo test passes with none) after which `minimize` gives up.
+MAX_STALL = 10
+
+
+class MinimizeResult(NamedTuple):
+    """What `minimize` returns.
+
+    Attributes:
+        params: the solution, a tree like the params given (non-parameter
+            leaves as they were).
+        value: ``fun(params)``.
+        num_steps: iterations taken.
+        num_fun_evals: evaluations of ``fun`` (each with its gradient), the
+            line searches' included.
+        converged: whether the projected-gradient infinity norm reached
+            ``tol`` (or the relative decrease ``ftol``, if given); `False` after
+            ``max_steps``, on a NaN value, or when the line search failed
+            twice in a row.
+    """
+
+    params: chex.ArrayTree
+    value: chex.Array
+    num_steps: chex.Array
+    num_fun_evals: chex.Array
+    converged: chex.Array
+
+
+class _Loop(NamedTuple):
+    here: Point
+    mem: Memory
+    steps: jax.Array
+    evals: jax.Array
+    done: jax.Array
+    converged: jax.Array
+    stall: jax.Array
+
+
+@eqx.filter_jit
+def _solve(
+    fun: Callable[[Any], Any],
+    sp: Split,
+    max_steps: Any,
+    tol: Any,
+    ftol: Any,
+    memory_size: int,
+) -> tuple[Any, Any, Any, Any, Any]:
+    dtype = sp.dtype
+    lo, up = sp.lo, sp.up
+
+    def value_and_grad(x: Any) -> tuple[Any, Any]:
+        return jax.value_and_grad(lambda x: fun(join(sp, x)))(x)
+
+    x0 = clip_tree(sp.x, lo, up)
+    f0, g0 = value_and_grad(x0)
+    here = Point(x0, f0, g0)
+    pg = pg_norm(x0, g0, lo, up, dtype)
+    nan = ~jnp.isfinite(f0)
+    init = _Loop(
+        here=here,
+        mem=new_memory(x0, memory_size, dtype),
+        steps=jnp.zeros((), jnp.int32),
+        evals=jnp.ones((), jnp.int32),
+        done=nan | (pg <= tol),
+        converged=~nan & (pg <= tol),
+        stall=jnp.zeros((), jnp.int32),
+    )
+
+    def cond(s: _Loop) -> Any:
+        return ~s.done & (s.steps < max_steps)
+
+    def body(s: _Loop) -> _Loop:
+        empty = jnp.all(s.mem.age < 0)
+        new, _, mem, evals, ok = iteration(
+            value_and_grad, s.here, None, lo, up, s.mem, s.steps == 0, dtype
+        )
+        pg = pg_norm(new.x, new.g, lo, up, dtype)
+        f_old = s.here.f.astype(dtype)
+        f_new = new.f.astype(dtype)
+        scale = jnp.maximum(jnp.maximum(jnp.abs(f_old), jnp.abs(f_new)), 1.0)
+        # the relative decrease counts when the step was the full quasi-Newton
+        # one: after backtracking, a small decrease says the direction was poor
+        full = evals == 1
+        small = ok & full & (ftol > 0) & (f_old - f_new <= ftol * scale)
+        converged = ok & ((pg <= tol) | small)
+        failed = ~ok & empty  # a second failure, with no memory left to drop
+        stall = jnp.where(f_new < f_old, 0, s.stall + 1)
+        return _Loop(
+            here=new,
+            mem=mem,
+            steps=s.steps + 1,
+            evals=s.evals + evals,
+            done=converged | failed | (stall >= MAX_STALL),
+            converged=converged,
+            stall=stall,
+        )
+
+    out = jax.lax.while_loop(cond, body, init)
+    return out.here.x, out.here.f, out.steps, out.evals, out.converged
+
+
+def minimize(
+    fun: Callable[[chex.ArrayTree], chex.Array],
+    params: chex.ArrayTree,
+    lower: chex.ArrayTree,
+    upper: chex.ArrayTree,
+    *,
+    max_steps: int = 1000,
+    tol: float = 1e-6,
+    memory_size: int = 10,
+    ftol: float = 0.0,
+) -> MinimizeResult:
+    """Minimise ``fun`` over the box ``[lower, upper]`` with L-BFGS-B.
+
+    Byrd, Lu, Nocedal and Zhu's L-BFGS-B with the Morales–Nocedal correction,
+    on the params' own pytree (no flattening into one vector): generalized
+    Cauchy point, subspace minimisation over the free variables, a Wolfe line
+    search limited to the box. ``fun`` is only ever evaluated inside the
+    box. The whole solve is one `jax.lax.while_loop`, so `minimize` works
+    under `jax.jit` and `jax.vmap`: a batch of problems, each with its own
+    data and bounds, is one ``jax.vmap`` (bounds may be traced arrays or
+    scalars). Eager calls compile once per ``fun`` (the same object) and
+    tree structure; bound values are arguments.
+
+    Only leaves holding real floating arrays are optimised; other leaves
+    (ints, bools, complex, Python floats, functions, `None` holes) are passed
+    to ``fun`` unchanged and returned as they are. A start outside the box
+    is first projected into it. Bounds may be infinite on either side, or
+    equal (a fixed parameter: it stays at that value).
+
+    Args:
+        fun: the objective, ``fun(params) -> scalar``, differentiable.
+        params: the starting point, any pytree.
+        lower: lower bound tree (see `make_bounds`): same structure as
+            ``params``, leaves a float, `None` or an array broadcastable to the
+            parameter.
+        upper: upper bound tree, likewise.
+        max_steps: the most iterations.
+        tol: stop when the infinity norm of the projected gradient
+            ``P(x - grad) - x`` is at most ``tol``.
+        memory_size: the number ``m`` of stored correction pairs.
+        ftol: also stop when the relative decrease of the value in one step
+            ``(f_k - f_{k+1}) / max(|f_k|, |f_{k+1}|, 1)`` is at most ``ftol``
+            (scipy's ``ftol``; 0, the default, turns the test off).
+
+    Returns:
+        A `MinimizeResult` ``(params, value, num_steps, num_fun_evals,
+        converged)``; a NaN value at the start stops at once with
+        ``converged=False``.
+
+    Raises:
+        ValueError: if the bound trees do not match the params' structure, a
+            bound is NaN, or lower > upper somewhere (naming the path).
+        TypeError: if a bound is malformed, or finite on a leaf that is not a
+            parameter (naming the path).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import jaxbounds as jb
+        >>> def fun(p):
+        ...     return jnp.sum((p["tau"] - 3.0) ** 2) + (p["w"] + 1.0) ** 2
+        >>> params = {"tau": jnp.array([1.0, 2.0]), "w": jnp.array(0.0)}
+        >>> lower, upper = jb.make_bounds(params)
+        >>> upper["tau"], lower["w"] = 2.5, 0.0
+        >>> result = jb.minimize(fun, params, lower, upper)
+        >>> print(result.params["tau"], result.params["w"], result.converged)
+        [2.5 2.5] 0.0 True
+    """
+    if memory_size < 1:
+        raise ValueError(f"memory_size must be at least 1, got {memory_size}")
+    sp = split(params, lower, upper)
+    if not leaves(sp.x):
+        value = fun(params)
+        zero = jnp.zeros((), jnp.int32)
+        return MinimizeResult(params, value, zero, zero + 1, jnp.isfinite(value))
+    x, value, steps, evals, converged = _solve(
+        fun,
+        sp,
+        jnp.asarray(max_steps, jnp.int32),
+        jnp.asarray(tol, sp.dtype),
+        jnp.asarray(ftol, sp.dtype),
+        int(memory_size),
+    )
+    return MinimizeResult(join(sp, x), value, steps, evals, converged)

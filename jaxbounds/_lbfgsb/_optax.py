@@ -1,0 +1,180 @@
+"""`lbfgsb`: L-BFGS-B as an optax transformation (`optax.lbfgs`'s convention).
+
+Each update is one full iteration (see `iteration`), its line search calling
+``value_fn``; the updates land the params exactly on the accepted point.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import chex  # type: ignore[import-untyped]
+import jax
+import jax.numpy as jnp
+import optax  # type: ignore[import-untyped]
+
+from ._iteration import Point, iteration
+from ._memory import new_memory
+from ._params import grads_like, join, land_update, param_part, split, updates_like
+from ._tree import clip_tree, leaves, smallest, tmap
+
+
+class LbfgsbState(NamedTuple):
+    """State of `lbfgsb`.
+
+    ``value`` and ``grad`` are the objective and its gradient at the params
+    after the last update (read by `optax.value_and_grad_from_state`; ``inf``
+    before the first update).
+    """
+
+    count: chex.Array
+    memory: Any
+    value: chex.Array
+    grad: chex.ArrayTree
+
+
+def lbfgsb(
+    lower: chex.ArrayTree, upper: chex.ArrayTree, *, memory_size: int = 10
+) -> optax.GradientTransformationExtraArgs:
+    """L-BFGS-B as an optax transformation, in `optax.lbfgs`'s calling convention.
+
+    Each ``update(grad, state, params, value=..., grad=..., value_fn=...)``
+    is one full L-BFGS-B iteration (Cauchy point, subspace step, and a line
+    search that calls ``value_fn``, see `minimize`), and the returned updates
+    move the params to the accepted point:
+    ``optax.apply_updates(params, updates)`` is inside the box, exactly
+    (each update is chosen so that the rounded sum lands where the line
+    search evaluated). The state caches the value and gradient at that
+    point, so `optax.value_and_grad_from_state` reuses them. Extra keyword
+    arguments of ``update`` are passed to ``value_fn``. Params that start
+    outside the box are projected in first (then ``value_fn`` is evaluated
+    once more, at the projected point). If the line search fails, the
+    update is zero (or the projection) and the memory is emptied.
+
+    Only real floating leaves are optimised; other array leaves get zero
+    updates, other leaves `None`. Use it alone, not chained after other
+    transformations (it computes its own step).
+
+    Args:
+        lower: lower bound tree, shaped like the params (see `make_bounds`).
+        upper: upper bound tree.
+        memory_size: the number ``m`` of stored correction pairs.
+
+    Returns:
+        An `optax.GradientTransformationExtraArgs`.
+
+    Raises:
+        ValueError: (on ``init`` / ``update``) if the bound trees do not match
+            the params, a bound is NaN or lower > upper, naming the path.
+        TypeError: likewise for malformed bounds.
+
+    Examples:
+        >>> import jax.numpy as jnp, optax
+        >>> import jaxbounds as jb
+        >>> def f(x):
+        ...     return jnp.sum((x - 2.0) ** 2)
+        >>> params = jnp.array([0.0, 1.0, 3.0])
+        >>> solver = jb.lbfgsb(0.0, 1.5)
+        >>> state = solver.init(params)
+        >>> value_and_grad = optax.value_and_grad_from_state(f)
+        >>> for _ in range(3):
+        ...     value, grad = value_and_grad(params, state=state)
+        ...     updates, state = solver.update(
+        ...         grad, state, params, value=value, grad=grad, value_fn=f
+        ...     )
+        ...     params = optax.apply_updates(params, updates)
+        >>> print(params)
+        [1.5 1.5 1.5]
+    """
+    if memory_size < 1:
+        raise ValueError(f"memory_size must be at least 1, got {memory_size}")
+
+    def init_fn(params: chex.ArrayTree) -> LbfgsbState:
+        sp = split(params, lower, upper)
+        zeros = tmap(jnp.zeros_like, sp.x)
+        return LbfgsbState(
+            count=jnp.zeros((), jnp.int32),
+            memory=new_memory(sp.x, memory_size, sp.dtype),
+            value=jnp.asarray(jnp.inf, sp.dtype),
+            grad=grads_like(sp, zeros),
+        )
+
+    def update_fn(
+        updates: chex.ArrayTree,
+        state: LbfgsbState,
+        params: chex.ArrayTree | None = None,
+        *,
+        value: chex.Array | None = None,
+        grad: chex.ArrayTree | None = None,
+        value_fn: Callable[..., chex.Array] | None = None,
+        **extra_args: Any,
+    ) -> tuple[chex.ArrayTree, LbfgsbState]:
+        if params is None or value_fn is None:
+            raise ValueError("lbfgsb needs params and value_fn in update")
+        sp = split(params, lower, upper)
+        dtype = sp.dtype
+        fn_kwargs = kwargs_for(value_fn, extra_args)
+
+        def value_and_grad(x: Any) -> tuple[Any, Any]:
+            return jax.value_and_grad(lambda x: value_fn(join(sp, x), **fn_kwargs))(x)
+
+        grad = updates if grad is None else grad
+        g_in = param_part(sp, grad)
+        # the start, projected into the box the way apply_updates would land it
+        u0 = tmap(land_update, sp.x, clip_tree(sp.x, sp.lo, sp.up), sp.lo, sp.up)
+        x0 = tmap(lambda b, u: (b + u).astype(b.dtype), sp.x, u0)
+        x0 = clip_tree(x0, sp.lo, sp.up)
+        inside = smallest(
+            [jnp.all(a == b) for a, b in zip(leaves(x0), leaves(sp.x))], jnp.bool_, 1
+        )
+        if value is None:
+            f_in, g_in = value_and_grad(x0)
+        else:
+            f_in = jnp.asarray(value)
+
+            def recompute() -> tuple[Any, Any]:
+                fv, gv = value_and_grad(x0)
+                return fv.astype(f_in.dtype), tmap(
+                    lambda a, b: a.astype(b.dtype), gv, g_in
+                )
+
+            f_in, g_in = jax.lax.cond(inside, lambda: (f_in, g_in), recompute)
+        here = Point(x0, f_in, g_in)
+        new, u, mem, _, _ = iteration(
+            value_and_grad,
+            here,
+            sp.x,
+            sp.lo,
+            sp.up,
+            state.memory,
+            state.count == 0,
+            dtype,
+        )
+        u = tmap(land_update, sp.x, new.x, sp.lo, sp.up)
+        new_state = LbfgsbState(
+            count=optax.safe_increment(state.count),
+            memory=mem,
+            value=jnp.asarray(new.f, state.value.dtype),
+            grad=grads_like(sp, new.g),
+        )
+        return updates_like(sp, u), new_state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def kwargs_for(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``fn`` accepts (as optax's line searches pick them)."""
+    if not kwargs:
+        return {}
+    sig = inspect.signature(fn)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return dict(kwargs)
+    unknown = sorted(set(kwargs) - set(sig.parameters))
+    if unknown:
+        raise TypeError(
+            "lbfgsb.update got keyword arguments that value_fn does not take: "
+            f"{unknown}"
+        )
+    return dict(kwargs)

@@ -1,0 +1,134 @@
+"""Tree arithmetic for the solver: dot products and reductions leaf by leaf.
+
+Every vector of L-BFGS-B (iterate, gradient, the stored pairs) is a pytree
+shaped like the parameters; nothing is ravelled into one vector. A memory of
+``m`` pairs is a tree whose leaves carry a leading axis of length ``m``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def leaves(tree: Any) -> list[Any]:
+    """The leaves of ``tree`` (``None`` holes dropped)."""
+    return jax.tree_util.tree_leaves(tree)
+
+
+def tmap(f: Callable[..., Any], *trees: Any) -> Any:
+    """`jax.tree_util.tree_map`."""
+    return jax.tree_util.tree_map(f, *trees)
+
+
+def total(values: list[Any], dtype: Any) -> jax.Array:
+    """The sum of a list of scalars, in ``dtype`` (0 for none)."""
+    out = jnp.zeros((), dtype)
+    for v in values:
+        out = out + v.astype(dtype)
+    return out
+
+
+def vdot(a: Any, b: Any, dtype: Any) -> jax.Array:
+    """``a . b`` over the whole tree, leaf by leaf.
+
+    Args:
+        a: a tree.
+        b: a tree of the same structure and shapes.
+        dtype: the dtype of the result.
+
+    Returns:
+        The scalar ``sum_i a_i b_i``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> a = {"x": jnp.array([1.0, 2.0]), "y": jnp.array(3.0)}
+        >>> print(vdot(a, a, jnp.float32))
+        14.0
+    """
+    return total([jnp.sum(x * y) for x, y in zip(leaves(a), leaves(b))], dtype)
+
+
+def largest(values: list[Any], dtype: Any, empty: float) -> jax.Array:
+    """The maximum of a list of scalars (``empty`` for none)."""
+    out = jnp.asarray(empty, dtype)
+    for v in values:
+        out = jnp.maximum(out, v.astype(dtype))
+    return out
+
+
+def smallest(values: list[Any], dtype: Any, empty: float) -> jax.Array:
+    """The minimum of a list of scalars (``empty`` for none)."""
+    out = jnp.asarray(empty, dtype)
+    for v in values:
+        out = jnp.minimum(out, v.astype(dtype))
+    return out
+
+
+def replicated(x: Any) -> Any:
+    """``out_sharding`` for a small result reduced from leaf ``x``.
+
+    Under an explicit mesh a contraction over a sharded axis must say how its
+    result is sharded: replicated. Elsewhere `None` (XLA decides).
+    """
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    mesh: Any = getattr(sharding, "mesh", None)
+    types = getattr(mesh, "axis_types", ())
+    if not any(t == jax.sharding.AxisType.Explicit for t in types):
+        return None
+    return jax.sharding.NamedSharding(mesh, jax.P())
+
+
+def mem_dot(mem: Any, vs: Any, dtype: Any) -> jax.Array:
+    """``mem_i . v_k`` for stacked trees: ``mem`` with ``m`` rows, ``vs`` with ``k``.
+
+    Returns:
+        The ``(m, k)`` matrix of dot products.
+    """
+    out: Any = None
+    for s, v in zip(leaves(mem), leaves(vs)):
+        axes = list(range(1, jnp.ndim(v)))
+        part = jnp.tensordot(s, v, axes=(axes, axes), out_sharding=replicated(v))
+        part = part.astype(dtype)
+        out = part if out is None else out + part
+    return out
+
+
+def mem_combine(coef: jax.Array, mem: Any) -> Any:
+    """``sum_i coef_i mem_i``, a tree shaped like one row of ``mem``."""
+    return tmap(lambda s: jnp.tensordot(coef.astype(s.dtype), s, axes=1), mem)
+
+
+def gram(a: Any, b: Any, mask: Any, dtype: Any) -> jax.Array:
+    """``a_i^T Z Z^T b_j``: the Gram matrix of two memories over a mask ``Z``."""
+    out: Any = None
+    for x, y, z in zip(leaves(a), leaves(b), leaves(mask)):
+        axes = list(range(1, jnp.ndim(z) + 1))
+        part = jnp.tensordot(
+            jnp.where(z, x, 0), y, axes=(axes, axes), out_sharding=replicated(z)
+        )
+        out = part.astype(dtype) if out is None else out + part.astype(dtype)
+    return out
+
+
+def clip_tree(x: Any, lo: Any, up: Any) -> Any:
+    """``x`` clipped into ``[lo, up]``, leaf by leaf."""
+    return tmap(jnp.clip, x, lo, up)
+
+
+def reach(x: Any, d: Any, lo: Any, up: Any, dtype: Any, cap: float) -> jax.Array:
+    """The largest ``a`` in ``[0, cap]`` with ``x + a d`` inside the box.
+
+    Returns ``cap`` when no bound lies in the way (``cap`` may be ``inf``).
+    """
+
+    def leaf(x: Any, d: Any, lo: Any, up: Any) -> Any:
+        safe = jnp.where(d == 0, 1, d)
+        a = jnp.where(d > 0, (up - x) / safe, jnp.where(d < 0, (lo - x) / safe, cap))
+        return jnp.min(jnp.clip(a, 0, cap), initial=cap)
+
+    parts = [leaf(*t) for t in zip(*map(leaves, (x, d, lo, up)))]
+    return smallest(parts, dtype, cap)

@@ -1,0 +1,70 @@
+"""Problems and independent references shared by the solver's tests.
+
+scipy's L-BFGS-B (Fortran) for optima, the KKT conditions from `jax.grad`.
+Functions are defined once, so each compiles once per test session.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+
+N = 10
+
+
+def rosen(x):
+    return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+_RNG = np.random.default_rng(0)
+_A = _RNG.normal(size=(12, N))
+Q = jnp.asarray(_A.T @ _A / 12 + 0.05 * np.eye(N))
+B = jnp.asarray(_RNG.normal(size=N))
+
+
+def quad(x):
+    return 0.5 * x @ Q @ x - B @ x + 0.1 * jnp.sum(x**4)
+
+
+def scipy_solve(fun, x0, lo, up, gtol=1e-10, ftol=1e-15):
+    vg = jax.jit(jax.value_and_grad(fun))
+
+    def fg(x):
+        v, g = vg(jnp.asarray(x))
+        return float(v), np.asarray(g, dtype=float)
+
+    bounds = list(zip(np.broadcast_to(lo, x0.shape), np.broadcast_to(up, x0.shape)))
+    res = scipy.optimize.minimize(
+        fg,
+        np.asarray(x0, float),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options=dict(gtol=gtol, ftol=ftol, maxiter=2000, maxcor=10),
+    )
+    return res
+
+
+def kkt(fun, x, lo, up):
+    """Projected gradient, and the gradient at active bounds."""
+    g = np.asarray(jax.grad(fun)(x))
+    x = np.asarray(x)
+    lo = np.broadcast_to(lo, x.shape)
+    up = np.broadcast_to(up, x.shape)
+    pg = np.abs(np.clip(x - g, lo, up) - x).max()
+    return pg, g, x == lo, x == up
+
+
+PROBLEMS = {
+    "rosenbrock, many active bounds": (rosen, -1.2, -2.0, 0.5),
+    "rosenbrock, mixed bounds": (
+        rosen,
+        0.0,
+        np.array([-np.inf, 0.2, -1, -np.inf, 1.1, -3, 0, -np.inf, -1, 0.3]),
+        np.array([np.inf, 0.6, np.inf, 2, 3, 0.1, np.inf, 0.4, 0.3, 0.35]),
+    ),
+    "quartic QP in a box": (quad, 0.0, -0.3, 0.4),
+    "quartic, unbounded": (quad, 1.0, -np.inf, np.inf),
+}

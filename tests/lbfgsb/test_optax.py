@@ -1,0 +1,60 @@
+"""`lbfgsb`, the optax transformation: state cache, exact landing, optimum."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxbounds import lbfgsb, minimize
+
+from .problems import N, rosen
+from helpers import linesearch_step
+
+
+def run_optax(fun, params, lo, up, steps):
+    solver = lbfgsb(lo, up)
+    step = linesearch_step(solver, fun)
+    state = solver.init(params)
+    history = []
+    for _ in range(steps):
+        params, state, _ = step(params, state)
+        history.append((params, state))
+    return history
+
+
+def test_optax_form_state_cache_box_and_optimum():
+    lo, up = -2.0, 0.5
+    x0 = jnp.full(N, 1.7)  # outside: the first update projects it in
+    history = run_optax(rosen, x0, lo, up, 30)
+    vg = jax.jit(jax.value_and_grad(rosen))
+    for params, state in history:
+        assert np.all(np.asarray(params) >= lo) and np.all(np.asarray(params) <= up)
+        value, grad = vg(params)
+        # the cache belongs to the point taken
+        assert float(state.value) == pytest.approx(float(value), rel=1e-13, abs=1e-13)
+        np.testing.assert_allclose(state.grad, grad, rtol=1e-10, atol=1e-12)
+    ref = minimize(rosen, x0, lo, up, tol=1e-9)
+    np.testing.assert_allclose(history[-1][0], ref.params, atol=1e-6)
+    assert float(history[-1][1].value) == pytest.approx(float(ref.value), rel=1e-10)
+
+
+def test_optax_updates_land_exactly_on_the_evaluated_point():
+    # float32 params far outside a narrow box: the naive update x_new - x
+    # rounds, and params + update would land off the evaluated point, even
+    # outside the box
+    lo, up = jnp.float32(0.1), jnp.float32(0.3)
+    x0 = jnp.array([1e4, -1e4, 0.2], jnp.float32)
+
+    def fun(x):
+        return jnp.sum((x - jnp.array([5.0, -5.0, 0.25], jnp.float32)) ** 2)
+
+    history = run_optax(fun, x0, lo, up, 4)
+    f = jax.jit(fun)
+    for params, state in history:
+        assert params.dtype == jnp.float32
+        assert np.all(np.asarray(params) >= lo) and np.all(np.asarray(params) <= up)
+        assert float(state.value) == pytest.approx(float(f(params)), rel=1e-6)
+    params = history[-1][0]
+    assert abs(float(params[2]) - 0.25) < 1e-6
