@@ -68,3 +68,42 @@ PROBLEMS = {
     "quartic QP in a box": (quad, 0.0, -0.3, 0.4),
     "quartic, unbounded": (quad, 1.0, -np.inf, np.inf),
 }
+
+
+# -- a memory and its dense twin ----------------------------------------------------
+
+
+def random_pairs(n, count, rng):
+    """``count`` pairs ``(s, y)`` with ``y = A s``, ``A`` SPD: ``s.y > 0``."""
+    a = rng.normal(size=(n, n))
+    spd = a @ a.T / n + 0.5 * np.eye(n)
+    out = []
+    for _ in range(count):
+        s = rng.normal(size=n)
+        out.append((s, spd @ s + 0.05 * rng.normal(size=n)))
+    return out
+
+
+def memory_of(pairs, n, m, dtype=jnp.float64):
+    """The solver's memory after pushing ``pairs`` in order (slots wrap at ``m``)."""
+    from jaxbounds._lbfgsb._memory import new_memory, push
+
+    mem = new_memory(jnp.zeros(n, dtype), m, dtype)
+    for s, y in pairs:
+        mem = push(mem, jnp.asarray(s, dtype), jnp.asarray(y, dtype), dtype)
+    return mem
+
+
+def dense_bfgs(pairs, m):
+    """``B`` by ``m`` dense BFGS updates of ``theta I`` (NumPy, float64).
+
+    The last ``m`` pairs, oldest first; ``theta = y.y / s.y`` of the newest.
+    """
+    kept = pairs[-m:]
+    s, y = kept[-1]
+    n = s.shape[0]
+    b = (y @ y) / (s @ y) * np.eye(n)
+    for s, y in kept:
+        bs = b @ s
+        b = b - np.outer(bs, bs) / (s @ bs) + np.outer(y, y) / (y @ s)
+    return b

@@ -1,0 +1,74 @@
+"""The memory and its compact form against a dense BFGS matrix built in NumPy."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxbounds._lbfgsb._memory import (
+    b_times,
+    compact,
+    inv_spd,
+    new_memory,
+    push,
+    reset,
+)
+
+from .problems import dense_bfgs, memory_of, random_pairs
+
+
+@pytest.mark.parametrize("pushes", [1, 3, 5, 8])
+def test_compact_form_equals_dense_bfgs(pushes):
+    # 8 pushes into 5 slots: the memory wraps and forgets the oldest 3
+    n, m = 7, 5
+    rng = np.random.default_rng(pushes)
+    pairs = random_pairs(n, pushes, rng)
+    mem = memory_of(pairs, n, m)
+    dense = dense_bfgs(pairs, m)
+    cp = compact(mem)
+    for _ in range(3):
+        v = rng.normal(size=n)
+        got = np.asarray(b_times(mem, cp, jnp.asarray(v), jnp.float64))
+        np.testing.assert_allclose(got, dense @ v, rtol=1e-10, atol=1e-10)
+    # the stored products are the pairs' own
+    kept = pairs[-m:]
+    order = np.argsort(np.asarray(mem.age))[-len(kept) :]
+    s = np.stack([p[0] for p in kept])
+    y = np.stack([p[1] for p in kept])
+    np.testing.assert_allclose(np.asarray(mem.ss)[np.ix_(order, order)], s @ s.T)
+    np.testing.assert_allclose(np.asarray(mem.sy)[np.ix_(order, order)], s @ y.T)
+    assert float(mem.theta) == pytest.approx(y[-1] @ y[-1] / (s[-1] @ y[-1]))
+
+
+def test_compact_form_on_a_tree_of_leaves():
+    # the same pairs as one vector and split over two leaves of a tree
+    n, m = 6, 3
+    pairs = random_pairs(n, 4, np.random.default_rng(7))
+    dense = dense_bfgs(pairs, m)
+    tree = lambda v: {"a": jnp.asarray(v[:2]), "b": jnp.asarray(v[2:]).reshape(2, 2)}  # noqa: E731
+    mem = new_memory(tree(np.zeros(n)), m, jnp.float64)
+    for s, y in pairs:
+        mem = push(mem, tree(s), tree(y), jnp.float64)
+    v = np.arange(1.0, n + 1)
+    got = b_times(mem, compact(mem), tree(v), jnp.float64)
+    flat = np.concatenate([np.asarray(got["a"]), np.asarray(got["b"]).ravel()])
+    np.testing.assert_allclose(flat, dense @ v, rtol=1e-10)
+
+
+def test_empty_and_reset_memory_is_the_identity():
+    n = 4
+    mem = memory_of(random_pairs(n, 3, np.random.default_rng(1)), n, 3)
+    v = jnp.arange(1.0, n + 1)
+    for empty in (new_memory(jnp.zeros(n), 3, jnp.float64), reset(mem)):
+        np.testing.assert_array_equal(b_times(empty, compact(empty), v, jnp.float64), v)
+
+
+def test_inverse_of_small_spd_matrices():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 5, 20):
+        a = rng.normal(size=(n, n))
+        spd = a @ a.T + 0.1 * np.eye(n)
+        np.testing.assert_allclose(
+            inv_spd(jnp.asarray(spd)), np.linalg.inv(spd), rtol=1e-8, atol=1e-10
+        )
