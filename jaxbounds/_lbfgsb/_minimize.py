@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from ._iteration import Point, iteration, pg_norm
 from ._memory import Memory, new_memory
 from ._params import Split, join, split
+from ._report import active_bounds, reporter
 from ._tree import clip_tree, leaves
 
 #: Steps in a row without a decrease of the value (at the precision limit,
@@ -39,6 +40,10 @@ class MinimizeResult(NamedTuple):
             ``tol`` (or the relative decrease ``ftol``, if given); `False` after
             ``max_steps``, on a NaN value, or when the line search failed
             twice in a row.
+        values: the value after each step, ``max_steps + 1`` of them:
+            ``values[0]`` at the (projected) start, ``values[k]`` after step
+            ``k``; NaN past ``num_steps``. A convergence curve is one plot.
+        pg_norms: the projected-gradient infinity norm at the same points.
     """
 
     params: chex.ArrayTree
@@ -46,6 +51,8 @@ class MinimizeResult(NamedTuple):
     num_steps: chex.Array
     num_fun_evals: chex.Array
     converged: chex.Array
+    values: chex.Array
+    pg_norms: chex.Array
 
 
 class _Loop(NamedTuple):
@@ -56,17 +63,20 @@ class _Loop(NamedTuple):
     done: jax.Array
     converged: jax.Array
     stall: jax.Array
+    values: jax.Array  # (max_steps + 1,)
+    pg_norms: jax.Array
 
 
 @eqx.filter_jit
 def _solve(
     fun: Callable[[Any], Any],
     sp: Split,
-    max_steps: Any,
+    max_steps: int,
     tol: Any,
     ftol: Any,
     memory_size: int,
-) -> tuple[Any, Any, Any, Any, Any]:
+    verbose: int,
+) -> tuple[Any, ...]:
     dtype = sp.dtype
     lo, up = sp.lo, sp.up
 
@@ -78,6 +88,8 @@ def _solve(
     here = Point(x0, f0, g0)
     pg = pg_norm(x0, g0, lo, up, dtype)
     nan = ~jnp.isfinite(f0)
+    history = jnp.full((max_steps + 1,), jnp.nan, dtype)
+    report = reporter(verbose) if verbose else None
     init = _Loop(
         here=here,
         mem=new_memory(x0, memory_size, dtype),
@@ -86,15 +98,20 @@ def _solve(
         done=nan | (pg <= tol),
         converged=~nan & (pg <= tol),
         stall=jnp.zeros((), jnp.int32),
+        values=history.at[0].set(f0.astype(dtype)),
+        pg_norms=history.at[0].set(pg),
     )
 
     def cond(s: _Loop) -> Any:
         return ~s.done & (s.steps < max_steps)
 
     def body(s: _Loop) -> _Loop:
+        # under vmap the body runs for every fit: a finished one (skip) takes
+        # no inner trips, and the loop's select keeps its state
+        skip = ~cond(s)
         empty = jnp.all(s.mem.age < 0)
         new, _, mem, evals, ok = iteration(
-            value_and_grad, s.here, None, lo, up, s.mem, s.steps == 0, dtype
+            value_and_grad, s.here, None, lo, up, s.mem, s.steps == 0, dtype, skip
         )
         pg = pg_norm(new.x, new.g, lo, up, dtype)
         f_old = s.here.f.astype(dtype)
@@ -107,18 +124,39 @@ def _solve(
         converged = ok & ((pg <= tol) | small)
         failed = ~ok & empty  # a second failure, with no memory left to drop
         stall = jnp.where(f_new < f_old, 0, s.stall + 1)
+        steps = s.steps + 1
+        done = converged | failed | (stall >= MAX_STALL)
+        if report is not None:
+            report(
+                jnp.where(skip, s.steps, steps),
+                f_new,
+                pg,
+                s.evals + evals,
+                active_bounds(new.x, lo, up),
+                ~skip & ~done & (steps < max_steps),
+            )
         return _Loop(
             here=new,
             mem=mem,
-            steps=s.steps + 1,
+            steps=steps,
             evals=s.evals + evals,
-            done=converged | failed | (stall >= MAX_STALL),
+            done=done,
             converged=converged,
             stall=stall,
+            values=s.values.at[steps].set(f_new),
+            pg_norms=s.pg_norms.at[steps].set(pg),
         )
 
     out = jax.lax.while_loop(cond, body, init)
-    return out.here.x, out.here.f, out.steps, out.evals, out.converged
+    return (
+        out.here.x,
+        out.here.f,
+        out.steps,
+        out.evals,
+        out.converged,
+        out.values,
+        out.pg_norms,
+    )
 
 
 def minimize(
@@ -131,6 +169,7 @@ def minimize(
     tol: float = 1e-6,
     memory_size: int = 10,
     ftol: float = 0.0,
+    verbose: int = 0,
 ) -> MinimizeResult:
     """Minimise ``fun`` over the box ``[lower, upper]`` with L-BFGS-B.
 
@@ -157,18 +196,24 @@ def minimize(
             ``params``, leaves a float, `None` or an array broadcastable to the
             parameter.
         upper: upper bound tree, likewise.
-        max_steps: the most iterations.
+        max_steps: the most iterations (a Python int: it sizes the
+            history in the result).
         tol: stop when the infinity norm of the projected gradient
             ``P(x - grad) - x`` is at most ``tol``.
         memory_size: the number ``m`` of stored correction pairs.
         ftol: also stop when the relative decrease of the value in one step
             ``(f_k - f_{k+1}) / max(|f_k|, |f_{k+1}|, 1)`` is at most ``ftol``
             (scipy's ``ftol``; 0, the default, turns the test off).
+        verbose: print a progress line every ``verbose`` steps, and at the
+            last (step, value, projected-gradient norm, evaluations, active
+            bounds), through `jax.debug.callback`: it works under `jax.jit`,
+            and under `jax.vmap` prints one summary line for the batch. 0
+            (the default) prints nothing and compiles no callback.
 
     Returns:
         A `MinimizeResult` ``(params, value, num_steps, num_fun_evals,
-        converged)``; a NaN value at the start stops at once with
-        ``converged=False``.
+        converged, values, pg_norms)``; a NaN value at the start stops at
+        once with ``converged=False``.
 
     Raises:
         ValueError: if the bound trees do not match the params' structure, a
@@ -190,17 +235,31 @@ def minimize(
     """
     if memory_size < 1:
         raise ValueError(f"memory_size must be at least 1, got {memory_size}")
+    if int(max_steps) < 0 or int(verbose) < 0:
+        raise ValueError(
+            f"max_steps and verbose must be >= 0, got {max_steps} and {verbose}"
+        )
     sp = split(params, lower, upper)
     if not leaves(sp.x):
         value = fun(params)
         zero = jnp.zeros((), jnp.int32)
-        return MinimizeResult(params, value, zero, zero + 1, jnp.isfinite(value))
-    x, value, steps, evals, converged = _solve(
+        history = jnp.full((int(max_steps) + 1,), jnp.nan, jnp.result_type(value))
+        return MinimizeResult(
+            params,
+            value,
+            zero,
+            zero + 1,
+            jnp.isfinite(value),
+            history.at[0].set(value),
+            history.at[0].set(0),
+        )
+    x, value, steps, evals, converged, values, pgs = _solve(
         fun,
         sp,
-        jnp.asarray(max_steps, jnp.int32),
+        int(max_steps),
         jnp.asarray(tol, sp.dtype),
         jnp.asarray(ftol, sp.dtype),
         int(memory_size),
+        int(verbose),
     )
-    return MinimizeResult(join(sp, x), value, steps, evals, converged)
+    return MinimizeResult(join(sp, x), value, steps, evals, converged, values, pgs)

@@ -191,3 +191,28 @@ def test_bad_bound_trees_raise_naming_the_path():
         )
     with pytest.raises(ValueError, match="tau"):
         lbfgsb({"a": 0.0, "b": {}}, {"a": 1.0, "b": {}}).init(params)
+
+
+#: Calls of `counted`, one per fit per evaluation (also under vmap).
+CALLS: list[int] = []
+
+
+def counted(x):
+    jax.debug.callback(lambda v: CALLS.append(1), x[0])
+    return rosen(x)
+
+
+def test_a_finished_fit_in_a_batch_takes_no_inner_trips():
+    # fit 1 is done at its start (a loose tol); fit 0 runs for many steps.
+    # Under vmap the batch evaluates `fun` for both fits on every trip, so
+    # the trips are the running fit's evaluations exactly: the finished fit
+    # drives no line search (and no Cauchy rounds) of its own
+    starts = jnp.stack([jnp.full(N, -1.2), jnp.full(N, 0.3)])
+    tols = jnp.array([1e-8, 1e4])
+    CALLS.clear()
+    solve = jax.jit(jax.vmap(lambda x, t: minimize(counted, x, -2.0, 0.5, tol=t)))
+    r = solve(starts, tols)
+    jax.effects_barrier()
+    assert int(r.num_steps[1]) == 0 and int(r.num_fun_evals[1]) == 1
+    assert int(r.num_steps[0]) > 10
+    assert len(CALLS) == 2 * int(r.num_fun_evals[0])
