@@ -1,0 +1,195 @@
+"""`minimize` and `lbfgsb` on parameters sharded over a 2-D mesh of 8 host devices.
+
+Run in a pytest process of its own (see ``conftest.py``)::
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m pytest -q tests/sharded
+
+The solver must give, inside `jax.jit` and on sharded inputs, the numbers it
+gives on one device, return params sharded like its inputs, and compile to a
+program that never gathers a parameter-sized array: the stored pairs stay
+sharded like the parameters, and the only communication is all-reduces of
+the small ``2m x k`` products of the compact form (and of scalars). Both
+kinds of mesh axes are covered, ``Explicit`` and ``Auto``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import jaxbounds as jb
+
+jax.config.update("jax_enable_x64", True)
+
+AXES = ("data", "model")
+SPECS = {"w": P("data", "model"), "b": P("model"), "c": P(None, "model")}
+SHAPES = {"w": (16, 32), "b": (32,), "c": (4, 8)}
+M = 5  # memory size: small, and unlike every parameter dimension
+
+
+def host_problem():
+    rng = np.random.default_rng(3)
+    target = {k: 0.6 * rng.normal(size=s) for k, s in SHAPES.items()}
+    scale = {k: rng.uniform(0.5, 3.0, size=s) for k, s in SHAPES.items()}
+    params = {k: np.zeros(s) for k, s in SHAPES.items()}
+    lower = {"w": rng.uniform(-1.0, -0.2, size=(16, 32)), "b": -0.5, "c": -np.inf}
+    upper = {"w": 1.0, "b": rng.uniform(0.0, 0.5, size=(32,)), "c": 1.5}
+    return params, lower, upper, target, scale
+
+
+def objective(target, scale):
+    def fun(p):
+        quad = sum(jnp.sum(scale[k] * (p[k] - target[k]) ** 2) for k in p)
+        # a coupling of every leaf: not separable
+        mix = jnp.sum(p["w"]) + jnp.sum(p["b"]) + jnp.sum(p["c"])
+        return quad + 0.01 * mix**2 + 0.1 * jnp.sum(p["c"] ** 4)
+
+    return fun
+
+
+@pytest.fixture(
+    scope="module",
+    params=[AxisType.Explicit, AxisType.Auto],
+    ids=["explicit", "auto"],
+)
+def mesh(request):
+    cpus = jax.devices("cpu")
+    if len(cpus) < 8:
+        pytest.fail(
+            f"these tests need 8 host devices, JAX has {len(cpus)}: run them in "
+            "their own process, XLA_FLAGS=--xla_force_host_platform_device_count=8 "
+            "python -m pytest tests/sharded"
+        )
+    return jax.make_mesh(
+        (2, 4), AXES, axis_types=(request.param,) * 2, devices=cpus[:8]
+    )
+
+
+def place(mesh, params, lower, upper, target, scale):
+    """Every array sharded like its parameter; floats stay floats."""
+
+    def put(tree):
+        return {
+            k: jax.device_put(v, NamedSharding(mesh, SPECS[k]))
+            if isinstance(v, np.ndarray)
+            else v
+            for k, v in tree.items()
+        }
+
+    return put(params), put(lower), put(upper), put(target), put(scale)
+
+
+def one_device(params, lower, upper, target, scale):
+    dev = jax.devices("cpu")[0]
+
+    def put(tree):
+        return {
+            k: jax.device_put(v, dev) if isinstance(v, np.ndarray) else v
+            for k, v in tree.items()
+        }
+
+    return put(params), put(lower), put(upper), put(target), put(scale)
+
+
+_COLLECTIVE = re.compile(
+    r"=\s*(?P<shape>\([^=]*?\)|\S+)\s+"
+    r"(?P<op>all-gather|all-to-all|ragged-all-to-all|collective-permute|"
+    r"collective-broadcast|reduce-scatter|all-reduce)(?:-start|-done)?\("
+)
+
+
+def collectives(hlo: str) -> list[tuple[str, int]]:
+    """``(op, elements of its largest result)`` for each communicating op."""
+    out = []
+    for m in _COLLECTIVE.finditer(hlo):
+        dims = re.findall(r"\w+\[([^\]]*)\]", m["shape"])
+        sizes = [math.prod(int(d) for d in s.split(",") if d) for s in dims]
+        out.append((m["op"], max(sizes, default=1)))
+    return out
+
+
+def assert_no_gather_of_the_memory(hlo: str) -> None:
+    """Only all-reduces, each smaller than the smallest sharded leaf's memory."""
+    found = collectives(hlo)
+    bad = [(op, n) for op, n in found if op != "all-reduce" or n >= M * 32]
+    assert not bad, f"the compiled solver moves parameter-sized data: {bad}"
+
+
+def solve(fun):
+    return jax.jit(
+        lambda p, lo, up: jb.minimize(fun, p, lo, up, tol=1e-7, memory_size=M)
+    )
+
+
+def test_minimize_matches_one_device_keeps_shardings_and_gathers_nothing(mesh):
+    host = host_problem()
+    p, lo, up, target, scale = place(mesh, *host)
+    p1, lo1, up1, target1, scale1 = one_device(*host)
+    run = solve(objective(target, scale))
+    r = run(p, lo, up)
+    hlo = run.lower(p, lo, up).compile().as_text()
+    ref = solve(objective(target1, scale1))(p1, lo1, up1)
+    assert bool(r.converged) and bool(ref.converged)
+    assert int(r.num_steps) > 5
+    for k in SHAPES:
+        # (sums in another order: the paths part at rounding, the optimum not)
+        np.testing.assert_allclose(r.params[k], ref.params[k], atol=1e-6)
+        assert r.params[k].sharding.is_equivalent_to(p[k].sharding, p[k].ndim), k
+    assert float(r.value) == pytest.approx(float(ref.value), rel=1e-12, abs=1e-12)
+    assert_no_gather_of_the_memory(hlo)
+    # (and the check does see a gather when there is one)
+    with pytest.raises(AssertionError, match="all-gather"):
+        whole = NamedSharding(mesh, P())
+        gather = jax.jit(
+            lambda x: (
+                jax.sharding.reshard(x, whole)
+                if mesh.axis_types[0] == AxisType.Explicit
+                else jax.lax.with_sharding_constraint(x, whole)
+            )
+        )
+        assert_no_gather_of_the_memory(gather.lower(p["w"]).compile().as_text())
+
+
+def test_lbfgsb_updates_match_one_device_keep_shardings_and_gather_nothing(mesh):
+    host = host_problem()
+    p, lo, up, target, scale = place(mesh, *host)
+    p1, lo1, up1, target1, scale1 = one_device(*host)
+
+    def run(params, lower, upper, fun, steps=4):
+        tx = jb.lbfgsb(lower, upper, memory_size=M)
+        vg = optax.value_and_grad_from_state(fun)
+
+        @jax.jit
+        def step(params, state):
+            value, grad = vg(params, state=state)
+            updates, state = tx.update(
+                grad, state, params, value=value, grad=grad, value_fn=fun
+            )
+            return optax.apply_updates(params, updates), state
+
+        state = tx.init(params)
+        for _ in range(steps):
+            params, state = step(params, state)
+        return params, state, step.lower(params, state).compile().as_text()
+
+    params, state, hlo = run(p, lo, up, objective(target, scale))
+    ref, ref_state, _ = run(p1, lo1, up1, objective(target1, scale1))
+    for k in SHAPES:
+        np.testing.assert_allclose(params[k], ref[k], rtol=1e-9, atol=1e-11)
+        assert params[k].sharding.is_equivalent_to(p[k].sharding, p[k].ndim), k
+        # the memory is stored sharded like its parameter, one slot per row
+        s = state.memory.s[k]
+        assert s.shape == (M, *SHAPES[k])
+        assert s.sharding.is_equivalent_to(
+            NamedSharding(mesh, P(None, *SPECS[k])), s.ndim
+        ), (k, s.sharding)
+    assert float(state.value) == pytest.approx(float(ref_state.value), rel=1e-12)
+    assert_no_gather_of_the_memory(hlo)
