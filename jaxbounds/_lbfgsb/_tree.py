@@ -7,6 +7,7 @@ shaped like the parameters; nothing is ravelled into one vector. A memory of
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -128,7 +129,11 @@ def reach(x: Any, d: Any, lo: Any, up: Any, dtype: Any, cap: float) -> jax.Array
     def leaf(x: Any, d: Any, lo: Any, up: Any) -> Any:
         safe = jnp.where(d == 0, 1, d)
         a = jnp.where(d > 0, (up - x) / safe, jnp.where(d < 0, (lo - x) / safe, cap))
-        return jnp.min(jnp.clip(a, 0, cap), initial=cap)
+        if math.isfinite(cap):
+            # (not with cap = inf: ``x`` is inside, so ``a >= 0`` already, and
+            # a clip to inf before the min crashes XLA's CPU runtime, jax 0.10)
+            a = jnp.clip(a, 0, cap)
+        return jnp.min(a, initial=cap)
 
     parts = [leaf(*t) for t in zip(*map(leaves, (x, d, lo, up)))]
     return smallest(parts, dtype, cap)

@@ -58,3 +58,19 @@ def test_optax_updates_land_exactly_on_the_evaluated_point():
         assert float(state.value) == pytest.approx(float(f(params)), rel=1e-6)
     params = history[-1][0]
     assert abs(float(params[2]) - 0.25) < 1e-6
+
+
+def test_an_update_at_ten_thousand_parameters_with_a_one_sided_box():
+    # (a clip of the step to the wall at +inf once crashed XLA's CPU runtime
+    # at this size; the update must run and decrease the value)
+    n = 10_000
+    y = jnp.asarray(np.random.default_rng(0).normal(size=n))
+    kernel = jnp.exp(-jnp.arange(16) / 4.0)
+
+    def fun(x):  # a non-negative deconvolution
+        return 0.5 * jnp.sum((jnp.convolve(x, kernel, mode="full")[:n] - y) ** 2)
+
+    history = run_optax(fun, jnp.zeros(n), jnp.zeros(n), jnp.full(n, jnp.inf), 2)
+    params, state = history[-1]
+    assert np.all(np.asarray(params) >= 0)
+    assert float(state.value) < float(fun(jnp.zeros(n)))
