@@ -122,12 +122,11 @@ def iteration(
     s = tmap(jnp.subtract, x_new, x)
     y = tmap(jnp.subtract, g_new, g)
     keep = ok & keep_pair(s, y, g, dtype)
-    pushed = push(mem, s, y, dtype)
-    mem_new = jax.tree_util.tree_map(
-        lambda a, b, c: jnp.where(keep, a, jnp.where(ok, b, c)),
-        pushed,
-        mem,
-        reset(mem),
+    # one row written; on failure the memory is emptied (two small fields)
+    mem_new = push(mem, s, y, dtype, keep)
+    mem_new = mem_new._replace(
+        age=jnp.where(ok, mem_new.age, reset(mem).age),
+        theta=jnp.where(ok, mem_new.theta, reset(mem).theta),
     )
     new = Point(x_new, f_new.astype(f.dtype), g_new)
     new = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, here)

@@ -47,8 +47,12 @@ def reset(mem: Memory) -> Memory:
     return mem._replace(age=jnp.full_like(mem.age, -1), theta=jnp.ones_like(mem.theta))
 
 
-def push(mem: Memory, s: Any, y: Any, dtype: Any) -> Memory:
+def push(mem: Memory, s: Any, y: Any, dtype: Any, keep: Any = True) -> Memory:
     """Store the pair ``(s, y)`` in the oldest slot; ``theta = y.y / s.y``.
+
+    With ``keep`` false the memory comes back unchanged. Either way only one
+    row of each stored tree is written (in place under `jax.jit`): no select
+    over the whole memory.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -58,16 +62,27 @@ def push(mem: Memory, s: Any, y: Any, dtype: Any) -> Memory:
         [ 0 -1 -1] 2.0
     """
     slot = jnp.argmin(mem.age)
-    age = mem.age.at[slot].set(jnp.max(mem.age) + 1)
-    new_s = tmap(lambda a, v: a.at[slot].set(v.astype(a.dtype)), mem.s, s)
-    new_y = tmap(lambda a, v: a.at[slot].set(v.astype(a.dtype)), mem.y, y)
+
+    def write(a: Any, v: Any) -> Any:
+        return a.at[slot].set(jnp.where(keep, v.astype(a.dtype), a[slot]))
+
+    new_s = tmap(write, mem.s, s)
+    new_y = tmap(write, mem.y, y)
     pair = tmap(lambda a, b: jnp.stack([a, b]), s, y)
     st = mem_dot(new_s, pair, dtype)  # (m, 2): s_i . s, s_i . y
     ys = mem_dot(new_y, tmap(lambda a: a[None], s), dtype)[:, 0]  # y_i . s
     ss = mem.ss.at[slot, :].set(st[:, 0]).at[:, slot].set(st[:, 0])
     sy = mem.sy.at[:, slot].set(st[:, 1]).at[slot, :].set(ys)
+    age = mem.age.at[slot].set(jnp.max(mem.age) + 1)
     theta = vdot(y, y, dtype) / st[slot, 1]
-    return Memory(new_s, new_y, ss, sy, age, theta)
+    return Memory(
+        new_s,
+        new_y,
+        jnp.where(keep, ss, mem.ss),
+        jnp.where(keep, sy, mem.sy),
+        jnp.where(keep, age, mem.age),
+        jnp.where(keep, theta, mem.theta),
+    )
 
 
 def inv_spd(a: jax.Array) -> jax.Array:
