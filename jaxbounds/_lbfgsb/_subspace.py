@@ -26,7 +26,7 @@ from ._memory import (
     w_dot,
     w_times,
 )
-from ._tree import gram, reach, tmap, vdot
+from ._tree import free_grams, reach, tmap, vdot
 
 
 def free_step(
@@ -58,10 +58,10 @@ def free_step(
     m = mem.age.shape[0]
     valid = cp.valid[:m]
     pair = valid[:, None] & valid[None, :]
-    active = tmap(jnp.logical_not, free)
-    yy = jnp.where(pair, gram(mem.y, mem.y, free, dtype), 0.0)
-    sy = jnp.where(pair, gram(mem.s, mem.y, free, dtype), 0.0)
-    ss = jnp.where(pair, gram(mem.s, mem.s, active, dtype), 0.0)
+    yy, sy, ss = free_grams(mem.s, mem.y, free, dtype)
+    yy = jnp.where(pair, yy, 0.0)
+    sy = jnp.where(pair, sy, 0.0)
+    ss = jnp.where(pair, ss, 0.0)
     ss = theta * ss + jnp.diag(jnp.where(valid, 0.0, 1.0))
     system = block(inv_spd(jnp.diag(cp.d) + yy / theta), cp.low - sy, ss)
     u = jnp.where(cp.valid, block_solve(system, jnp.where(cp.valid, v, 0.0)), 0.0)

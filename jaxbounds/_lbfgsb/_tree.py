@@ -103,16 +103,36 @@ def mem_combine(coef: jax.Array, mem: Any) -> Any:
     return tmap(lambda s: jnp.tensordot(coef.astype(s.dtype), s, axes=1), mem)
 
 
-def gram(a: Any, b: Any, mask: Any, dtype: Any) -> jax.Array:
-    """``a_i^T Z Z^T b_j``: the Gram matrix of two memories over a mask ``Z``."""
-    out: Any = None
-    for x, y, z in zip(leaves(a), leaves(b), leaves(mask)):
+def free_grams(
+    s: Any, y: Any, free: Any, dtype: Any
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The subspace step's Gram matrices of two memories over a mask ``Z``.
+
+    Returns ``(Y^T Z Z^T Y, S^T Z Z^T Y, S^T (I - Z Z^T) S)``, each ``m x m``:
+    the free variables' products of ``Y`` with ``Y`` and ``S`` with ``Y``, and
+    the others' of ``S`` with ``S``. Per leaf, one contraction of the masked
+    ``[Y; S]`` with ``Y`` and one of the complement of ``S`` with ``S``
+    (rather than three masked contractions: a quarter less memory traffic).
+    """
+    m = leaves(s)[0].shape[0]
+    yy: Any = None
+    sy: Any = None
+    ss: Any = None
+    for sl, yl, z in zip(leaves(s), leaves(y), leaves(free)):
         axes = list(range(1, jnp.ndim(z) + 1))
-        part = jnp.tensordot(
-            jnp.where(z, x, 0), y, axes=(axes, axes), out_sharding=replicated(z)
-        )
-        out = part.astype(dtype) if out is None else out + part.astype(dtype)
-    return out
+        out = replicated(z)
+        yf = jnp.where(z, yl, 0)
+        sf = jnp.where(z, sl, 0)
+        top = jnp.tensordot(
+            jnp.concatenate([yf, sf]), yl, axes=(axes, axes), out_sharding=out
+        ).astype(dtype)
+        rest = jnp.tensordot(sl - sf, sl, axes=(axes, axes), out_sharding=out)
+        parts = (top[:m], top[m:], rest.astype(dtype))
+        if yy is None:
+            yy, sy, ss = parts
+        else:
+            yy, sy, ss = yy + parts[0], sy + parts[1], ss + parts[2]
+    return yy, sy, ss
 
 
 def clip_tree(x: Any, lo: Any, up: Any) -> Any:
