@@ -540,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": quick,
         "reps": reps,
         "jax": jax.__version__,
+        "jaxbounds_path": str(jb.__file__),
         "scipy": scipy.__version__,
         "jaxopt": None if jaxopt is None else getattr(jaxopt, "__version__", "yes"),
         "devices": str(jax.devices()),

@@ -1,14 +1,15 @@
 """benchmarks/lbfgsb.py at tiny sizes, so the script cannot rot.
 
 It runs in its own process, as a user runs it (the script turns on x64
-itself). The JSON it writes is checked for every problem and solver, finite
-timings with their min-max range, the problems at scale, and targets that
-carry a verdict. Whether targets are met
+itself, on this checkout's jaxbounds). The JSON it writes is checked for every
+problem and solver, finite timings with their min-max range, the problems at
+scale, and targets that carry a verdict. Whether targets are met
 is not asserted: timings at these sizes say nothing.
 """
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,12 +23,15 @@ SCRIPT = ROOT / "benchmarks" / "lbfgsb.py"
 @pytest.mark.slow
 def test_lbfgsb_benchmark_quick_run(tmp_path: Path):
     out = tmp_path / "results.json"
+    # the checkout's jaxbounds, not whichever one is installed
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": path},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
@@ -73,3 +77,4 @@ def test_lbfgsb_benchmark_quick_run(tmp_path: Path):
     assert all(isinstance(t["met"], bool) for t in results["targets"].values())
     for name in [*results["problems"], *scale]:
         assert name in proc.stdout
+    assert results["jaxbounds_path"].startswith(str(ROOT))
