@@ -4,7 +4,7 @@ From ``x`` with gradient ``g``:
 
 1. the generalized Cauchy point ``x_c`` (`cauchy`);
 2. the subspace minimiser ``x_bar`` over the variables free at ``x_c``
-   (`subspace`);
+   (`subspace`); for small problems both at once, densely (`dense_step`);
 3. a line search along ``d = x_bar - x`` for the strong Wolfe conditions,
    limited to the feasible segment; every trial point is clipped into the
    box, so ``fun`` is never evaluated outside it (`line_search`);
@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from ._cauchy import cauchy
+from ._dense import dense_step, use_dense
 from ._memory import Memory, compact, push, reset
 from ._params import land_update
 from ._search import line_search
@@ -82,8 +83,12 @@ def iteration(
     """
     x, f, g = here
     cp = compact(mem)
-    xc = cauchy(x, g, lo, up, mem, cp, dtype, skip)
-    xbar = subspace(x, g, xc, lo, up, mem, cp, dtype)
+    if use_dense(x, mem.age.shape[0]):
+        # a small problem: the exact Cauchy point and one masked solve
+        _, xbar = dense_step(x, g, lo, up, mem, cp, dtype)
+    else:
+        xc = cauchy(x, g, lo, up, mem, cp, dtype, skip)
+        xbar = subspace(x, g, xc, lo, up, mem, cp, dtype)
     d = tmap(jnp.subtract, xbar, x)
     slope0 = vdot(g, d, dtype)
     # the feasible segment and the first trial (as scipy's lnsrlb)

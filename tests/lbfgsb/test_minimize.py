@@ -216,3 +216,19 @@ def test_a_finished_fit_in_a_batch_takes_no_inner_trips():
     assert int(r.num_steps[1]) == 0 and int(r.num_fun_evals[1]) == 1
     assert int(r.num_steps[0]) > 10
     assert len(CALLS) == 2 * int(r.num_fun_evals[0])
+
+
+def test_the_tree_path_at_fifty_parameters_reaches_scipy():
+    # n = 50 > 4 m: the bracketing Cauchy search and the Gram-matrix subspace
+    # step, end to end (the problems above take the dense path)
+    n = 50
+    x0 = jnp.full(n, -1.2)
+    r = minimize(rosen, x0, -2.0, 0.5, tol=1e-8)
+    assert bool(r.converged)
+    ref = scipy_solve(rosen, x0, -2.0, 0.5)
+    assert float(r.value) <= ref.fun + 1e-12 * max(1.0, abs(ref.fun))
+    np.testing.assert_allclose(np.asarray(r.params), ref.x, atol=1e-6)
+    rule = dict(gtol=1e-5, ftol=2.2e-9)
+    quick = minimize(rosen, x0, -2.0, 0.5, tol=rule["gtol"], ftol=rule["ftol"])
+    ref_quick = scipy_solve(rosen, x0, -2.0, 0.5, **rule)
+    assert int(quick.num_fun_evals) <= 1.5 * ref_quick.nfev

@@ -1,0 +1,67 @@
+"""The dense path for small problems against the NumPy references.
+
+The same references as the tree path's: the breakpoint walk with a dense
+BFGS matrix for the Cauchy point, a dense reduced solve for the subspace
+step. The dense path must find the *first* minimiser on every problem,
+seed 1's interior one included.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxbounds._lbfgsb._dense import dense_matrix, dense_step, use_dense
+from jaxbounds._lbfgsb._memory import compact
+
+from .problems import dense_bfgs, memory_of
+from .test_cauchy import first_minimiser, model_on_path, problem
+from .test_subspace import reference
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("ties", [False, True])
+def test_exact_cauchy_point_and_subspace_step(seed, ties):
+    x, g, lo, up, pairs, m = problem(seed, ties=ties)
+    b = dense_bfgs(pairs, m)
+    mem = memory_of(pairs, x.size, m)
+    cp = compact(mem)
+    np.testing.assert_allclose(
+        dense_matrix(mem, cp, jnp.asarray(x), jnp.float64), b, rtol=1e-10, atol=1e-10
+    )
+    args = [jnp.asarray(v) for v in (x, g, lo, up)]
+    xc, xbar = dense_step(*args, mem, cp, jnp.float64)
+    t_ref = first_minimiser(x, g, lo, up, b)
+    np.testing.assert_allclose(xc, np.clip(x - t_ref * g, lo, up), atol=1e-9)
+    q = lambda t: model_on_path(t, x, g, lo, up, b)  # noqa: E731
+    assert q(t_ref) <= min(q(t) for t in np.linspace(0, t_ref, 501)) + 1e-9
+    _, xbar_ref, _ = reference(x, g, np.asarray(xc), lo, up, b)
+    np.testing.assert_allclose(xbar, xbar_ref, rtol=1e-8, atol=1e-10)
+    assert np.all(np.asarray(xbar) >= lo) and np.all(np.asarray(xbar) <= up)
+
+
+def test_a_tree_is_flattened_and_cut_back():
+    x, g, lo, up, pairs, m = problem(3)
+    mem = memory_of(pairs, x.size, m)
+    cp = compact(mem)
+    flat_c, flat_b = dense_step(
+        *[jnp.asarray(v) for v in (x, g, lo, up)], mem, cp, jnp.float64
+    )
+
+    def tree(v):
+        return {"a": jnp.asarray(v[:4]).reshape(2, 2), "b": jnp.asarray(v[4:])}
+
+    mem_t = mem._replace(
+        s={"a": mem.s[:, :4].reshape(m, 2, 2), "b": mem.s[:, 4:]},
+        y={"a": mem.y[:, :4].reshape(m, 2, 2), "b": mem.y[:, 4:]},
+    )
+    xc, xbar = dense_step(tree(x), tree(g), tree(lo), tree(up), mem_t, cp, jnp.float64)
+    np.testing.assert_array_equal(xbar["a"].reshape(-1), flat_b[:4])
+    np.testing.assert_array_equal(xbar["b"], flat_b[4:])
+    np.testing.assert_array_equal(xc["b"], flat_c[4:])
+
+
+def test_which_problems_are_small():
+    assert use_dense(jnp.zeros(40), 10) and not use_dense(jnp.zeros(41), 10)
+    assert use_dense({"a": jnp.zeros(3), "b": jnp.zeros((2, 2))}, 2)
