@@ -20,8 +20,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from ._paths import (
     PyTree,
@@ -32,8 +30,7 @@ from ._paths import (
     pure_view,
     shown,
 )
-from ._rounding import inward
-from ._validate import OPEN, bound_side, check_order
+from ._validate import bound_side, check_order
 
 
 class Plan(NamedTuple):
@@ -183,22 +180,3 @@ def map_bounded(
     if not pl.indices:
         return pl.write_back([])
     return pl.write_back(kernel(pl.bounded(), pl.lows, pl.ups, *args))
-
-
-def full_bounds(params: PyTree, lower: PyTree, upper: PyTree) -> tuple[Any, Any]:
-    """The box per element: ``(lo, up)`` trees of arrays shaped like each parameter.
-
-    Validated like `bounds_cost`. Each parameter leaf gets two arrays of its
-    shape and dtype, rounded inwards into that dtype (see `inward`), with
-    ``-inf`` / ``inf`` on open sides; other leaves and holes get `None`.
-    Traceable (for solvers that need the bounds elementwise).
-    """
-    pl = plan(params, lower, upper, every_param=True)
-    sides: list[list[Any]] = [[None] * len(pl.leaves), [None] * len(pl.leaves)]
-    for i, lo, up in zip(pl.indices, pl.lows, pl.ups):
-        p = jnp.asarray(pl.leaves[i])
-        for s, (side, b) in enumerate(zip(OPEN, (lo, up))):
-            b = OPEN[side] if b is None else b
-            sides[s][i] = jnp.broadcast_to(inward(b, p.dtype, side), np.shape(p))
-    lo, up = (jax.tree_util.tree_unflatten(pl.treedef, x) for x in sides)
-    return lo, up

@@ -7,10 +7,9 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
-from jaxbounds._plan import full_bounds, map_bounded, plan
+from jaxbounds._plan import map_bounded, plan
 
 
 def tree():
@@ -79,19 +78,6 @@ def test_map_bounded_without_bounds_returns_the_same_leaves():
         lambda *a: pytest.fail("called"), params, {"w": None}, {"w": None}
     )
     assert out["w"] is params["w"]
-
-
-def test_full_bounds_broadcasts_and_rounds_inward_per_parameter():
-    params = {"h": jnp.zeros(3, jnp.float16), "g": 0.5, "n": 2}
-    lower = {"h": 0.1, "g": None, "n": None}
-    upper = {"h": jnp.array([1.0, 2.0, 3.0]), "g": 1.0, "n": None}
-    lo, up = full_bounds(params, lower, upper)
-    assert lo["n"] is None and up["n"] is None
-    assert lo["h"].dtype == jnp.float16 and lo["h"].shape == (3,)
-    # float16(0.1) = 0.09998 is below 0.1: the lower bound rounds up
-    np.testing.assert_array_equal(lo["h"], np.full(3, 0.10004, np.float16))
-    np.testing.assert_array_equal(up["h"], [1.0, 2.0, 3.0])
-    assert float(lo["g"]) == -math.inf and float(up["g"]) == 1.0
 
 
 def test_python_float_fields_of_modules_are_not_planned():

@@ -21,7 +21,7 @@ from .._paths import (
     shown,
 )
 from .._penalty import Penalty, one_sided, resolve
-from .._plan import full_bounds, plan
+from .._plan import plan
 from .._rounding import (
     compute_dtype,
     inward,
@@ -42,7 +42,6 @@ __all__ = [
     "compute_dtype",
     "declarations",
     "flatten_with_paths",
-    "full_bounds",
     "inward",
     "is_none",
     "land",

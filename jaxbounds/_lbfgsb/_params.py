@@ -1,44 +1,49 @@
 """Params, their bounds, and the parameter leaves the solver works on.
 
-The one module of the solver that reads the core: the full bound trees
-(``full_bounds``), the exact landing of an update (``land``) and the pure
-view of a params tree (``is_none``, ``pure_view``). The rest of the solver
-sees only `Split`: the parameter leaves as arrays, their bounds, and how to
-put a point back into the params' own tree.
+The one module of the solver that reads the core: the plan of the params
+and their bounds (`_plan.plan`, its one write-back), the inward rounding of
+the bounds and the exact landing of an update (`_rounding`). The rest of
+the solver sees only `Split`: the parameter leaves as arrays, their bounds
+elementwise, and the way back into the params' own tree.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._paths import is_none, pure_view
-from .._plan import full_bounds
-from .._rounding import land
+from .._plan import Plan, plan
+from .._rounding import inward, land
 
 
 class Split(NamedTuple):
-    """Params split into the parameter leaves and the rest."""
+    """Params split into the parameter leaves (trees with `None` elsewhere)."""
 
-    x: Any  # parameter leaves as arrays, None elsewhere
-    lo: Any
-    up: Any
-    rest: list[Any]  # flat leaves, None at parameters
-    treedef: Any
-    restore: Callable[[Any], Any]
-    dtype: Any
+    x: Any  # parameter leaves as arrays
+    lo: Any  # their lower bounds, elementwise, rounded inwards
+    up: Any  # likewise the upper bounds
+    plan: Plan  # every parameter leaf of the params, and the write-back
+    dtype: Any  # the solver's scalar dtype
+
+
+def _box(p: jax.Array, lo: Any, up: Any) -> tuple[jax.Array, jax.Array]:
+    """A leaf's bounds as arrays of its shape and dtype, rounded inwards."""
+    a = inward(-math.inf if lo is None else lo, p.dtype, "lower")
+    b = inward(math.inf if up is None else up, p.dtype, "upper")
+    a, b = (jnp.broadcast_to(v, np.shape(p)) for v in (a, b))
+    # a fixed parameter whose value is not representable rounds to lo > up
+    return jnp.minimum(a, b), b
 
 
 def split(params: Any, lower: Any, upper: Any) -> Split:
     """Split ``params`` into parameter leaves (with their bounds) and the rest.
 
     Args:
-        params: any pytree.
+        params: any pytree (Python floats in plain containers are parameters).
         lower: lower bound tree (see `make_bounds`).
         upper: upper bound tree.
 
@@ -54,46 +59,28 @@ def split(params: Any, lower: Any, upper: Any) -> Split:
         >>> import jax.numpy as jnp
         >>> sp = split({"a": jnp.zeros(2), "n": 3}, {"a": 0.0, "n": None},
         ...            {"a": 1.0, "n": None})
-        >>> print(sp.x["a"], sp.x["n"], sp.rest)
-        [0. 0.] None [None, 3]
+        >>> print(sp.x["a"], sp.x["n"], sp.up["a"])
+        [0. 0.] None [1. 1.]
     """
-    lo, up = full_bounds(params, lower, upper)
-    pure, restore = pure_view(params)
-    flat, treedef_ = jax.tree_util.tree_flatten(pure, is_leaf=is_none)
-    treedef: Any = treedef_
-    los = treedef.flatten_up_to(lo)
-    ups = treedef.flatten_up_to(up)
-    xs: list[Any] = []
-    rest: list[Any] = []
-    lo_out: list[Any] = []
-    up_out: list[Any] = []
-    for p, a, b in zip(flat, los, ups):
-        if a is None:
-            xs.append(None)
-            rest.append(p)
-            lo_out.append(None)
-            up_out.append(None)
-            continue
-        a = jnp.asarray(a)
-        b = jnp.asarray(b)
-        xs.append(jnp.asarray(p))
-        rest.append(None)
-        # a fixed parameter whose value is not representable rounds to lo > up
-        lo_out.append(jnp.minimum(a, b))
-        up_out.append(b)
-    dts = [x.dtype for x in xs if x is not None]
+    pl = plan(params, lower, upper, every_param=True)
+    sides: list[list[Any]] = [[None] * len(pl.leaves) for _ in range(3)]
+    for i, lo, up in zip(pl.indices, pl.lows, pl.ups):
+        p = jnp.asarray(pl.leaves[i])
+        sides[0][i] = p
+        sides[1][i], sides[2][i] = _box(p, lo, up)
+    dts = [x.dtype for x in sides[0] if x is not None]
     dtype = jnp.result_type(jnp.float32, *dts) if dts else jnp.float32
-    unflat = functools.partial(jax.tree_util.tree_unflatten, treedef)
-    return Split(
-        unflat(xs), unflat(lo_out), unflat(up_out), rest, treedef, restore, dtype
-    )
+    x, lo, up = (jax.tree_util.tree_unflatten(pl.treedef, s) for s in sides)
+    return Split(x, lo, up, pl, dtype)
+
+
+def _flat(sp: Split, tree: Any) -> list[Any]:
+    return sp.plan.treedef.flatten_up_to(tree)
 
 
 def join(sp: Split, x: Any) -> Any:
     """The params tree with parameter leaves ``x`` (the rest as they were)."""
-    flat = sp.treedef.flatten_up_to(x)
-    merged = [r if v is None else v for v, r in zip(flat, sp.rest)]
-    return sp.restore(jax.tree_util.tree_unflatten(sp.treedef, merged))
+    return sp.plan.write_back(sp.plan.pick(_flat(sp, x)))
 
 
 def land_update(base: Any, target: Any, lo: Any, up: Any) -> Any:
@@ -107,26 +94,25 @@ def land_update(base: Any, target: Any, lo: Any, up: Any) -> Any:
 
 def param_part(sp: Split, tree: Any) -> Any:
     """The parameter leaves of a tree shaped like the params, as arrays."""
-    flat = sp.treedef.flatten_up_to(tree)
-    xs = sp.treedef.flatten_up_to(sp.x)
-    out = [None if x is None else jnp.asarray(v, x.dtype) for x, v in zip(xs, flat)]
-    return jax.tree_util.tree_unflatten(sp.treedef, out)
+    out = [
+        None if x is None else jnp.asarray(v, x.dtype)
+        for x, v in zip(_flat(sp, sp.x), _flat(sp, tree))
+    ]
+    return jax.tree_util.tree_unflatten(sp.plan.treedef, out)
 
 
 def grads_like(sp: Split, g: Any) -> Any:
     """A gradient tree shaped like the params: `None` at non-parameters."""
-    return sp.restore(g)
+    return sp.plan.restore(g)
 
 
 def updates_like(sp: Split, u: Any) -> Any:
     """Updates shaped like the params: zeros at other arrays, `None` elsewhere."""
-    flat = sp.treedef.flatten_up_to(u)
-    out = []
-    for v, r in zip(flat, sp.rest):
-        if v is not None:
-            out.append(v)
-        elif isinstance(r, (jax.Array, np.ndarray)):
-            out.append(jnp.zeros_like(r))
-        else:
-            out.append(None)
-    return sp.restore(jax.tree_util.tree_unflatten(sp.treedef, out))
+    planned = set(sp.plan.indices)
+    others = [
+        jnp.zeros_like(r)
+        if i not in planned and isinstance(r, (jax.Array, np.ndarray))
+        else None
+        for i, r in enumerate(sp.plan.leaves)
+    ]
+    return sp.plan.write_back(sp.plan.pick(_flat(sp, u)), others)
