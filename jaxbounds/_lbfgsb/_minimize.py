@@ -162,8 +162,8 @@ def _solve(
 def minimize(
     fun: Callable[[chex.ArrayTree], chex.Array],
     params: chex.ArrayTree,
-    lower: chex.ArrayTree,
-    upper: chex.ArrayTree,
+    lower: Any,
+    upper: chex.ArrayTree | None = None,
     *,
     max_steps: int = 1000,
     tol: float = 1e-6,
@@ -183,9 +183,12 @@ def minimize(
     scalars). Eager calls compile once per ``fun`` (the same object) and
     tree structure; bound values are arguments.
 
-    Only leaves holding real floating arrays are optimised; other leaves
-    (ints, bools, complex, Python floats, functions, `None` holes) are passed
-    to ``fun`` unchanged and returned as they are. A start outside the box
+    The parameters are optimised: real floating arrays, and Python floats in
+    plain containers (a dict of physical constants is a parameter tree, as
+    for `jax.grad`; they come back as 0-d arrays). Other leaves (ints,
+    bools, complex, functions, `None` holes, float fields of an
+    `equinox.Module`) are passed to ``fun`` unchanged and returned as they
+    are. A start outside the box
     is first projected into it. Bounds may be infinite on either side, or
     equal (a fixed parameter: it stays at that value).
 
@@ -194,7 +197,10 @@ def minimize(
         params: the starting point, any pytree.
         lower: lower bound tree (see `make_bounds`): same structure as
             ``params``, leaves a float, `None` or an array broadcastable to the
-            parameter.
+            parameter. Or a `Constraints` whose rules are `Interval`s (and
+            bound trees), with ``upper`` left out: the solver takes boxes
+            only, so other kinds and relations raise (optimise through
+            `constrain` instead).
         upper: upper bound tree, likewise.
         max_steps: the most iterations (a Python int: it sizes the
             history in the result).
@@ -217,7 +223,9 @@ def minimize(
 
     Raises:
         ValueError: if the bound trees do not match the params' structure, a
-            bound is NaN, or lower > upper somewhere (naming the path).
+            bound is NaN, or lower > upper somewhere (naming the path); a
+            `Constraints` with another kind than `Interval` or a relation
+            (naming the rule and the path).
         TypeError: if a bound is malformed, or finite on a leaf that is not a
             parameter (naming the path).
 
@@ -239,7 +247,7 @@ def minimize(
         raise ValueError(
             f"max_steps and verbose must be >= 0, got {max_steps} and {verbose}"
         )
-    sp = split(params, lower, upper)
+    sp = split(params, lower, upper, "minimize")
     if not leaves(sp.x):
         value = fun(params)
         zero = jnp.zeros((), jnp.int32)

@@ -36,7 +36,7 @@ class LbfgsbState(NamedTuple):
 
 
 def lbfgsb(
-    lower: chex.ArrayTree, upper: chex.ArrayTree, *, memory_size: int = 10
+    lower: Any, upper: chex.ArrayTree | None = None, *, memory_size: int = 10
 ) -> optax.GradientTransformationExtraArgs:
     """L-BFGS-B as an optax transformation, in `optax.lbfgs`'s calling convention.
 
@@ -53,12 +53,15 @@ def lbfgsb(
     once more, at the projected point). If the line search fails, the
     update is zero (or the projection) and the memory is emptied.
 
-    Only real floating leaves are optimised; other array leaves get zero
+    The parameters are optimised (real floating arrays, and Python floats in
+    plain containers, as for `minimize`); other array leaves get zero
     updates, other leaves `None`. Use it alone, not chained after other
     transformations (it computes its own step).
 
     Args:
-        lower: lower bound tree, shaped like the params (see `make_bounds`).
+        lower: lower bound tree, shaped like the params (see `make_bounds`),
+            or a `Constraints` of `Interval` rules with ``upper`` left out
+            (as in `minimize`).
         upper: upper bound tree.
         memory_size: the number ``m`` of stored correction pairs.
 
@@ -92,7 +95,7 @@ def lbfgsb(
         raise ValueError(f"memory_size must be at least 1, got {memory_size}")
 
     def init_fn(params: chex.ArrayTree) -> LbfgsbState:
-        sp = split(params, lower, upper)
+        sp = split(params, lower, upper, "lbfgsb")
         zeros = tmap(jnp.zeros_like, sp.x)
         return LbfgsbState(
             count=jnp.zeros((), jnp.int32),
@@ -113,7 +116,7 @@ def lbfgsb(
     ) -> tuple[chex.ArrayTree, LbfgsbState]:
         if params is None or value_fn is None:
             raise ValueError("lbfgsb needs params and value_fn in update")
-        sp = split(params, lower, upper)
+        sp = split(params, lower, upper, "lbfgsb")
         dtype = sp.dtype
         fn_kwargs = kwargs_for(value_fn, extra_args)
 

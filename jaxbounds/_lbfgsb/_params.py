@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._constraints import Constraints
+from .._constraints._boxes import interval_bounds
 from .._plan import Plan, plan
 from .._rounding import inward, land
 
@@ -39,21 +41,38 @@ def _box(p: jax.Array, lo: Any, up: Any) -> tuple[jax.Array, jax.Array]:
     return jnp.minimum(a, b), b
 
 
-def split(params: Any, lower: Any, upper: Any) -> Split:
+def _bound_trees(params: Any, lower: Any, upper: Any, user: str) -> tuple[Any, Any]:
+    """``(lower, upper)``, or the box of a `Constraints` of intervals in ``lower``."""
+    if isinstance(lower, Constraints):
+        if upper is not None:
+            raise TypeError(f"{user}: pass a Constraints alone, without `upper`")
+        return interval_bounds(params, lower, user)
+    if upper is None:
+        raise TypeError(
+            f"{user}: `upper` is missing; pass lower and upper bound trees, or "
+            "one Constraints of intervals"
+        )
+    return lower, upper
+
+
+def split(params: Any, lower: Any, upper: Any, user: str = "minimize") -> Split:
     """Split ``params`` into parameter leaves (with their bounds) and the rest.
 
     Args:
         params: any pytree (Python floats in plain containers are parameters).
-        lower: lower bound tree (see `make_bounds`).
+        lower: lower bound tree (see `make_bounds`), or a `Constraints` of
+            `Interval` rules (then ``upper`` is `None`).
         upper: upper bound tree.
+        user: the public function, for messages.
 
     Returns:
         A `Split`; its ``dtype`` is the widest parameter dtype (at least
         float32), the dtype the solver's scalars are computed in.
 
     Raises:
-        ValueError: if the bound trees do not match, or lower > upper.
-        TypeError: if a bound is malformed.
+        ValueError: if the bound trees do not match, or lower > upper; a
+            `Constraints` with a kind other than `Interval`, or a relation.
+        TypeError: if a bound is malformed, or ``upper`` is missing.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -62,7 +81,7 @@ def split(params: Any, lower: Any, upper: Any) -> Split:
         >>> print(sp.x["a"], sp.x["n"], sp.up["a"])
         [0. 0.] None [1. 1.]
     """
-    pl = plan(params, lower, upper, every_param=True)
+    pl = plan(params, *_bound_trees(params, lower, upper, user), every_param=True)
     sides: list[list[Any]] = [[None] * len(pl.leaves) for _ in range(3)]
     for i, lo, up in zip(pl.indices, pl.lows, pl.ups):
         p = jnp.asarray(pl.leaves[i])

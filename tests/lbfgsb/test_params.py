@@ -6,7 +6,9 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+import jaxbounds as jb
 from jaxbounds._lbfgsb._params import join, split, updates_like
 
 
@@ -41,3 +43,58 @@ def test_join_and_updates_like_write_back_into_the_params_tree():
     np.testing.assert_array_equal(u["h"], [3.0, 3.0])
     assert u["n"] is None  # not an array: no update
     np.testing.assert_array_equal(u["z"], np.zeros(3))  # an array: a zero update
+
+
+def test_a_constraints_of_intervals_is_the_intersection_box():
+    params = {"tau": jnp.ones(2), "w": jnp.ones(3), "g": 0.5, "n": 1}
+    bounds = (
+        {"tau": 0.5, "w": None, "g": None, "n": None},
+        {"tau": None, "w": jnp.array([1.0, 2.0, 3.0]), "g": None, "n": None},
+    )
+    c = jb.Constraints(
+        ("tau", jb.Interval(0.0, 1.0)), ("*", jb.Interval(-2.0, None)), bounds=bounds
+    )
+    sp = split(params, c, None)
+    # per leaf, the larger lower bound and the smaller upper bound
+    np.testing.assert_array_equal(sp.lo["tau"], [0.5, 0.5])
+    np.testing.assert_array_equal(sp.up["tau"], [1.0, 1.0])
+    np.testing.assert_array_equal(sp.lo["w"], [-2.0] * 3)
+    np.testing.assert_array_equal(sp.up["w"], [1.0, 2.0, 3.0])
+    assert float(sp.lo["g"]) == -2.0 and float(sp.up["g"]) == math.inf
+    assert sp.lo["n"] is None
+
+    def fun(p):
+        return jnp.sum((p["tau"] - 3.0) ** 2) + jnp.sum((p["w"] + 5.0) ** 2)
+
+    result = jb.minimize(fun, params, c)
+    np.testing.assert_allclose(result.params["tau"], [1.0, 1.0])
+    np.testing.assert_allclose(result.params["w"], [-2.0] * 3)
+
+
+@pytest.mark.parametrize(
+    "c, match",
+    [
+        (
+            jb.Constraints(("w", jb.MaxNorm(1.0))),
+            r"minimize takes boxes only, and rule 0 \('w', MaxNorm\) puts a "
+            r"MaxNorm on 'w'.*constrain",
+        ),
+        (
+            jb.Constraints(jb.LessEqual("w", "tau")),
+            r"minimize takes boxes only, and rule 0 .* relates 'w'.*constrain",
+        ),
+    ],
+)
+def test_other_kinds_and_relations_point_to_constrain(c, match):
+    params = {"tau": jnp.ones(2), "w": jnp.ones(2)}
+    with pytest.raises(ValueError, match=match):
+        jb.minimize(lambda p: jnp.sum(p["w"]), params, c)
+
+
+def test_upper_is_required_with_bound_trees_and_refused_with_constraints():
+    params = {"w": jnp.ones(2)}
+    with pytest.raises(TypeError, match=r"lbfgsb: `upper` is missing"):
+        jb.lbfgsb({"w": 0.0}).init(params)
+    c = jb.Constraints(("w", jb.Interval(0.0, 1.0)))
+    with pytest.raises(TypeError, match=r"a Constraints alone, without `upper`"):
+        jb.minimize(lambda p: jnp.sum(p["w"]), params, c, {"w": 1.0})
