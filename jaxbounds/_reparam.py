@@ -250,11 +250,10 @@ _unconstrained = per_leaf(unconstrain_leaf)
 
 # -- public --------------------------------------------------------------------
 
-#: ``upper`` not given: the second argument is a `Constraints`.
-_NO_UPPER: Any = object()
 
-
-def constrain(raw: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> PyTree:
+def constrain(
+    raw: PyTree, lower: PyTree, upper: PyTree = _constraints.NO_UPPER
+) -> PyTree:
     """Map unconstrained ``raw`` values into ``[lower, upper]``, elementwise.
 
     Optimise ``raw`` and call ``constrain`` at the top of the loss: every
@@ -319,14 +318,15 @@ def constrain(raw: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> PyTree:
         >>> print(jax.grad(loss)(far)["tau"])
         [1.7513022e-27 1.7513022e-27]
     """
-    if isinstance(lower, _constraints.Constraints):  # constrain(raw, c)
-        return _constraints.constrain(raw, lower)
-    if upper is _NO_UPPER:
-        raise TypeError("constrain() needs `upper`, or a Constraints as `lower`")
+    c = _constraints.given_constraints(lower, upper, "constrain")
+    if c is not None:
+        return _constraints.constrain(raw, c)
     return map_bounded(_constrained, raw, lower, upper)
 
 
-def unconstrain(params: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> PyTree:
+def unconstrain(
+    params: PyTree, lower: PyTree, upper: PyTree = _constraints.NO_UPPER
+) -> PyTree:
     """The raw values that `constrain` maps onto ``params``: its inverse.
 
     ``constrain(unconstrain(p, lo, up), lo, up) == p`` to float tolerance
@@ -375,10 +375,9 @@ def unconstrain(params: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> PyT
         path  size  below  worst below  above  worst above  nan
         w        1      -            -      1            1    -
     """
-    if isinstance(lower, _constraints.Constraints):  # unconstrain(params, c)
-        return _constraints.unconstrain(params, lower)
-    if upper is _NO_UPPER:
-        raise TypeError("unconstrain() needs `upper`, or a Constraints as `lower`")
+    c = _constraints.given_constraints(lower, upper, "unconstrain")
+    if c is not None:
+        return _constraints.unconstrain(params, c)
     leaves = jax.tree_util.tree_leaves([params, lower, upper])
     if not any(isinstance(x, jax.core.Tracer) for x in leaves):
         report = violations(params, lower, upper)

@@ -162,11 +162,9 @@ def _leaf_stats(p: jax.Array, lo: Any, up: Any) -> tuple[jax.Array, ...]:
 _violation_stats = per_leaf(_leaf_stats)
 
 
-#: ``upper`` not given: the second argument is a `Constraints`.
-_NO_UPPER: Any = object()
-
-
-def violations(params: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> Any:
+def violations(
+    params: PyTree, lower: PyTree, upper: PyTree = _constraints.NO_UPPER
+) -> Any:
     """Which parameters are outside their bounds, by path, on the host.
 
     For every float leaf: how many elements are below ``lower`` and above
@@ -212,10 +210,9 @@ def violations(params: PyTree, lower: PyTree, upper: PyTree = _NO_UPPER) -> Any:
         >>> print(jb.violations(jb.clip_to_bounds(params, lower, upper), lower, upper))
         all 7 parameters within bounds
     """
-    if isinstance(lower, _constraints.Constraints):  # violations(params, c)
-        return _constraints.violations(params, lower)
-    if upper is _NO_UPPER:
-        raise TypeError("violations() needs `upper`, or a Constraints as `lower`")
+    c = _constraints.given_constraints(lower, upper, "violations")
+    if c is not None:
+        return _constraints.violations(params, c)
     pl = plan(params, lower, upper, every_param=True)
     leaves, lows, ups = pl.bounded(), pl.lows, pl.ups
     rows = [(path or "<root>", int(np.size(x))) for path, x in zip(pl.names(), leaves)]

@@ -18,10 +18,12 @@ from ._ordered import Ordered
 from ._project import project
 from ._relations import LessEqual
 from ._report import ConstraintReport, RuleViolations, violations
-from ._rules import Constraints
+from ._rules import NO_UPPER, Constraints, given_constraints
 from ._simplex import Simplex
 
 __all__ = [
+    "NO_UPPER",
+    "given_constraints",
     "ConstraintReport",
     "Constraints",
     "LessEqual",

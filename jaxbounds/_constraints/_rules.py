@@ -212,3 +212,30 @@ class Constraints(eqx.Module):
 
 
 Selector = str | Callable[[str, Any], bool] | BoolTree | ExactPath | None
+
+
+#: ``upper`` not given: the bounds argument may be a `Constraints` alone.
+NO_UPPER: Any = object()
+
+
+def given_constraints(lower: Any, upper: Any, user: str) -> Constraints | None:
+    """The `Constraints` passed in place of ``(lower, upper)``, or `None` for trees.
+
+    The one check of the two call forms ``f(params, lower, upper)`` and
+    ``f(params, c)`` of `constrain`, `unconstrain`, `violations`, `minimize`
+    and `lbfgsb`. ``upper`` is `NO_UPPER` when the caller left it out
+    (`None` is a bound tree: no upper bound).
+
+    Raises:
+        TypeError: ``upper`` left out without a `Constraints`, or given with one.
+    """
+    if isinstance(lower, Constraints):
+        if upper is not NO_UPPER:
+            raise TypeError(f"{user}: pass a Constraints alone, without `upper`")
+        return lower
+    if upper is NO_UPPER:
+        raise TypeError(
+            f"{user}: `upper` is missing; pass lower and upper bound trees, or "
+            "one Constraints as `lower`"
+        )
+    return None

@@ -15,6 +15,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._constraints import NO_UPPER
 from ._iteration import Point, iteration, pg_norm
 from ._memory import Memory, new_memory
 from ._params import Split, join, split
@@ -163,7 +164,7 @@ def minimize(
     fun: Callable[[chex.ArrayTree], chex.Array],
     params: chex.ArrayTree,
     lower: Any,
-    upper: chex.ArrayTree | None = None,
+    upper: chex.ArrayTree = NO_UPPER,
     *,
     max_steps: int = 1000,
     tol: float = 1e-6,

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax  # type: ignore[import-untyped]
 
+from .._constraints import NO_UPPER
 from ._iteration import Point, iteration
 from ._memory import new_memory
 from ._params import grads_like, join, land_update, param_part, split, updates_like
@@ -36,7 +37,7 @@ class LbfgsbState(NamedTuple):
 
 
 def lbfgsb(
-    lower: Any, upper: chex.ArrayTree | None = None, *, memory_size: int = 10
+    lower: Any, upper: chex.ArrayTree = NO_UPPER, *, memory_size: int = 10
 ) -> optax.GradientTransformationExtraArgs:
     """L-BFGS-B as an optax transformation, in `optax.lbfgs`'s calling convention.
 

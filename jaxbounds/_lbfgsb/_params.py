@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._constraints import Constraints
+from .._constraints import NO_UPPER, given_constraints
 from .._constraints._boxes import interval_bounds
 from .._plan import Plan, plan
 from .._rounding import inward, land
@@ -43,25 +43,19 @@ def _box(p: jax.Array, lo: Any, up: Any) -> tuple[jax.Array, jax.Array]:
 
 def _bound_trees(params: Any, lower: Any, upper: Any, user: str) -> tuple[Any, Any]:
     """``(lower, upper)``, or the box of a `Constraints` of intervals in ``lower``."""
-    if isinstance(lower, Constraints):
-        if upper is not None:
-            raise TypeError(f"{user}: pass a Constraints alone, without `upper`")
-        return interval_bounds(params, lower, user)
-    if upper is None:
-        raise TypeError(
-            f"{user}: `upper` is missing; pass lower and upper bound trees, or "
-            "one Constraints of intervals"
-        )
-    return lower, upper
+    c = given_constraints(lower, upper, user)
+    return (lower, upper) if c is None else interval_bounds(params, c, user)
 
 
-def split(params: Any, lower: Any, upper: Any, user: str = "minimize") -> Split:
+def split(
+    params: Any, lower: Any, upper: Any = NO_UPPER, user: str = "minimize"
+) -> Split:
     """Split ``params`` into parameter leaves (with their bounds) and the rest.
 
     Args:
         params: any pytree (Python floats in plain containers are parameters).
         lower: lower bound tree (see `make_bounds`), or a `Constraints` of
-            `Interval` rules (then ``upper`` is `None`).
+            `Interval` rules (then ``upper`` is left out).
         upper: upper bound tree.
         user: the public function, for messages.
 

@@ -54,7 +54,7 @@ def test_a_constraints_of_intervals_is_the_intersection_box():
     c = jb.Constraints(
         ("tau", jb.Interval(0.0, 1.0)), ("*", jb.Interval(-2.0, None)), bounds=bounds
     )
-    sp = split(params, c, None)
+    sp = split(params, c)
     # per leaf, the larger lower bound and the smaller upper bound
     np.testing.assert_array_equal(sp.lo["tau"], [0.5, 0.5])
     np.testing.assert_array_equal(sp.up["tau"], [1.0, 1.0])
@@ -98,3 +98,11 @@ def test_upper_is_required_with_bound_trees_and_refused_with_constraints():
     c = jb.Constraints(("w", jb.Interval(0.0, 1.0)))
     with pytest.raises(TypeError, match=r"a Constraints alone, without `upper`"):
         jb.minimize(lambda p: jnp.sum(p["w"]), params, c, {"w": 1.0})
+
+
+def test_none_is_still_a_bound_tree_for_a_single_array():
+    # None as the whole bound tree of a bare array: no bound on that side
+    result = jb.minimize(lambda x: jnp.sum((x - 2.0) ** 2), jnp.zeros(2), 1.0, None)
+    np.testing.assert_allclose(result.params, [2.0, 2.0])
+    result = jb.minimize(lambda x: jnp.sum((x - 2.0) ** 2), jnp.zeros(2), None, 1.5)
+    np.testing.assert_allclose(result.params, [1.5, 1.5])

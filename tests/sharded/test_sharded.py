@@ -195,24 +195,6 @@ def replicate(tree, mesh):
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture(
-    scope="module",
-    params=[AxisType.Explicit, AxisType.Auto],
-    ids=["explicit", "auto"],
-)
-def mesh(request):
-    cpus = jax.devices("cpu")
-    if len(cpus) < 8:
-        pytest.fail(
-            f"these tests need 8 host devices, JAX has {len(cpus)}: run them in "
-            "their own process, XLA_FLAGS=--xla_force_host_platform_device_count=8 "
-            "python -m pytest tests/sharded"
-        )
-    return jax.make_mesh(
-        (2, 4), AXES, axis_types=(request.param,) * 2, devices=cpus[:8]
-    )
-
-
 DTYPES = ["float32", "bfloat16", "float64"]
 TOLERANCE = {"float32": 1e-6, "bfloat16": 1e-6, "float64": 1e-12}
 

@@ -55,24 +55,6 @@ def objective(target, scale):
     return fun
 
 
-@pytest.fixture(
-    scope="module",
-    params=[AxisType.Explicit, AxisType.Auto],
-    ids=["explicit", "auto"],
-)
-def mesh(request):
-    cpus = jax.devices("cpu")
-    if len(cpus) < 8:
-        pytest.fail(
-            f"these tests need 8 host devices, JAX has {len(cpus)}: run them in "
-            "their own process, XLA_FLAGS=--xla_force_host_platform_device_count=8 "
-            "python -m pytest tests/sharded"
-        )
-    return jax.make_mesh(
-        (2, 4), AXES, axis_types=(request.param,) * 2, devices=cpus[:8]
-    )
-
-
 def place(mesh, params, lower, upper, target, scale):
     """Every array sharded like its parameter; floats stay floats."""
 
