@@ -3,9 +3,12 @@
 Per leaf: its one kind's map (`Interval`: the box map of bound trees;
 `MaxNorm` radial; `Simplex` softmax; `Ordered` cumulative softplus), or
 several intervals merged into one box. A relation ``a <= b - margin``
-whose ``b`` has no rule of its own maps ``b = a + margin + softplus(u_b)``,
-after ``a`` (chains follow their order). Any other combination has no map:
-a `ValueError` names the path and points to `project`.
+maps ``b = a + margin + softplus(u_b)`` after ``a`` (chains follow their
+order). With intervals on ``b``, ``b`` is mapped into
+``[max(lower_b, a + margin), upper_b]`` and ``a``'s upper bound is narrowed
+to ``upper_b - margin`` (``a`` then takes its box map), so every value of
+the chain has room. Any other combination has no map: a `ValueError` names
+the path and points to `project`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._core import PyTree, compute_dtype, next_float
+from ._core import PyTree, compute_dtype, inward, next_float
 from ._kind import Interval
 from ._ordered import _softplus_inverse
 from ._relations import FIX_STEPS, rounded
@@ -28,13 +31,17 @@ def _plan(r: Resolved, c: Constraints) -> tuple:
     """Each constrained leaf with its map, ``(leaf, how)``, a leaf after its ``a``."""
     rules = dict(r.res.on_leaf)
     upper_of: dict[int, tuple[int, int]] = {}
+
+    def interval(x: int) -> bool:
+        return x == BOUNDS or isinstance(c.kinds[x], Interval)
+
     for k, a, b in r.res.relations:
         path = r.res.paths[b]
-        if b in upper_of or rules.get(b):
+        if b in upper_of or not all(map(interval, rules.get(b, ()))):
             raise ValueError(
-                f"{c.name(k)}: {path!r} has other rules or relations as the larger "
-                "side, so constrain has no map for it; use project or "
-                "project_to_constraints"
+                f"{c.name(k)}: {path!r} has other relations or rules than intervals "
+                "as the larger side, so constrain has no map for it; use project "
+                "or project_to_constraints"
             )
         shape = jnp.broadcast_shapes(jnp.shape(r.leaves[a]), jnp.shape(r.leaves[b]))
         if tuple(shape) != tuple(jnp.shape(r.leaves[b])):
@@ -46,9 +53,11 @@ def _plan(r: Resolved, c: Constraints) -> tuple:
         upper_of[b] = (k, a)
     hows: dict[int, tuple] = {}
     for j, rs in rules.items():
-        kinds = [x for x in rs if x != BOUNDS and not isinstance(c.kinds[x], Interval)]
+        kinds = [x for x in rs if not interval(x)]
+        if j in upper_of:
+            continue  # mapped above its smaller side, below
         if not kinds:
-            hows[j] = ("box", rs)
+            hows[j] = ("box", rs, ())
         elif len(kinds) == 1 and len(rs) == 1 and c.kinds[kinds[0]].has_bijection():
             hows[j] = ("kind", kinds[0])
         else:
@@ -58,7 +67,19 @@ def _plan(r: Resolved, c: Constraints) -> tuple:
                 "constrain; use project or project_to_constraints"
             )
     for b, (k, a) in upper_of.items():
-        hows[b] = ("above", k, a)
+        if not rules.get(b):
+            continue
+        how = hows.get(a, ("box", (), ()))
+        if how[0] != "box" or a in upper_of:
+            raise ValueError(
+                f"{c.name(k)}: {r.res.paths[a]!r} must stay below the bounds of "
+                f"{r.res.paths[b]!r} less the margin, and constrain has no map "
+                "that narrows it (it has another kind, or is itself a larger "
+                "side); use project or project_to_constraints"
+            )
+        hows[a] = ("box", how[1], (*how[2], (k, b, rules[b])))
+    for b, (k, a) in upper_of.items():
+        hows[b] = ("above", k, a, rules.get(b, ()))
     order: list[tuple[int, tuple]] = []
     done: set[int] = set()
 
@@ -111,6 +132,38 @@ def _above(a: jax.Array, raw: jax.Array, margin: Any) -> jax.Array:
     return b + jax.lax.stop_gradient(fixed - b)
 
 
+def _narrowed(
+    box: Interval, kinds: tuple, lows: dict, ups: dict, below: tuple, dtypes: dict
+) -> Any:
+    """``box`` with its upper bound at most ``upper_b - margin`` for each ``b``.
+
+    ``upper_b`` as ``b`` can hold it (rounded inwards into its dtype), so
+    ``a + margin`` never passes the largest ``b``.
+    """
+    lo, hi = box.sides()
+    for k, b, rs in below:
+        hi_b = _box(kinds, lows, ups, b, rs).sides()[1]
+        if hi_b is not None:
+            cd = compute_dtype(dtypes[b])
+            cap = inward(hi_b, dtypes[b], "upper").astype(cd) - jnp.asarray(
+                kinds[k].margin, cd
+            )
+            hi = cap if hi is None else jnp.minimum(hi, cap)
+    return Interval(lo, hi)
+
+
+def _floor(a: jax.Array, margin: Any, lo: Any, dtype: Any) -> jax.Array:
+    """``max(lo, a + margin)``, rounded up into ``dtype``: the least ``b`` may be."""
+    cd = jnp.promote_types(compute_dtype(a.dtype), compute_dtype(dtype))
+    base = a.astype(cd) + jnp.asarray(margin, cd)
+    base = base if lo is None else jnp.maximum(base, jnp.asarray(lo, cd))
+    # b - margin >= a must hold as computed: step up where rounding broke it
+    base = jnp.where(
+        base - jnp.asarray(margin, cd) < a.astype(cd), next_float(base, True), base
+    )
+    return rounded(base, dtype, True)
+
+
 @functools.partial(jax.jit, static_argnames=("order", "keys", "forward"))
 def _mapped(
     xs: tuple,
@@ -130,13 +183,22 @@ def _mapped(
         if how[0] == "free":
             out[j] = x
         elif how[0] == "box":
+            dtypes = {b: given[b].dtype for _, b, _ in how[2]}
             box = _box(kinds, low, up, j, how[1])
+            box = _narrowed(box, kinds, low, up, how[2], dtypes)
             out[j] = box.constrain(x) if forward else box.unconstrain(x)
         elif how[0] == "kind":
             kind = kinds[how[1]]
             out[j] = kind.constrain(x) if forward else kind.unconstrain(x)
+        elif how[3]:  # b above a, inside its intervals
+            _, k, a, rs = how
+            smaller = out[a] if forward else given[a]
+            lo, hi = _box(kinds, low, up, j, rs).sides()
+            floor = _floor(smaller, kinds[k].margin, lo, x.dtype)
+            box = Interval(floor, hi)
+            out[j] = box.constrain(x) if forward else box.unconstrain(x)
         else:
-            _, k, a = how
+            _, k, a, _ = how
             margin = kinds[k].margin
             if forward:
                 out[j] = _above(out[a], x, margin)

@@ -65,7 +65,53 @@ def test_combinations_without_a_map_raise():
     p = {"w": jnp.ones((2, 2)), "a": jnp.ones(2), "b": jnp.ones(2), "c": jnp.ones(2)}
     with pytest.raises(ValueError, match=r"path 'w'.*no map.*use project"):
         jb.constrain(p, jb.Constraints(("w", jb.MaxNorm(1.0)), ("w", jb.Ordered())))
-    with pytest.raises(ValueError, match=r"'b' has other rules.*use project"):
+    with pytest.raises(ValueError, match=r"'b' has other relations.*use project"):
         jb.constrain(p, jb.Constraints(jb.LessEqual("a", "b"), jb.LessEqual("c", "b")))
+    with pytest.raises(ValueError, match=r"'b' has other relations or rules than"):
+        jb.constrain(p, jb.Constraints(jb.LessEqual("a", "b"), ("b", jb.MaxNorm(1.0))))
+    with pytest.raises(ValueError, match=r"'a' must stay below the bounds of 'b'"):
+        jb.constrain(
+            p,
+            jb.Constraints(
+                jb.LessEqual("a", "b"), ("a", jb.Ordered()), ("b", jb.Interval(0, 1))
+            ),
+        )
     with pytest.raises(ValueError, match="no map"):
         jb.constrain(p, jb.Constraints(("w", jb.MaxNorm(1.0)), ("w", jb.Interval(0.0))))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32])
+def test_a_relation_with_intervals_maps_into_the_narrowed_boxes(dtype):
+    # tau_syn <= tau_mem - 0.005, both in [0.001, 0.1]: tau_mem lives in
+    # [max(0.001, tau_syn + 0.005), 0.1] and tau_syn's top is 0.1 - 0.005
+    c = jb.Constraints(
+        ("*", jb.Interval(0.001, 0.1)), jb.LessEqual("tau_syn", "tau_mem", 0.005)
+    )
+    raw = {
+        "tau_syn": jnp.asarray(RNG.normal(size=200) * 8, dtype),
+        "tau_mem": jnp.asarray(RNG.normal(size=200) * 8, dtype),
+    }
+    out = jax.jit(jb.constrain)(raw, c)
+    syn = np.asarray(out["tau_syn"], np.float32)
+    mem = np.asarray(out["tau_mem"], np.float32)
+    lo, hi = np.float32(0.001), np.float32(0.1)
+    assert (syn >= lo).all() and (mem <= hi).all()
+    assert (syn <= np.float32(0.1) - np.float32(0.005)).all()
+    assert (syn <= mem - np.float32(0.005)).all()  # as the relation sees it
+    assert jb.violations(out, c).ok
+    # the maps are the box maps: the midpoint raw 0 lands mid-box
+    zero = jax.tree.map(jnp.zeros_like, raw)
+    mid = jb.constrain(zero, c)
+    np.testing.assert_allclose(float(mid["tau_syn"][0]), (0.001 + 0.095) / 2, rtol=1e-2)
+    floor = float(mid["tau_syn"][0]) + 0.005
+    np.testing.assert_allclose(float(mid["tau_mem"][0]), (floor + 0.1) / 2, rtol=1e-2)
+
+
+def test_a_relation_with_intervals_round_trips():
+    c = jb.Constraints(
+        ("tau_mem", jb.Interval(0.01, 0.1)), jb.LessEqual("tau_syn", "tau_mem")
+    )
+    params = {"tau_syn": jnp.array([0.005, 0.03]), "tau_mem": jnp.array([0.02, 0.09])}
+    back = jb.constrain(jb.unconstrain(params, c), c)
+    np.testing.assert_allclose(back["tau_syn"], params["tau_syn"], rtol=1e-5)
+    np.testing.assert_allclose(back["tau_mem"], params["tau_mem"], rtol=1e-5)
