@@ -31,6 +31,7 @@ def step(fun, x, lo, up, mem, first=False):
     return new, mem, int(evals), bool(ok), seen
 
 
+@pytest.mark.slow
 def test_trial_points_are_clipped_into_the_box():
     # a linear descent: the step goes to the walls, where x + (up - x) can
     # round past up; every evaluated point must still be inside

@@ -75,6 +75,7 @@ def test_never_evaluates_outside_and_counts_every_evaluation():
     assert any(np.array_equal(p, np.asarray(r.params)) for p in pts)
 
 
+@pytest.mark.slow
 def test_fixed_parameters_stay_fixed_and_infinite_sides():
     def fun(p):
         return rosen(p["x"]) + jnp.sum((p["y"] - 3.0) ** 2)
@@ -106,6 +107,7 @@ def fit(data, lo, up):
     return minimize(fun, jnp.array([1.0, 0.5, 0.0]), lo, up, tol=1e-7)
 
 
+@pytest.mark.slow
 def test_vmap_over_problems_with_their_own_bounds_matches_one_by_one():
     t = jnp.linspace(0.0, 1.0, 8)
     amps = jnp.array([1.0, 2.0, -1.0, 0.5])
@@ -128,6 +130,7 @@ def test_vmap_over_problems_with_their_own_bounds_matches_one_by_one():
     assert float(scal.params[0, 0]) == 0.5 and float(scal.params[1, 0]) < 9
 
 
+@pytest.mark.slow
 def test_nan_stops_unconverged_and_max_steps():
     r = minimize(lambda x: jnp.sum(jnp.log(x)), -jnp.ones(3), -2.0, 2.0)
     assert not bool(r.converged)
@@ -218,6 +221,7 @@ def test_a_finished_fit_in_a_batch_takes_no_inner_trips():
     assert len(CALLS) == 2 * int(r.num_fun_evals[0])
 
 
+@pytest.mark.slow
 def test_the_tree_path_at_fifty_parameters_reaches_scipy():
     # n = 50 > 4 m: the bracketing Cauchy search and the Gram-matrix subspace
     # step, end to end (the problems above take the dense path)

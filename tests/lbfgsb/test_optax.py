@@ -24,6 +24,7 @@ def run_optax(fun, params, lo, up, steps):
     return history
 
 
+@pytest.mark.slow
 def test_optax_form_state_cache_box_and_optimum():
     lo, up = -2.0, 0.5
     x0 = jnp.full(N, 1.7)  # outside: the first update projects it in
@@ -60,6 +61,7 @@ def test_optax_updates_land_exactly_on_the_evaluated_point():
     assert abs(float(params[2]) - 0.25) < 1e-6
 
 
+@pytest.mark.slow
 def test_an_update_at_ten_thousand_parameters_with_a_one_sided_box():
     # (a clip of the step to the wall at +inf once crashed XLA's CPU runtime
     # at this size; the update must run and decrease the value)
