@@ -48,20 +48,24 @@ def declarations(tree: Any) -> dict[str, dict[str, Any]]:
 
 
 def checked(
-    lower: Any = None, upper: Any = None, family: Any = None, *, where: str
+    lower: Any = None,
+    upper: Any = None,
+    family: Any = None,
+    *,
+    call: str,
+    on: str = "",
 ) -> dict[str, Any]:
     """One declaration, validated, as ``{key: value}`` without the `None` entries.
 
     The one check of declared bounds, for every framework: each bound a real
     number (arrays belong on the bound trees), ``lower <= upper``, a family
-    a str. ``where`` is how the declaration reads in a message, e.g.
-    ``"field"`` or ``"nnx.Param on 'tau'"``.
+    a str. ``call`` and ``on`` are how the declaration reads in a message:
+    ``call="field"``, or ``call="nnx.Param", on="on 'tau'"``.
 
     Raises:
         TypeError: a bound that is not a real number, a family not a str.
         ValueError: a NaN bound, one no value satisfies, ``lower > upper``.
     """
-    call, _, on = where.partition(" ")
     on = f" {on}" if on else ""
     found: dict[str, Any] = {}
     for side, key, value in (("lower", LOWER_KEY, lower), ("upper", UPPER_KEY, upper)):

@@ -141,7 +141,7 @@ def field(
         >>> lower.tau_syn, upper.tau_syn, lower.bias
         (0.0, 0.5, -inf)
     """
-    ours = checked(lower, upper, family, where="field")
+    ours = checked(lower, upper, family, call="field")
     if constraint is not None:
         ours[CONSTRAINT_KEY] = checked_kinds(constraint, "field(constraint=...)")
     if ours and kwargs.get("static", False):

@@ -150,7 +150,8 @@ def _declarations(tree: Any) -> dict[str, dict[str, Any]] | None:
                 meta.get("lower"),
                 meta.get("upper"),
                 meta.get("family"),
-                where=f"nnx.Param on {on}",
+                call="nnx.Param",
+                on=f"on {on}",
             )
             if meta.get("constraint") is not None:
                 found[CONSTRAINT_KEY] = checked_kinds(

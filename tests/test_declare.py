@@ -17,11 +17,11 @@ from jaxbounds._declare import (
 
 
 def test_checked_keeps_given_entries_as_floats():
-    got = checked(0, 2.5, "taus", where="field")
+    got = checked(0, 2.5, "taus", call="field")
     assert got == {LOWER_KEY: 0.0, UPPER_KEY: 2.5, FAMILY_KEY: "taus"}
     assert type(got[LOWER_KEY]) is float
-    assert checked(where="field") == {}
-    assert checked(upper=math.inf, where="field") == {UPPER_KEY: math.inf}
+    assert checked(call="field") == {}
+    assert checked(upper=math.inf, call="field") == {UPPER_KEY: math.inf}
 
 
 @pytest.mark.parametrize(
@@ -36,12 +36,12 @@ def test_checked_keeps_given_entries_as_floats():
 )
 def test_checked_rejects_malformed_declarations(kwargs, error, match):
     with pytest.raises(error, match=match):
-        checked(**kwargs, where="field")
+        checked(**kwargs, call="field")
 
 
 def test_checked_names_where_the_declaration_is():
     with pytest.raises(ValueError, match=r"nnx.Param\(lower=1.0, upper=0.0\) on 'a.b'"):
-        checked(1.0, 0.0, where="nnx.Param on 'a.b'")
+        checked(1.0, 0.0, call="nnx.Param", on="on 'a.b'")
 
 
 def test_the_first_declarer_that_knows_a_tree_answers():
