@@ -1,13 +1,31 @@
-"""The generalized Cauchy point.
+"""The generalized Cauchy point, by walking the breakpoints in chunks.
 
 The first local minimiser of the quadratic model
 ``m(x) = f + g^T (x - x_k) + (x - x_k)^T B (x - x_k) / 2`` along the
 projected-gradient path ``P(x - t g)`` (Byrd et al. 1995, section 4). The
-path is piecewise linear with a breakpoint per variable; instead of sorting
-the breakpoints, each round probes the model's slope at a few breakpoints at
-once (one pass over the memory) and narrows the bracket that holds the first
-sign change; the slope is linear between breakpoints, so the last bracket is
-solved exactly.
+path is piecewise linear with a breakpoint per variable; scipy pops them in
+order from a heap and updates the model's slope at each. Here each round
+takes the next *chunk* of breakpoints at once:
+
+1. a threshold ``T`` with about `CHUNK` breakpoints in ``(a, T]``, from a
+   log-spaced histogram (one pass, refined once);
+2. those breakpoints gathered into a small array by hashing their indices
+   into `BUCKETS` slots (`HASHES` rounds, each a scatter over the
+   variables; an index that collided every time is *missed*);
+3. the gathered chunk sorted, and scipy's recurrences run over it as prefix
+   sums: the slope and curvature just after every breakpoint, the first
+   segment holding a minimiser.
+
+Only the breakpoints below the smallest missed one form a complete prefix,
+so only those are walked: the result is the point the one-by-one walk
+finds, ties included (a slope is read only after the last of a group of
+equal breakpoints, where the path's state is real). A round that completes
+nothing (a tie group larger than the chunk, or a miss at its first
+breakpoint) steps over the next breakpoint with one pass over the memory.
+
+Every pass is a reduction, a scatter into a small array or a gather of a
+few indices: nothing sized like the parameters is sorted or gathered, so
+on sharded parameters the only communication is of chunk-sized arrays.
 """
 
 from __future__ import annotations
@@ -21,10 +39,18 @@ import jax.numpy as jnp
 from ._memory import Compact, Memory, m_times, w_dot
 from ._tree import largest, leaves, smallest, tmap, total
 
-#: Probes of the model's slope per round of the Cauchy point search.
-PROBES = 8
-#: Rounds of the Cauchy point search before it settles for the bracket's left end.
-MAX_ROUNDS = 64
+#: Breakpoints a round aims to walk.
+CHUNK = 1024
+#: Slots the chunk's indices are hashed into (a power of two).
+BUCKETS = 4 * CHUNK
+#: Hash rounds; an index colliding in every round is missed this round.
+HASHES = 3
+#: Bins of the histogram that places the threshold (per refinement).
+BINS = 64
+#: Rounds of the walk before it settles for the point reached.
+MAX_ROUNDS = 256
+#: Fibonacci-hashing multipliers (odd, 32-bit), one per hash round.
+_MULTIPLIERS = (2654435761, 2246822519, 3266489917)
 
 
 def breakpoints(x: Any, g: Any, lo: Any, up: Any) -> Any:
@@ -49,7 +75,7 @@ def breakpoints(x: Any, g: Any, lo: Any, up: Any) -> Any:
 def probe(
     ts: jax.Array, g: Any, tb: Any, mem: Memory, cp: Compact, dtype: Any
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The model's state just after each probe time ``t_k`` on the path.
+    """The path's state just after each time ``t_k``: one pass over the memory.
 
     Returns ``G_k = sum over moving variables of g_i^2``, ``P_k = W^T d(t_k)``
     and ``C_k = W^T z(t_k)``, where ``d`` is the path's direction (``-g_i`` on
@@ -72,6 +98,169 @@ def probe(
         axes = tuple(range(1, jnp.ndim(gl) + 1))
         gg.append(jnp.sum(jnp.where(tl[None] > tk, gl[None] ** 2, 0), axis=axes))
     return total(gg, dtype), wv[:, :k].T, wv[:, k:].T
+
+
+def slope(
+    t: Any, gg: Any, p: jax.Array, c: jax.Array, cp: Compact
+) -> tuple[jax.Array, jax.Array]:
+    """The model's slope and curvature along the path just after ``t``.
+
+    ``q'(t) = -(1 - theta t) G - C^T M P`` and ``q''(t) = theta G - P^T M P``,
+    from the state ``(G, P, C)`` of `probe` (batched on the leading axis).
+    """
+    mp = m_times(cp, jnp.swapaxes(p, 0, -1))
+    mp = jnp.swapaxes(mp, 0, -1)
+    theta = cp.theta
+    return (
+        -(1 - theta * t) * gg - jnp.sum(c * mp, axis=-1),
+        theta * gg - jnp.sum(p * mp, axis=-1),
+    )
+
+
+def threshold(tb: Any, a: Any, t_lo: Any, t_hi: Any, dtype: Any) -> jax.Array:
+    """A time ``T >= t_lo`` with about `CHUNK` breakpoints in ``(a, T]``.
+
+    A histogram of ``log t`` over ``[t_lo, t_hi]`` (one scatter of bin
+    counts), then again over the bin where the count passes `CHUNK`. Only
+    efficiency depends on it: the walk stays exact for any ``T``.
+    """
+    lo_t, hi_t = t_lo, t_hi
+    below = jnp.zeros((), jnp.int32)  # breakpoints in (a, lo_t)
+    for _ in range(2):
+        span = jnp.log(hi_t / lo_t)
+        counts = jnp.zeros((BINS + 1,), jnp.int32)
+        for t in leaves(tb):
+            t = t.astype(dtype)
+            inside = (t > a) & (t >= lo_t) & (t <= hi_t)
+            safe = jnp.where(inside, t, lo_t)
+            frac = jnp.log(safe / lo_t) / jnp.where(span > 0, span, 1)
+            b = jnp.clip(jnp.floor(frac * BINS), 0, BINS - 1).astype(jnp.int32)
+            counts = counts.at[jnp.where(inside, b, BINS)].add(1)
+        cum = below + jnp.cumsum(counts[:BINS])
+        j = jnp.sum(cum <= CHUNK)  # bins [0, j) fit
+        # refine inside bin j (the one that overflows), from its left edge
+        below = jnp.where(j > 0, cum[jnp.maximum(j - 1, 0)], below)
+        left = lo_t * jnp.exp(span * j / BINS)
+        hi_t = jnp.minimum(lo_t * jnp.exp(span * (j + 1) / BINS), hi_t)
+        lo_t = jnp.maximum(left, t_lo)
+    return lo_t
+
+
+def gather_chunk(
+    tb: Any, g: Any, a: Any, top: Any, mem: Memory, cp: Compact, dtype: Any
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """The breakpoints in ``(a, top]``, gathered by hashing their indices.
+
+    Returns:
+        ``(t, g, w, missed)``: the gathered times (``inf`` in empty slots),
+        gradients and rows of ``W`` (``(slots, 2m)``), and the smallest time
+        in ``(a, top]`` whose index collided in every hash round (``inf``:
+        none). Each variable appears at most once.
+    """
+    offsets, sizes = [], []
+    start = 0
+    for t in leaves(tb):
+        offsets.append(start)
+        sizes.append(t.size)
+        start += t.size
+    if start >= 2**31:
+        raise ValueError(
+            "the Cauchy point's chunked walk needs fewer than 2^31 variables"
+        )
+    shift = 32 - int(math.log2(BUCKETS))
+    ids = [
+        jnp.arange(n, dtype=jnp.uint32).reshape(t.shape) + jnp.uint32(o)
+        for t, n, o in zip(leaves(tb), sizes, offsets)
+    ]
+    pending = [(t > a) & (t <= top) for t in leaves(tb)]
+    found = []
+    for mult in _MULTIPLIERS[:HASHES]:
+        slot = [(i * jnp.uint32(mult)) >> shift for i in ids]
+        # one scatter per leaf of (1, index): a slot's count and, when alone, owner
+        tally = jnp.zeros((BUCKETS + 1, 2), jnp.int32)
+        for s, i, p in zip(slot, ids, pending):
+            where = jnp.where(p, s, BUCKETS).astype(jnp.int32)
+            pair = jnp.stack([jnp.ones_like(where), i.astype(jnp.int32)], axis=-1)
+            tally = tally.at[where].add(pair)
+        alone = tally[:BUCKETS, 0] == 1
+        found.append(jnp.where(alone, tally[:BUCKETS, 1], -1))
+        pending = [p & ~alone[s.astype(jnp.int32)] for s, p in zip(slot, pending)]
+    missed = smallest(
+        [jnp.min(jnp.where(p, t, jnp.inf)) for p, t in zip(pending, leaves(tb))],
+        dtype,
+        math.inf,
+    )
+    every = jnp.concatenate(found)  # global index, or -1
+    m = mem.age.shape[0]
+    t_out = jnp.full(every.shape, jnp.inf, dtype)
+    g_out = jnp.zeros(every.shape, dtype)
+    w_out = jnp.zeros(every.shape + (2 * m,), dtype)
+    for t, gl, s, y, o, n in zip(
+        leaves(tb), leaves(g), leaves(mem.s), leaves(mem.y), offsets, sizes
+    ):
+        local = every - o
+        mine = (every >= 0) & (local >= 0) & (local < n)
+        k = jnp.where(mine, local, 0)
+        t_out = jnp.where(mine, t.reshape(-1)[k].astype(dtype), t_out)
+        g_out = jnp.where(mine, gl.reshape(-1)[k].astype(dtype), g_out)
+        rows = jnp.concatenate(
+            [y.reshape(m, -1)[:, k], cp.theta.astype(s.dtype) * s.reshape(m, -1)[:, k]]
+        ).T.astype(dtype)
+        w_out = jnp.where(mine[:, None], rows, w_out)
+    w_out = jnp.where(cp.valid, w_out, 0.0)
+    return t_out, g_out, w_out, missed
+
+
+def walk(
+    a: Any,
+    state: tuple[Any, Any, Any],
+    chunk: tuple[jax.Array, jax.Array, jax.Array],
+    cp: Compact,
+) -> tuple[Any, Any, Any, tuple[Any, Any, Any]]:
+    """scipy's recurrences over a sorted, complete chunk, as prefix sums.
+
+    Args:
+        a: the time the walk stands at; the model descends just after it.
+        state: ``(G, P, C)`` just after ``a`` (see `probe`).
+        chunk: times (sorted, ``> a``; ``inf`` pads), gradients and rows of
+            ``W`` of every breakpoint up to the last finite time.
+        cp: the compact form.
+
+    Returns:
+        ``(stop, t*, a', state')``: whether a minimiser was found and where,
+        else the last breakpoint walked and the state just after it.
+    """
+    gg, p, c = state
+    t, g, w = chunk
+    real = jnp.isfinite(t)
+    ts = jnp.where(real, t, a)
+    gw = g[:, None] * w
+    p_after = p + jnp.cumsum(gw, axis=0)  # P just after each breakpoint
+    p_before = jnp.concatenate([p[None], p_after[:-1]])
+    dt = jnp.diff(ts, prepend=a)
+    c_at = c + jnp.cumsum(dt[:, None] * p_before, axis=0)
+    gg_after = gg - jnp.cumsum(g**2)
+    f1, f2 = slope(ts, gg_after, p_after, c_at, cp)
+    nxt = jnp.concatenate([t[1:], jnp.full((1,), jnp.inf, t.dtype)])
+    # a slope is real only after the last of a group of equal breakpoints
+    group_end = real & (nxt > t)
+    last = group_end & ~jnp.isfinite(nxt)  # the segment after it is not known yet
+    tz = jnp.where(f2 > 0, ts - f1 / jnp.where(f2 > 0, f2, 1), jnp.inf)
+    rises = group_end & (f1 >= 0)
+    inside = group_end & ~last & (f1 < 0) & (tz <= nxt)
+    stop_at = rises | inside
+    first = jnp.argmax(stop_at)
+    stop = jnp.any(stop_at)
+    tstar = jnp.where(rises[first], ts[first], tz[first])
+    j = jnp.maximum(jnp.sum(real) - 1, 0)
+    any_real = jnp.any(real)
+    new_a = jnp.where(any_real, ts[j], a)
+    new_state = (
+        jnp.where(any_real, gg_after[j], gg),
+        jnp.where(any_real, p_after[j], p),
+        jnp.where(any_real, c_at[j], c),
+    )
+    return stop, tstar, new_a, new_state
 
 
 def cauchy_time(
@@ -97,87 +286,73 @@ def cauchy_time(
         skip: a flag; when true, no rounds are run (a finished fit in a batch).
 
     Returns:
-        ``(t*, rounds)``: the time and the rounds of the search taken.
+        ``(t*, rounds)``: the time and the rounds of the walk taken.
     """
-    theta = cp.theta
     tb = breakpoints(x, g, lo, up)
     zero = jnp.zeros((1,), dtype)
-    g0, p0, c0 = probe(zero, g, tb, mem, cp, dtype)
+    # the state at t = 0: z = 0, so C = 0 and one product for P = W^T d
+    d0 = tmap(lambda g, t: jnp.where(t > 0, -g, 0)[None], g, tb)
+    g0 = total(
+        [jnp.sum(jnp.where(t > 0, g**2, 0)) for g, t in zip(leaves(g), leaves(tb))],
+        dtype,
+    )
+    p0 = w_dot(mem, cp, d0, dtype)[:, 0]
+    state0 = (g0, p0, jnp.zeros_like(p0))
 
-    def slope(t: Any, gk: Any, p: Any, c: Any) -> tuple[Any, Any]:
-        """The model's slope and curvature just after ``t`` (batched on axis 0)."""
-        mp = m_times(cp, p.T).T
+    def after(a: Any) -> tuple[Any, Any]:
+        ts = [jnp.where(t > a, t, jnp.inf) for t in leaves(tb)]
+        fin = [jnp.where(jnp.isfinite(t), t, -jnp.inf) for t in ts]
         return (
-            -(1 - theta * t) * gk - jnp.sum(c * mp, axis=-1),
-            theta * gk - jnp.sum(p * mp, axis=-1),
+            smallest([jnp.min(t, initial=math.inf) for t in ts], dtype, math.inf),
+            largest([jnp.max(t, initial=-math.inf) for t in fin], dtype, -math.inf),
         )
 
     def cond(carry: tuple) -> Any:
-        return ~carry[-2] & (carry[-1] < MAX_ROUNDS)
+        return ~carry[2] & (carry[4] < MAX_ROUNDS)
 
     def body(carry: tuple) -> tuple:
-        a, ga, pa, ca, b, tstar, done, rounds = carry
-        qa, fa2 = slope(a, ga, pa, ca)
-        inside = tmap(lambda t: (t > a) & (t < b), tb)
-        pairs = list(zip(leaves(inside), leaves(tb)))
-        t_lo = smallest(
-            [jnp.min(jnp.where(i, t, jnp.inf)) for i, t in pairs], dtype, math.inf
-        )
-        t_hi = largest(
-            [jnp.max(jnp.where(i, t, -jnp.inf)) for i, t in pairs], dtype, -math.inf
-        )
-        tz = jnp.where(fa2 > 0, a - qa / jnp.where(fa2 > 0, fa2, 1), jnp.inf)
-        seg_end = jnp.minimum(t_lo, b)
-        # the slope's zero lies before the next breakpoint: the minimiser
-        here = tz <= seg_end
-        # no breakpoint left before b: the minimiser is the jump at b
-        at_b = ~here & (t_lo >= b)
-        finish = here | at_b
-        t_fin = jnp.where(here, tz, jnp.where(jnp.isfinite(b), b, a))
-        # probe between the next and the last breakpoint of the bracket
-        span = jnp.where(jnp.isfinite(t_hi) & (t_hi > t_lo), t_hi / t_lo, 1.0)
-        frac = jnp.linspace(0.0, 1.0, PROBES, dtype=dtype)
-        ts = jnp.where(finish, a, t_lo * span**frac)
-        # (a pass over the memory: skipped when this round already finished)
-        m2 = 2 * mem.age.shape[0]
-        gk, pk, ck = jax.lax.cond(
-            finish,
-            lambda: (
-                jnp.zeros((PROBES,), dtype),
-                jnp.zeros((PROBES, m2), dtype),
-                jnp.zeros((PROBES, m2), dtype),
-            ),
-            lambda: probe(ts, g, tb, mem, cp, dtype),
-        )
-        qk, _ = slope(ts, gk, pk, ck)
-        up_hill = qk >= 0
-        first = jnp.argmax(up_hill)
-        some = jnp.any(up_hill)
-        jump = ~finish & some & (first == 0)  # minimiser at the jump at t_lo
-        done_new = finish | jump
-        t_fin = jnp.where(jump, t_lo, t_fin)
-        # narrow the bracket
-        left = jnp.where(some, jnp.maximum(first - 1, 0), PROBES - 1)
-        na = jnp.where(done_new, a, ts[left])
-        nga = jnp.where(done_new, ga, gk[left])
-        npa = jnp.where(done_new, pa, pk[left])
-        nca = jnp.where(done_new, ca, ck[left])
-        nb = jnp.where(done_new | ~some, b, ts[first])
-        tstar = jnp.where(done_new, t_fin, tstar)
-        return na, nga, npa, nca, nb, tstar, done_new, rounds + 1
+        a, state, _, tstar, rounds = carry
+        t_lo, t_hi = after(a)
+        f1, f2 = slope(a, *state, cp)
+        tz = jnp.where(f2 > 0, a - f1 / jnp.where(f2 > 0, f2, 1), jnp.inf)
+        # the minimiser lies before the next breakpoint (or none is left)
+        here = (tz <= t_lo) | ~jnp.isfinite(t_lo)
+        t_here = jnp.where(jnp.isfinite(tz), tz, a)
 
-    q0, _ = slope(zero[0], g0[0], p0[0], c0[0])
+        def chunked() -> tuple:
+            top = threshold(tb, a, t_lo, t_hi, dtype)
+            t, gc, w, missed = gather_chunk(tb, g, a, top, mem, cp, dtype)
+            t = jnp.where(t < missed, t, jnp.inf)  # the complete prefix only
+            order = jnp.argsort(t)
+            return walk(a, state, (t[order], gc[order], w[order]), cp), missed
+
+        def step_over() -> tuple:
+            # one pass: the state just after every breakpoint equal to t_lo
+            gk, pk, ck = probe(t_lo[None], g, tb, mem, cp, dtype)
+            f1k, _ = slope(t_lo, gk[0], pk[0], ck[0], cp)
+            return f1k >= 0, t_lo, t_lo, (gk[0], pk[0], ck[0])
+
+        (stop, t_walk, new_a, new_state), missed = jax.lax.cond(
+            here,
+            lambda: ((jnp.array(True), t_here, a, state), jnp.asarray(jnp.inf, dtype)),
+            chunked,
+        )
+        stuck = ~here & ~(missed > t_lo)
+        stop, t_walk, new_a, new_state = jax.lax.cond(
+            stuck, step_over, lambda: (stop, t_walk, new_a, new_state)
+        )
+        tstar = jnp.where(stop, t_walk, tstar)
+        return new_a, new_state, stop, tstar, rounds + 1
+
+    f1, _ = slope(zero[0], *state0, cp)
     init = (
         zero[0],
-        g0[0],
-        p0[0],
-        c0[0],
-        jnp.asarray(jnp.inf, dtype),
+        state0,
+        ~(f1 < 0) | skip,
         zero[0],
-        ~(q0 < 0) | skip,
         jnp.zeros((), jnp.int32),
     )
-    a, _, _, _, _, tstar, done, rounds = jax.lax.while_loop(cond, body, init)
+    a, _, done, tstar, rounds = jax.lax.while_loop(cond, body, init)
     return jnp.where(done, tstar, a), rounds
 
 

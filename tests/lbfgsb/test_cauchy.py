@@ -2,18 +2,22 @@
 
 The reference walks the projected path ``x(t) = P(x - t g)`` segment by
 segment with the dense BFGS matrix (an implementation independent of the
-solver's bracketing probes), and a fine grid checks that the point found is
-the path's *first* local minimiser.
+solver's chunked walk), and a fine grid checks that the point found is the
+path's *first* local minimiser. Small chunk, bucket and hash settings make
+the walk take many rounds, miss indices and step over tie groups larger
+than a chunk on problems of a dozen variables.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbounds._lbfgsb._cauchy import breakpoints, cauchy, cauchy_time
-from jaxbounds._lbfgsb._memory import compact, new_memory
+from jaxbounds._lbfgsb import _cauchy
+from jaxbounds._lbfgsb._cauchy import breakpoints, cauchy, cauchy_time, gather_chunk
+from jaxbounds._lbfgsb._memory import compact, new_memory, push
 
 from .problems import dense_bfgs, memory_of, random_pairs
 
@@ -60,25 +64,44 @@ def problem(seed, n=12, m=4, pushes=6, ties=False):
     return x, g, lo, up, pairs, m
 
 
-#: Seed 1 has a local minimiser inside a segment, then a lower one later: the
-#: probing search (which reads the slope only just after probed breakpoints)
-#: steps over the first. The point it takes is still a local minimiser with
-#: a lower model value (`test_cauchy_point_is_a_local_minimiser_no_worse`),
-#: so the method stays convergent, but it is not the breakpoint walk's.
-SKIPS_INTERIOR = pytest.mark.xfail(
-    strict=True, reason="probing search may step over an interior minimiser"
-)
-SEEDS = [0, pytest.param(1, marks=SKIPS_INTERIOR), 2, 3, 4, 5, 6, 7]
+#: (chunk, buckets, hashes): the default, and settings small enough that a
+#: dozen variables take many rounds, collide in the hash and step over ties.
+SETTINGS = {
+    "default": (_cauchy.CHUNK, _cauchy.BUCKETS, _cauchy.HASHES),
+    "chunks of 2": (2, 8, 3),
+    "one hash in 4 slots": (3, 4, 1),
+}
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+_SOLVERS: dict = {}
+
+
+@pytest.fixture(params=list(SETTINGS))
+def walk_time(request, monkeypatch):
+    """``cauchy_time`` jitted under one setting (traced once per setting)."""
+    chunk, buckets, hashes = SETTINGS[request.param]
+    monkeypatch.setattr(_cauchy, "CHUNK", chunk)
+    monkeypatch.setattr(_cauchy, "BUCKETS", buckets)
+    monkeypatch.setattr(_cauchy, "HASHES", hashes)
+    if request.param not in _SOLVERS:
+        _SOLVERS[request.param] = jax.jit(
+            lambda x, g, lo, up, mem: cauchy_time(
+                x, g, lo, up, mem, compact(mem), jnp.float64
+            )
+        )
+    return _SOLVERS[request.param]
+
+
+# Seed 1 has a local minimiser inside a segment and a lower one later: the
+# probing search of the previous release stepped over the first.
+@pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("ties", [False, True])
-def test_cauchy_point_is_the_first_minimiser_of_the_path(seed, ties):
+def test_cauchy_point_is_the_first_minimiser_of_the_path(seed, ties, walk_time):
     x, g, lo, up, pairs, m = problem(seed, ties=ties)
     b = dense_bfgs(pairs, m)
     mem = memory_of(pairs, x.size, m)
-    args = [jnp.asarray(v) for v in (x, g, lo, up)]
-    xc = np.asarray(cauchy(*args, mem, compact(mem), jnp.float64))
+    t, _ = walk_time(*[jnp.asarray(v) for v in (x, g, lo, up)], mem)
+    xc = np.clip(x - float(t) * g, lo, up)
     t_ref = first_minimiser(x, g, lo, up, b)
     np.testing.assert_allclose(xc, np.clip(x - t_ref * g, lo, up), atol=1e-9)
     # brute force: q decreases up to t*, and not past it
@@ -86,21 +109,16 @@ def test_cauchy_point_is_the_first_minimiser_of_the_path(seed, ties):
     grid = np.linspace(0.0, t_ref, 2001)
     assert q(t_ref) <= min(q(t) for t in grid) + 1e-9
     assert q(t_ref) <= q(t_ref + 1e-4) + 1e-12
-    assert np.all(xc >= lo) and np.all(xc <= up)
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_cauchy_point_is_a_local_minimiser_no_worse(seed):
-    x, g, lo, up, pairs, m = problem(seed)
-    b = dense_bfgs(pairs, m)
+def test_cauchy_is_the_projected_point_at_the_time():
+    x, g, lo, up, pairs, m = problem(4)
     mem = memory_of(pairs, x.size, m)
     args = [jnp.asarray(v) for v in (x, g, lo, up)]
-    t, _ = cauchy_time(*args, mem, compact(mem), jnp.float64)
-    t = float(t)
-    q = lambda t: model_on_path(t, x, g, lo, up, b)  # noqa: E731
-    assert q(t) <= q(first_minimiser(x, g, lo, up, b)) + 1e-9
-    assert q(t) <= min(q(t - 1e-5), q(t + 1e-5)) + 1e-12
-    assert q(t) < 0  # a decrease of the model: g is not zero here
+    xc = np.asarray(cauchy(*args, mem, compact(mem), jnp.float64))
+    t = first_minimiser(x, g, lo, up, dense_bfgs(pairs, m))
+    np.testing.assert_allclose(xc, np.clip(x - t * g, lo, up), atol=1e-9)
+    assert np.all(xc >= lo) and np.all(xc <= up)
 
 
 def test_empty_memory_is_steepest_descent_projected():
@@ -128,3 +146,77 @@ def test_breakpoints():
     np.testing.assert_array_equal(
         breakpoints(x, g, 0.0, 1.0), [0.0, 0.25, 0.5, 0.0, np.inf]
     )
+
+
+def test_ties_larger_than_a_chunk_are_stepped_over(monkeypatch):
+    # 30 variables meet their bounds at t = 0.5, then the rest: with chunks
+    # of 4, that group never fits and is passed by one probe
+    monkeypatch.setattr(_cauchy, "CHUNK", 4)
+    monkeypatch.setattr(_cauchy, "BUCKETS", 8)
+    rng = np.random.default_rng(5)
+    n, m = 40, 3
+    pairs = random_pairs(n, 3, rng)
+    x = np.zeros(n)
+    lo, up = -np.ones(n), np.ones(n)
+    g = np.full(n, 2.0) * rng.choice([-1.0, 1.0], n)
+    g[30:] = rng.uniform(0.1, 0.5, 10)
+    mem = memory_of(pairs, n, m)
+    args = [jnp.asarray(v) for v in (x, g, lo, up)]
+    t, rounds = cauchy_time(*args, mem, compact(mem), jnp.float64)
+    t_ref = first_minimiser(x, g, lo, up, dense_bfgs(pairs, m))
+    assert float(t) == pytest.approx(t_ref, rel=1e-10)
+    assert int(rounds) >= 2
+
+
+def test_gather_chunk_takes_each_breakpoint_once_and_reports_the_first_miss(
+    monkeypatch,
+):
+    # 60 breakpoints in (a, top] hashed into 16 slots, once: many collide
+    monkeypatch.setattr(_cauchy, "BUCKETS", 16)
+    monkeypatch.setattr(_cauchy, "HASHES", 1)
+    rng = np.random.default_rng(0)
+    tb = {"u": rng.uniform(0, 1, (7, 9)), "v": rng.uniform(0, 1, 40)}
+    g = {k: rng.normal(size=v.shape) for k, v in tb.items()}
+    x = {k: np.zeros(v.shape) for k, v in tb.items()}
+    mem = new_memory(x, 2, jnp.float64)
+    s = {k: rng.normal(size=v.shape) for k, v in tb.items()}
+    y = {k: 2 * v for k, v in s.items()}
+    mem = push(mem, s, y, jnp.float64)
+    cp = compact(mem)
+    a, top = 0.2, 0.8
+    t, gc, w, missed = gather_chunk(tb, g, a, top, mem, cp, jnp.float64)
+    flat_t = np.concatenate([tb["u"].ravel(), tb["v"]])
+    flat_g = np.concatenate([g["u"].ravel(), g["v"]])
+    flat_s = np.concatenate([s["u"].ravel(), s["v"]])
+    flat_y = np.concatenate([y["u"].ravel(), y["v"]])
+    chunk = (flat_t > a) & (flat_t <= top)
+    t, gc, w = np.asarray(t), np.asarray(gc), np.asarray(w)
+    got = np.isfinite(t)
+    # each gathered time is a breakpoint of the chunk, none twice
+    idx = [int(np.flatnonzero(flat_t == v)[0]) for v in t[got]]
+    assert len(set(idx)) == len(idx) and all(chunk[i] for i in idx)
+    np.testing.assert_array_equal(gc[got], flat_g[idx])
+    theta = float(cp.theta)
+    np.testing.assert_allclose(w[got][:, 0], flat_y[idx])
+    np.testing.assert_allclose(w[got][:, 2], theta * flat_s[idx])
+    assert np.all(w[:, [1, 3]] == 0)  # the empty slot takes no part
+    # the miss is the smallest chunk time not gathered; some were
+    missing = np.setdiff1d(np.flatnonzero(chunk), idx)
+    assert missing.size > 0 and got.sum() > 0
+    assert float(missed) == flat_t[missing].min()
+
+
+def test_tree_of_leaves_walks_as_one_vector(walk_time):
+    # the same problem as a dict of a matrix and a vector: the same point
+    x, g, lo, up, pairs, m = problem(3, ties=True)
+    b = dense_bfgs(pairs, m)
+    t_ref = first_minimiser(x, g, lo, up, b)
+
+    def tree(v):
+        return {"a": jnp.asarray(v[:8]).reshape(2, 4), "b": jnp.asarray(v[8:])}
+
+    mem = new_memory(tree(x), m, jnp.float64)
+    for s, y in pairs:
+        mem = push(mem, tree(s), tree(y), jnp.float64)
+    t, _ = walk_time(*map(tree, (x, g, lo, up)), mem)
+    assert float(t) == pytest.approx(t_ref, rel=1e-9)
