@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 
 from jaxbounds._lbfgsb import _cauchy
-from jaxbounds._lbfgsb._cauchy import breakpoints, cauchy, cauchy_time, gather_chunk
+from jaxbounds._lbfgsb._cauchy import (
+    breakpoints,
+    cauchy,
+    cauchy_time,
+    gather_chunk,
+    walk,
+)
 from jaxbounds._lbfgsb._memory import compact, new_memory, push
 
 from .problems import dense_bfgs, memory_of, random_pairs
@@ -64,12 +70,21 @@ def problem(seed, n=12, m=4, pushes=6, ties=False):
     return x, g, lo, up, pairs, m
 
 
+def grouped_problem(seed, n=24, m=4):
+    rng = np.random.default_rng(seed)
+    pairs = random_pairs(n, 6, rng)
+    x, lo, up = np.zeros(n), -np.ones(n), np.ones(n)
+    g = rng.choice([0.5, 1.0, 2.0, 4.0], n) * rng.choice([-1.0, 1.0], n)
+    return x, g, lo, up, pairs, m
+
+
 #: (chunk, buckets, hashes): the default, and settings small enough that a
 #: dozen variables take many rounds, collide in the hash and step over ties.
 SETTINGS = {
     "default": (_cauchy.CHUNK, _cauchy.BUCKETS, _cauchy.HASHES),
     "chunks of 2": (2, 8, 3),
     "one hash in 4 slots": (3, 4, 1),
+    "groups split by a miss": (20, 32, 1),
 }
 
 
@@ -109,6 +124,55 @@ def test_cauchy_point_is_the_first_minimiser_of_the_path(seed, ties, walk_time):
     grid = np.linspace(0.0, t_ref, 2001)
     assert q(t_ref) <= min(q(t) for t in grid) + 1e-9
     assert q(t_ref) <= q(t_ref + 1e-4) + 1e-12
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_groups_of_equal_breakpoints_are_walked_whole(seed, walk_time):
+    # 24 variables in 4 groups that meet their bounds together: the slope
+    # inside a group depends on the order it is passed, and is not the path's
+    x, g, lo, up, pairs, m = grouped_problem(seed)
+    mem = memory_of(pairs, x.size, m)
+    t, _ = walk_time(*[jnp.asarray(v) for v in (x, g, lo, up)], mem)
+    t_ref = first_minimiser(x, g, lo, up, dense_bfgs(pairs, m))
+    assert float(t) == pytest.approx(t_ref, rel=1e-10)
+
+
+def numpy_slope(t, gg, p, c, pairs):
+    """``-(1 - theta t) G - C^T M P`` with ``M`` from the pairs, in NumPy."""
+    s, y = (np.array(v) for v in zip(*pairs))  # rows: oldest first
+    theta = y[-1] @ y[-1] / (s[-1] @ y[-1])
+    sy = s @ y.T
+    minv = np.block(
+        [[-np.diag(np.diag(sy)), np.tril(sy, -1).T], [np.tril(sy, -1), theta * s @ s.T]]
+    )
+    return -(1 - theta * t) * gg - c @ np.linalg.solve(minv, p)
+
+
+def test_walk_reads_the_slope_only_after_a_whole_group():
+    # two breakpoints at t = 1: after the first alone the slope is positive,
+    # after both it is negative, so the path goes on descending past t = 1
+    pairs = random_pairs(6, 2, np.random.default_rng(0))
+    mem = memory_of(pairs, 6, 2)
+    gg, a = 3.825, 0.5
+    p = np.array([-0.038, 0.796, -0.576, -0.808])
+    c = np.array([0.976, 1.226, 1.342, -1.273])
+    g = np.array([0.734, 1.268, 0.0])
+    w = np.array([[-1.559, 0.453, 0.643, 1.874], [-1.115, -0.067, 2.586, -0.879]])
+    c1 = c + (1 - a) * p
+    p1, p2 = p + g[0] * w[0], p + g[0] * w[0] + g[1] * w[1]
+    assert numpy_slope(1.0, gg - g[0] ** 2, p1, c1, pairs) > 0.1
+    assert numpy_slope(1.0, gg - g[0] ** 2 - g[1] ** 2, p2, c1, pairs) < -0.1
+    chunk = (
+        jnp.array([1.0, 1.0, np.inf]),
+        jnp.asarray(g),
+        jnp.asarray(np.vstack([w, np.zeros(4)])),
+    )
+    state = tuple(map(jnp.asarray, (gg, p, c)))
+    stop, _, a_new, (gg_new, p_new, c_new) = walk(a, state, chunk, compact(mem))
+    assert not bool(stop) and float(a_new) == 1.0
+    np.testing.assert_allclose(gg_new, gg - g[0] ** 2 - g[1] ** 2)
+    np.testing.assert_allclose(p_new, p2)
+    np.testing.assert_allclose(c_new, c1)
 
 
 def test_cauchy_is_the_projected_point_at_the_time():
@@ -168,12 +232,13 @@ def test_ties_larger_than_a_chunk_are_stepped_over(monkeypatch):
     assert int(rounds) >= 2
 
 
+@pytest.mark.parametrize("hashes", [1, 2])
 def test_gather_chunk_takes_each_breakpoint_once_and_reports_the_first_miss(
-    monkeypatch,
+    monkeypatch, hashes
 ):
-    # 60 breakpoints in (a, top] hashed into 16 slots, once: many collide
-    monkeypatch.setattr(_cauchy, "BUCKETS", 16)
-    monkeypatch.setattr(_cauchy, "HASHES", 1)
+    # 60 breakpoints in (a, top] hashed into 64 slots: many collide
+    monkeypatch.setattr(_cauchy, "BUCKETS", 64)
+    monkeypatch.setattr(_cauchy, "HASHES", hashes)
     rng = np.random.default_rng(0)
     tb = {"u": rng.uniform(0, 1, (7, 9)), "v": rng.uniform(0, 1, 40)}
     g = {k: rng.normal(size=v.shape) for k, v in tb.items()}
@@ -202,8 +267,8 @@ def test_gather_chunk_takes_each_breakpoint_once_and_reports_the_first_miss(
     assert np.all(w[:, [1, 3]] == 0)  # the empty slot takes no part
     # the miss is the smallest chunk time not gathered; some were
     missing = np.setdiff1d(np.flatnonzero(chunk), idx)
-    assert missing.size > 0 and got.sum() > 0
-    assert float(missed) == flat_t[missing].min()
+    assert got.sum() > 0 and (missing.size > 0 or hashes > 1)
+    assert float(missed) == (flat_t[missing].min() if missing.size else np.inf)
 
 
 def test_tree_of_leaves_walks_as_one_vector(walk_time):
