@@ -88,7 +88,7 @@ def iteration(
         _, xbar = dense_step(x, g, lo, up, mem, cp, dtype)
     else:
         xc = cauchy(x, g, lo, up, mem, cp, dtype, skip)
-        xbar = subspace(x, g, xc, lo, up, mem, cp, dtype)
+        xbar, mem = subspace(x, g, xc, lo, up, mem, cp, dtype)
     d = tmap(jnp.subtract, xbar, x)
     slope0 = vdot(g, d, dtype)
     # the feasible segment and the first trial (as scipy's lnsrlb)

@@ -8,12 +8,20 @@ the Sherman-Morrison-Woodbury identity from small ``2m x 2m`` systems
 projected back into the box; if the projected point is not a descent
 direction from ``x``, the unprojected step is truncated at the box instead
 (Morales and Nocedal 2011).
+
+The Gram matrices over the free variables are kept from step to step in the
+memory, as scipy's ``formk`` keeps them (`sync`): each step recomputes the
+row of the pair stored since with one pass over the memory, and adds or
+subtracts the outer products of the few variables that entered or left the
+free set.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from ._memory import (
@@ -26,18 +34,191 @@ from ._memory import (
     w_dot,
     w_times,
 )
-from ._tree import free_grams, reach, tmap, vdot
+from ._tree import (
+    free_grams,
+    leaves,
+    reach,
+    replicated,
+    split_sharded,
+    tmap,
+    total,
+    vdot,
+)
+
+#: Leaves with fewer elements get their free-set products from scratch at
+#: every step (a pass over a small leaf); larger ones keep them in the memory.
+KEEP_FROM = 4096
+#: Drift: the kept diagonals of the stalest slot may differ from fresh sums by
+#: this many ulps of their value before all is refreshed.
+DRIFT_ULPS = 1024
+
+
+def budget(size: int) -> int:
+    """``K``: how many variables of a leaf of ``size`` may enter or leave the
+    free set in one step and be corrected for; more, and all is recomputed."""
+    return min(size, max(256, size // 32))
+
+
+def keeps(leaf: Any) -> bool:
+    """Whether a leaf's free-set products are kept from step to step.
+
+    Small leaves are cheaper to redo; leaves split over an explicit mesh axis
+    are redone too, since finding their changed variables would gather the
+    mask across devices.
+    """
+    return math.prod(jnp.shape(leaf)) >= KEEP_FROM and not split_sharded(leaf)
+
+
+def sync(
+    mem: Memory, free: Any, dtype: Any, refresh: Any = False
+) -> tuple[Memory, jax.Array]:
+    """The free-set Gram matrices at the mask ``free``, kept up to date.
+
+    Returns ``(memory, grams)``: ``grams`` stacks ``Y_F^T Y_F``, ``S_F^T Y_F``
+    and ``S_A^T S_A`` (``F`` the variables free in ``free``, ``A`` the
+    others), ``(3, m, m)``; the memory keeps them (its large leaves' part)
+    for the next step. From the kept products at the previous mask, in the
+    usual case:
+
+    - the variables that entered or left the free set are found by one pass
+      over the masks, at most `budget` of them per leaf gathered (a
+      compaction of static size), and their outer products added or
+      subtracted;
+    - the row and column of the slot `push` wrote since (or, if none, of
+      the slot with the most updates since its last fresh row) are
+      recomputed by one pass over the memory: the products of the masked
+      ``z y_j``, ``z s_j``, ``(1 - z) s_j`` with ``S`` and ``Y``. So no row
+      carries more than ``m - 1`` updates.
+
+    Everything is recomputed from scratch (as `free_grams` does) when more
+    than one slot was written, more variables changed than a leaf's budget,
+    ``refresh`` is true, or drift is detected: the kept diagonals of the
+    stalest other slot (``y_k^T Z Z^T y_k`` and ``s_k^T (I - Z Z^T) s_k``)
+    differ from fresh masked sums of squares by more than `DRIFT_ULPS` ulps
+    of their value, or a kept diagonal (a sum of squares) is negative or not
+    finite.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxbounds._lbfgsb._memory import new_memory, push
+        >>> x = jnp.zeros(5000)
+        >>> mem = push(new_memory(x, 2, jnp.float32), x + 1, x + 2, jnp.float32)
+        >>> mem, grams = sync(mem, x < 1, jnp.float32)  # all free
+        >>> print(grams[:, 0, 0].tolist())
+        [20000.0, 10000.0, 0.0]
+        >>> free = jnp.arange(5000) >= 10  # ten leave the free set
+        >>> mem, grams = sync(mem, free, jnp.float32)
+        >>> print(grams[:, 0, 0].tolist())
+        [19960.0, 9980.0, 10.0]
+    """
+    m = mem.age.shape[0]
+    flags = [keeps(z) for z in leaves(free)]
+    parts = [leaves(t) for t in (mem.s, mem.y, mem.free, free)]
+    kept = [[v for v, f in zip(p, flags) if f] for p in parts]
+    redo = [[v for v, f in zip(p, flags) if not f] for p in parts]
+    small = (
+        jnp.stack(free_grams(redo[0], redo[1], redo[3], dtype))
+        if redo[0]
+        else jnp.zeros((3, m, m), dtype)
+    )
+    s_k, y_k, was, now = kept
+    done = mem._replace(free=free, written=jnp.zeros_like(mem.written))
+    if not s_k:
+        return done, small
+
+    def scratch(_: Any) -> tuple[jax.Array, jax.Array]:
+        return jnp.stack(free_grams(s_k, y_k, now, dtype)), jnp.zeros_like(mem.stale)
+
+    changed = [(a != b).reshape(-1) for a, b in zip(was, now)]
+    counts = [jnp.sum(c, dtype=jnp.int32) for c in changed]
+    over = jnp.sum(mem.written) > 1
+    for c, n in zip(counts, changed):
+        over = over | (c > budget(n.shape[0]))
+
+    def update(_: Any) -> tuple[jax.Array, jax.Array]:
+        grams, stale, drift = _update(mem, s_k, y_k, now, changed, counts, dtype)
+        return jax.lax.cond(drift, scratch, lambda _: (grams, stale), None)
+
+    grams, stale = jax.lax.cond(over | refresh, scratch, update, None)
+    return done._replace(grams=grams.astype(mem.grams.dtype), stale=stale), (
+        grams + small
+    )
+
+
+def _update(
+    mem: Memory,
+    s_k: list[Any],
+    y_k: list[Any],
+    now: list[Any],
+    changed: list[Any],
+    counts: list[Any],
+    dtype: Any,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """`sync`'s incremental step on the kept leaves: ``(grams, stale, drift)``."""
+    m = mem.age.shape[0]
+    grams = mem.grams.astype(dtype)
+    # (b) the variables that entered (+) or left (-) the free set
+    for s, y, z, c, count in zip(s_k, y_k, now, changed, counts):
+        cap = budget(c.shape[0])
+        idx = jnp.nonzero(c, size=cap, fill_value=0)[0]
+        enter = z.reshape(-1)[idx]
+        live = jnp.arange(cap) < count
+        sign = jnp.where(live, jnp.where(enter, 1, -1), 0).astype(dtype)
+        yc = y.reshape(m, -1)[:, idx].astype(dtype)
+        sc = s.reshape(m, -1)[:, idx].astype(dtype)
+        grams = grams + jnp.stack(
+            [(yc * sign) @ yc.T, (sc * sign) @ yc.T, -(sc * sign) @ sc.T]
+        )
+    # (a) a fresh row: the slot written since, else the stalest (so no row
+    # carries more than m - 1 updates); one pass over the memory
+    written = jnp.any(mem.written)
+    j = jnp.where(written, jnp.argmax(mem.written), jnp.argmax(mem.stale))
+    ry: Any = 0  # y_i . (z y_j, z s_j, (1 - z) s_j)
+    rs: Any = 0  # s_i . (the same)
+    for y, s, z in zip(y_k, s_k, now):
+        # (the columns last: XLA's CPU dot then reads the memory once, uncopied)
+        vecs = jnp.stack(
+            [jnp.where(z, y[j], 0), jnp.where(z, s[j], 0), jnp.where(z, 0, s[j])],
+            axis=-1,
+        )
+        nd = jnp.ndim(z)
+        axes = (list(range(1, nd + 1)), list(range(nd)))
+        out = replicated(z)
+        ry = ry + jnp.tensordot(y, vecs, axes=axes, out_sharding=out).astype(dtype)
+        rs = rs + jnp.tensordot(s, vecs, axes=axes, out_sharding=out).astype(dtype)
+    # drift: the kept diagonals of the stalest other slot against fresh sums
+    k = jnp.argmax(jnp.where(jnp.arange(m) == j, -1, mem.stale))
+    fresh_yy = total(
+        [jnp.sum(jnp.where(z, y[k], 0) ** 2) for y, z in zip(y_k, now)], dtype
+    )
+    fresh_ss = total(
+        [jnp.sum(jnp.where(z, 0, s[k]) ** 2) for s, z in zip(s_k, now)], dtype
+    )
+    tol = DRIFT_ULPS * jnp.finfo(dtype).eps
+    drift = (jnp.abs(grams[0, k, k] - fresh_yy) > tol * fresh_yy) | (
+        jnp.abs(grams[2, k, k] - fresh_ss) > tol * fresh_ss
+    )
+    drift = drift & (k != j)  # (m = 1)
+    yy = grams[0].at[:, j].set(ry[:, 0]).at[j, :].set(ry[:, 0])
+    sy = grams[1].at[:, j].set(rs[:, 0]).at[j, :].set(ry[:, 1])
+    ss = grams[2].at[:, j].set(rs[:, 2]).at[j, :].set(rs[:, 2])
+    grams = jnp.stack([yy, sy, ss])
+    diag = jnp.concatenate([jnp.diagonal(yy), jnp.diagonal(ss)])
+    drift = drift | jnp.any(diag < 0) | ~jnp.all(jnp.isfinite(grams))
+    stale = (mem.stale + 1).at[j].set(0)
+    return grams, stale, drift
 
 
 def free_step(
     x: Any, g: Any, xc: Any, lo: Any, up: Any, mem: Memory, cp: Compact, dtype: Any
-) -> tuple[Any, Any]:
+) -> tuple[Any, Any, Memory]:
     """The Newton step of the model over the variables free at ``x_c``.
 
     Returns:
-        ``(free, du)``: the mask of free variables (strictly inside at
-        ``x_c``) and the step ``du = -(Z^T B Z)^{-1} Z^T (g + B (x_c - x))``,
-        zero on the others.
+        ``(free, du, memory)``: the mask of free variables (strictly inside
+        at ``x_c``), the step ``du = -(Z^T B Z)^{-1} Z^T (g + B (x_c - x))``,
+        zero on the others, and the memory with its free-set products kept
+        at this mask (`sync`).
     """
     theta = cp.theta
     free = tmap(lambda v, lo, up: (v > lo) & (v < up), xc, lo, up)
@@ -58,7 +239,7 @@ def free_step(
     m = mem.age.shape[0]
     valid = cp.valid[:m]
     pair = valid[:, None] & valid[None, :]
-    yy, sy, ss = free_grams(mem.s, mem.y, free, dtype)
+    mem, (yy, sy, ss) = sync(mem, free, dtype)
     yy = jnp.where(pair, yy, 0.0)
     sy = jnp.where(pair, sy, 0.0)
     ss = jnp.where(pair, ss, 0.0)
@@ -75,12 +256,12 @@ def free_step(
         r,
         wu,
     )
-    return free, du
+    return free, du, mem
 
 
 def subspace(
     x: Any, g: Any, xc: Any, lo: Any, up: Any, mem: Memory, cp: Compact, dtype: Any
-) -> Any:
+) -> tuple[Any, Memory]:
     """``x_bar``: the subspace minimiser from ``x_c``, inside the box.
 
     Args:
@@ -94,8 +275,10 @@ def subspace(
         dtype: the dtype of the scalars.
 
     Returns:
-        ``x_c + du`` projected into the box when that descends from ``x``,
-        else ``x_c + alpha du`` with the largest ``alpha <= 1`` inside.
+        ``(x_bar, memory)``: ``x_c + du`` projected into the box when that
+        descends from ``x``, else ``x_c + alpha du`` with the largest
+        ``alpha <= 1`` inside; and the memory with its free-set products
+        kept for the next step (see `sync`).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -103,10 +286,11 @@ def subspace(
         >>> x, g = jnp.array([0.5, 0.5]), jnp.array([1.0, -2.0])
         >>> mem = new_memory(x, 2, jnp.float32)  # empty: B = I
         >>> xc = jnp.array([0.4, 0.6])
-        >>> print(subspace(x, g, xc, 0.0, 0.6, mem, compact(mem), jnp.float32))
+        >>> xbar, mem = subspace(x, g, xc, 0.0, 0.6, mem, compact(mem), jnp.float32)
+        >>> print(xbar)
         [0.  0.6]
     """
-    _, du = free_step(x, g, xc, lo, up, mem, cp, dtype)
+    _, du, mem = free_step(x, g, xc, lo, up, mem, cp, dtype)
     projected = tmap(lambda v, d, lo, up: jnp.clip(v + d, lo, up), xc, du, lo, up)
     descent = vdot(g, tmap(jnp.subtract, projected, x), dtype) < 0
     alpha = reach(xc, du, lo, up, dtype, 1.0)
@@ -117,4 +301,4 @@ def subspace(
         lo,
         up,
     )
-    return tmap(lambda a, b: jnp.where(descent, a, b), projected, truncated)
+    return tmap(lambda a, b: jnp.where(descent, a, b), projected, truncated), mem

@@ -83,6 +83,20 @@ def replicated(x: Any) -> Any:
     return jax.sharding.NamedSharding(mesh, jax.P())
 
 
+def split_sharded(x: Any) -> bool:
+    """Whether leaf ``x`` is split over an explicit mesh axis (known when tracing).
+
+    Auto-mesh shardings are not visible when tracing: such leaves say `False`.
+    """
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    mesh: Any = getattr(sharding, "mesh", None)
+    types = getattr(mesh, "axis_types", ())
+    if not any(t == jax.sharding.AxisType.Explicit for t in types):
+        return False
+    spec = getattr(sharding, "spec", ())
+    return any(axis is not None for axis in spec)
+
+
 def mem_dot(mem: Any, vs: Any, dtype: Any) -> jax.Array:
     """``mem_i . v_k`` for stacked trees: ``mem`` with ``m`` rows, ``vs`` with ``k``.
 

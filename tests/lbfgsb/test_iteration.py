@@ -101,3 +101,44 @@ def test_projected_gradient_norm():
     gt = {"a": jnp.asarray(g[:20]), "b": jnp.asarray(g[20:]).reshape(5, 6)}
     bounds = {"a": -1.0, "b": -1.0}, {"a": 1.0, "b": 1.0}
     assert float(pg_norm(tree, gt, *bounds, F64)) == pytest.approx(ref, rel=1e-15)
+
+
+def test_the_kept_free_set_products_follow_the_iterations():
+    # a large leaf (kept from step to step): after each iteration, the memory's
+    # products equal the masked products of its pairs over the mask it keeps
+    # (but for the slot written since, whose row the next step recomputes)
+    rng = np.random.default_rng(4)
+    n = 6000
+    target = jnp.asarray(rng.normal(size=n))
+    w = jnp.asarray(rng.uniform(0.5, 2.0, size=n))
+
+    def fun(x):
+        return jnp.sum(w * (x - target) ** 2) + 0.01 * jnp.sum(x) ** 2
+
+    lo, up = jnp.full(n, -0.5), jnp.full(n, 0.5)
+    vg = jax.value_and_grad(fun)
+
+    @jax.jit
+    def run(here, mem, first):
+        new, _, mem, _, ok = iteration(vg, here, None, lo, up, mem, first, F64)
+        return new, mem, ok
+
+    x = jnp.zeros(n)
+    here = Point(x, *vg(x))
+    mem = new_memory(x, 4, F64)
+    incremental = 0
+    for k in range(10):
+        here, mem, ok = run(here, mem, k == 0)
+        assert bool(ok)
+        s, y, z = np.asarray(mem.s), np.asarray(mem.y), np.asarray(mem.free)
+        want = np.stack([(y * z) @ y.T, (s * z) @ y.T, (s * ~z) @ s.T])
+        same = ~np.asarray(mem.written)
+        assert same.sum() >= 3
+        np.testing.assert_allclose(
+            np.asarray(mem.grams)[:, same][:, :, same],
+            want[:, same][:, :, same],
+            rtol=1e-10,
+            atol=1e-10,
+        )
+        incremental += int(np.max(mem.stale) > 0)
+    assert incremental >= 3

@@ -72,3 +72,14 @@ def test_inverse_of_small_spd_matrices():
         np.testing.assert_allclose(
             inv_spd(jnp.asarray(spd)), np.linalg.inv(spd), rtol=1e-8, atol=1e-10
         )
+
+
+def test_push_marks_the_written_slot_for_the_kept_products():
+    mem = new_memory(jnp.zeros(3), 2, jnp.float64)
+    assert not np.any(mem.written) and not np.any(mem.free)
+    one = jnp.ones(3)
+    kept = push(mem, one, 2 * one, jnp.float64)
+    np.testing.assert_array_equal(kept.written, [True, False])
+    skipped = push(mem, one, 2 * one, jnp.float64, keep=False)
+    np.testing.assert_array_equal(skipped.written, [False, False])
+    np.testing.assert_array_equal(skipped.s, mem.s)

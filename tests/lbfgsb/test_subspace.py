@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxbounds._lbfgsb._cauchy import cauchy
-from jaxbounds._lbfgsb._memory import compact
-from jaxbounds._lbfgsb._subspace import free_step, subspace
+from jaxbounds._lbfgsb._memory import compact, new_memory, push
+from jaxbounds._lbfgsb._subspace import budget, free_step, subspace, sync
 
 from .problems import dense_bfgs, memory_of, random_pairs
 from .test_cauchy import problem
@@ -38,10 +39,10 @@ def test_subspace_step_is_the_dense_reduced_newton_step(seed):
     args = [jnp.asarray(v) for v in (x, g, lo, up)]
     xc = cauchy(*args, mem, cp, jnp.float64)
     xa, ga, la, ua = args
-    free, du = free_step(xa, ga, xc, la, ua, mem, cp, jnp.float64)
+    free, du, _ = free_step(xa, ga, xc, la, ua, mem, cp, jnp.float64)
     du_ref, xbar_ref, _ = reference(x, g, np.asarray(xc), lo, up, b)
     np.testing.assert_allclose(du, du_ref, rtol=1e-8, atol=1e-10)
-    xbar = np.asarray(subspace(xa, ga, xc, la, ua, mem, cp, jnp.float64))
+    xbar = np.asarray(subspace(xa, ga, xc, la, ua, mem, cp, jnp.float64)[0])
     np.testing.assert_allclose(xbar, xbar_ref, rtol=1e-8, atol=1e-10)
     assert np.all(xbar >= lo) and np.all(xbar <= up)
 
@@ -58,7 +59,7 @@ def test_the_step_leaves_the_box_and_is_projected_back():
     lo, up = np.full(n, -1.0), np.full(n, 1.0)
     du_ref, xbar_ref, branch = reference(x, g, xc, lo, up, b)
     assert branch == "projected" and np.any(xc + du_ref > up)
-    xbar = subspace(
+    xbar, _ = subspace(
         *[jnp.asarray(v) for v in (x, g, xc, lo, up)],
         mem,
         compact(mem),
@@ -81,7 +82,7 @@ def test_no_descent_after_projection_truncates_at_the_box():
     xc = np.clip(x - 0.01 * g, lo, up)
     _, xbar_ref, branch = reference(x, g, xc, lo, up, b)
     assert branch == "truncated"
-    xbar = subspace(
+    xbar, _ = subspace(
         *[jnp.asarray(v) for v in (x, g, xc, lo, up)],
         mem,
         compact(mem),
@@ -89,3 +90,136 @@ def test_no_descent_after_projection_truncates_at_the_box():
     )
     np.testing.assert_allclose(xbar, xbar_ref, rtol=1e-10, atol=1e-14)
     assert float(g @ (np.asarray(xbar) - x)) < 0
+
+
+# -- the free-set products kept from step to step (sync) -----------------------------
+
+SHAPES = {"big": (64, 80), "small": (3,)}  # 5120 >= KEEP_FROM; 3 redone every step
+SYNC = jax.jit(sync, static_argnums=2)
+PUSH = jax.jit(push, static_argnums=3)
+
+
+def numpy_grams(mem, free, keys=tuple(SHAPES)):
+    """``Y_F^T Y_F``, ``S_F^T Y_F``, ``S_A^T S_A`` over the leaves ``keys``."""
+    m = mem.age.shape[0]
+    s = np.concatenate([np.asarray(mem.s[k], float).reshape(m, -1) for k in keys], 1)
+    y = np.concatenate([np.asarray(mem.y[k], float).reshape(m, -1) for k in keys], 1)
+    z = np.concatenate([np.asarray(free[k]).reshape(-1) for k in keys])
+    return np.stack([(y * z) @ y.T, (s * z) @ y.T, (s * ~z) @ s.T])
+
+
+def random_tree(rng, dtype):
+    return {k: jnp.asarray(rng.normal(size=v), dtype) for k, v in SHAPES.items()}
+
+
+def flip(free, rng, count):
+    """``free`` with ``count`` variables of the big leaf (and one small) flipped."""
+    big = np.asarray(free["big"]).copy().reshape(-1)
+    big[rng.choice(big.size, count, replace=False)] ^= True
+    small = np.asarray(free["small"]).copy()
+    small[rng.integers(3)] ^= True
+    return {"big": jnp.asarray(big.reshape(SHAPES["big"])), "small": jnp.asarray(small)}
+
+
+@pytest.mark.parametrize(
+    "dtype, rtol", [(jnp.float64, 1e-12), (jnp.float32, 2e-4)], ids=["f64", "f32"]
+)
+def test_kept_products_equal_the_masked_products_over_many_steps(dtype, rtol):
+    # pushes (some rejected) and free sets that change by up to K variables:
+    # every step but the first is incremental, and equals NumPy from scratch
+    rng = np.random.default_rng(5)
+    m = 4
+    mem = new_memory(random_tree(rng, dtype), m, dtype)
+    free = {k: jnp.asarray(rng.uniform(size=v) < 0.5) for k, v in SHAPES.items()}
+    incremental = 0
+    for step in range(14):
+        keep = step % 5 != 3
+        mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype, keep)
+        free = flip(free, rng, [0, 1, 37, budget(5120)][step % 4])
+        mem, grams = SYNC(mem, free, dtype)
+        want = numpy_grams(mem, free)
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(grams, want, rtol=rtol, atol=rtol * scale)
+        assert not np.any(mem.written)
+        incremental += int(np.max(mem.stale) > 0)
+        # the memory keeps the big leaf's part
+        kept = numpy_grams(mem, free, ("big",))
+        np.testing.assert_allclose(mem.grams, kept, rtol=rtol, atol=rtol * scale)
+    assert incremental >= 12  # (the first step starts from the empty mask: K < 5120)
+
+
+def test_more_changes_than_the_budget_or_two_pushes_recompute_from_scratch():
+    rng = np.random.default_rng(6)
+    dtype = jnp.float64
+    mem = new_memory(random_tree(rng, dtype), 3, dtype)
+    for _ in range(3):
+        mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
+    free = {k: jnp.asarray(rng.uniform(size=v) < 0.5) for k, v in SHAPES.items()}
+    mem, _ = SYNC(mem, free, dtype)
+    mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
+    mem, _ = SYNC(mem, free, dtype)
+    assert np.max(mem.stale) > 0  # incremental
+    for count, pushes in [(budget(5120) + 1, 1), (2, 2)]:
+        for _ in range(pushes):
+            mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
+        free = flip(free, rng, count)
+        mem, grams = SYNC(mem, free, dtype)
+        np.testing.assert_allclose(grams, numpy_grams(mem, free), rtol=1e-12)
+        np.testing.assert_array_equal(mem.stale, 0)  # from scratch
+
+
+@pytest.mark.parametrize("corrupt", ["drift", "negative"])
+def test_drifted_products_are_refreshed(corrupt):
+    rng = np.random.default_rng(7)
+    dtype = jnp.float64
+    mem = new_memory(random_tree(rng, dtype), 3, dtype)
+    free = {k: jnp.asarray(rng.uniform(size=v) < 0.5) for k, v in SHAPES.items()}
+    for _ in range(4):
+        mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
+        free = flip(free, rng, 5)
+        mem, _ = SYNC(mem, free, dtype)
+    assert np.max(mem.stale) > 0
+    # the stalest slot other than the next fresh row: the one the check reads
+    order = np.argsort(-np.asarray(mem.stale), kind="stable")
+    k = int(order[1])
+    yy = mem.grams[0]
+    bad = yy[k, k] * (1 + 1e-9) if corrupt == "drift" else -1.0
+    mem = mem._replace(grams=mem.grams.at[0, k, k].set(bad))
+    mem, grams = SYNC(mem, free, dtype)  # no change, no push: a check only
+    np.testing.assert_array_equal(mem.stale, 0)  # refreshed from scratch
+    np.testing.assert_allclose(grams, numpy_grams(mem, free), rtol=1e-12)
+    # and a refresh can be asked for
+    mem, grams = SYNC(mem, free, dtype, True)
+    np.testing.assert_array_equal(mem.stale, 0)
+
+
+def test_kept_products_under_vmap():
+    # three fits, each with its own pairs and free sets; under vmap the
+    # fallback is a select, and each fit's products are still its own
+    rng = np.random.default_rng(8)
+    dtype = jnp.float64
+    batch = 3
+
+    def stacked(make):
+        trees = [make() for _ in range(batch)]
+        return jax.tree_util.tree_map(lambda *v: jnp.stack(v), *trees)
+
+    mem = jax.vmap(lambda x: new_memory(x, 3, dtype))(
+        stacked(lambda: random_tree(rng, dtype))
+    )
+    frees = [{k: jnp.asarray(rng.uniform(size=v) < 0.5) for k, v in SHAPES.items()}]
+    frees = frees * batch
+    vsync = jax.jit(jax.vmap(lambda mem, free: SYNC(mem, free, dtype)))
+    vpush = jax.jit(jax.vmap(lambda mem, s, y: push(mem, s, y, dtype)))
+    for _ in range(5):
+        s = stacked(lambda: random_tree(rng, dtype))
+        mem = vpush(mem, s, stacked(lambda: random_tree(rng, dtype)))
+        # fit 0 changes little, fit 1 over the budget, fit 2 not at all
+        frees = [flip(frees[0], rng, 3), flip(frees[1], rng, 400), frees[2]]
+        free = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *frees)
+        mem, grams = vsync(mem, free)
+        for b in range(batch):
+            one = jax.tree_util.tree_map(lambda v, b=b: v[b], mem)
+            np.testing.assert_allclose(
+                grams[b], numpy_grams(one, frees[b]), rtol=1e-12, atol=1e-12
+            )
