@@ -249,7 +249,8 @@ def test_gather_chunk_takes_each_breakpoint_once_and_reports_the_first_miss(
     mem = push(mem, s, y, jnp.float64)
     cp = compact(mem)
     a, top = 0.2, 0.8
-    t, gc, w, missed = gather_chunk(tb, g, a, top, mem, cp, jnp.float64)
+    as_jax = lambda tree: {k: jnp.asarray(v) for k, v in tree.items()}  # noqa: E731
+    t, gc, w, missed = gather_chunk(as_jax(tb), as_jax(g), a, top, mem, cp, jnp.float64)
     flat_t = np.concatenate([tb["u"].ravel(), tb["v"]])
     flat_g = np.concatenate([g["u"].ravel(), g["v"]])
     flat_s = np.concatenate([s["u"].ravel(), s["v"]])

@@ -13,11 +13,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.optimize
 
 import jaxbounds as jb
 from jaxbounds import lbfgsb, minimize
 
 from .problems import PROBLEMS, N, kkt, rosen, scipy_solve
+
+#: float32 at 1M: a projected gradient of 1e-5 (the gradient's own rounding
+#: is about 1e-6), each coordinate within 1e-5, the value within 1e-7 relative.
+TOL32, X32, F32 = 1e-5, 1e-5, 1e-7
 
 #: The points where `recorded` was evaluated, in order.
 SEEN: list[np.ndarray] = []
@@ -236,3 +241,48 @@ def test_the_tree_path_at_fifty_parameters_reaches_scipy():
     quick = minimize(rosen, x0, -2.0, 0.5, tol=rule["gtol"], ftol=rule["ftol"])
     ref_quick = scipy_solve(rosen, x0, -2.0, 0.5, **rule)
     assert int(quick.num_fun_evals) <= 1.5 * ref_quick.nfev
+
+
+@pytest.mark.slow
+def test_float32_at_a_million_parameters_reaches_scipys_float64_optimum():
+    # 0.5 sum a (x - c)^2 + 0.5 (v.x)^2 / n in [0, 1]: a third of the
+    # variables end on a bound, and the coupling makes it non-separable
+    n = 1_000_000
+    rng = np.random.default_rng(7)
+    data = [rng.uniform(1.0, 10.0, n), rng.uniform(-0.5, 1.5, n), rng.normal(size=n)]
+
+    def fun(x, a, c, v):
+        return 0.5 * jnp.sum(a * (x - c) ** 2) + 0.5 * jnp.dot(v, x) ** 2 / n
+
+    grad64 = jax.jit(jax.value_and_grad(fun))
+    args64 = [jnp.asarray(u, jnp.float64) for u in data]
+
+    def fg(x):
+        f, g = grad64(jnp.asarray(x), *args64)
+        return float(f), np.asarray(g)
+
+    ref = scipy.optimize.minimize(
+        fg,
+        np.zeros(n),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=scipy.optimize.Bounds(0.0, 1.0),
+        options=dict(gtol=1e-10, ftol=1e-15, maxiter=500),
+    )
+    assert ref.success
+    args32 = [jnp.asarray(u, jnp.float32) for u in data]
+    run = jax.jit(
+        lambda x0, lo, up, args: minimize(
+            lambda x: fun(x, *args), x0, lo, up, tol=TOL32
+        )
+    )
+    zeros = jnp.zeros(n, jnp.float32)
+    r = run(zeros, zeros, jnp.ones(n, jnp.float32), args32)
+    assert bool(r.converged) and r.params.dtype == jnp.float32
+    x = np.asarray(r.params, np.float64)
+    assert np.all((x >= 0) & (x <= 1))
+    print("max |x - x*|", np.abs(x - ref.x).max(), "steps", int(r.num_steps), ref.nit)
+    f64 = float(fun(jnp.asarray(x), *args64))
+    print("rel f", (f64 - ref.fun) / ref.fun)
+    np.testing.assert_allclose(x, ref.x, atol=X32)
+    assert f64 <= ref.fun * (1 + F32)

@@ -8,8 +8,11 @@ The solver must give, inside `jax.jit` and on sharded inputs, the numbers it
 gives on one device, return params sharded like its inputs, and compile to a
 program that never gathers a parameter-sized array: the stored pairs stay
 sharded like the parameters, and the only communication is all-reduces of
-the small ``2m x k`` products of the compact form (and of scalars). Both
-kinds of mesh axes are covered, ``Explicit`` and ``Auto``.
+the small ``2m x k`` products of the compact form, of scalars, and of the
+Cauchy point's chunk (its hash slots and gathered rows: sized by the chunk,
+never by the parameters; small chunk settings here keep them under the
+smallest leaf's memory, so any parameter-sized move is caught). Both kinds
+of mesh axes are covered, ``Explicit`` and ``Auto``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jaxbounds as jb
+from jaxbounds._lbfgsb import _cauchy
 
 jax.config.update("jax_enable_x64", True)
 
@@ -109,6 +113,14 @@ def solve(fun):
     return jax.jit(
         lambda p, lo, up: jb.minimize(fun, p, lo, up, tol=1e-7, memory_size=M)
     )
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    """Chunks of 4 in 8 slots: the chunk's all-reduces (``(8 + 1) x 2`` slots,
+    ``3 x 8`` rows of ``m``) stay below ``M * 32`` elements."""
+    monkeypatch.setattr(_cauchy, "CHUNK", 4)
+    monkeypatch.setattr(_cauchy, "BUCKETS", 8)
 
 
 def test_minimize_matches_one_device_keeps_shardings_and_gathers_nothing(mesh):
