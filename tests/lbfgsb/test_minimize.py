@@ -281,8 +281,6 @@ def test_float32_at_a_million_parameters_reaches_scipys_float64_optimum():
     assert bool(r.converged) and r.params.dtype == jnp.float32
     x = np.asarray(r.params, np.float64)
     assert np.all((x >= 0) & (x <= 1))
-    print("max |x - x*|", np.abs(x - ref.x).max(), "steps", int(r.num_steps), ref.nit)
     f64 = float(fun(jnp.asarray(x), *args64))
-    print("rel f", (f64 - ref.fun) / ref.fun)
     np.testing.assert_allclose(x, ref.x, atol=X32)
     assert f64 <= ref.fun * (1 + F32)
