@@ -40,7 +40,7 @@ from ._memory import Compact, Memory, m_times, w_dot
 from ._tree import largest, leaves, replicated, smallest, tmap, total
 
 #: Breakpoints a round aims to walk.
-CHUNK = 1024
+CHUNK = 4096
 #: Slots the chunk's indices are hashed into (a power of two).
 BUCKETS = 4 * CHUNK
 #: Hash rounds; an index colliding in every round is missed this round.
