@@ -11,7 +11,7 @@ flattened into one short vector and the quasi-Newton matrix
   and interior minimisers included;
 - the subspace step is one masked solve ``B_FF du_F = -r_F``.
 
-No loop runs over rounds or probes, so a batch of small fits costs the same
+No loop runs over rounds of a breakpoint walk, so a batch of small fits costs the same
 work for every fit, finished or not, and nothing waits on the slowest
 bracket search.
 """
