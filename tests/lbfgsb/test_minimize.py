@@ -208,6 +208,7 @@ def counted(x):
     return rosen(x)
 
 
+@pytest.mark.slow  # over 5 s: a solve with a callback, which JAX never caches
 def test_a_finished_fit_in_a_batch_takes_no_inner_trips():
     # fit 1 is done at its start (a loose tol); fit 0 runs for many steps.
     # Under vmap the batch evaluates `fun` for both fits on every trip, so

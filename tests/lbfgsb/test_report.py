@@ -42,6 +42,7 @@ def test_history_stops_at_max_steps():
     assert float(r.values[3]) == float(r.value)
 
 
+@pytest.mark.slow  # over 5 s: a solve with a callback, which JAX never caches
 def test_verbose_prints_every_k_steps_and_the_last_under_jit(capsys):
     solve = jax.jit(lambda x: minimize(rosen, x, -2.0, 0.5, tol=1e-8, verbose=5))
     r = solve(jnp.full(N, -1.2))
@@ -66,6 +67,7 @@ def test_verbose_off_prints_nothing(capsys):
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.slow  # over 5 s: a solve with a callback, which JAX never caches
 def test_verbose_under_vmap_prints_one_summary_per_report(capsys):
     starts = jnp.stack([jnp.full(N, v) for v in (-1.2, 0.0, 0.3, -0.5)])
     batch = jax.jit(
