@@ -1,4 +1,44 @@
+from pathlib import Path
+
 import jax
 
 # Tests compare float64 against NumPy; float32 cases pass dtypes explicitly.
 jax.config.update("jax_enable_x64", True)
+
+#: Past this size the compilation cache drops its oldest entries at the start of
+#: a run (JAX's own size limit needs the `filelock` package).
+CACHE_LIMIT = 1 << 30
+
+
+def pytest_configure(config):
+    """JAX's persistent compilation cache, in pytest's cache directory.
+
+    Most of the suite's time is XLA compiling many small programs; a second
+    run loads them from disk instead (the key is the program, the compile
+    options, the XLA flags and the jax version, so a changed program is a
+    miss and compiles). The entries live under ``.pytest_cache/d/``
+    (git-ignored); ``--cache-clear`` empties them and ``-p no:cacheprovider``
+    turns the cache off. Programs with host callbacks (``jax.debug.callback``)
+    are never cached by JAX.
+    """
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return
+    directory = Path(cache.mkdir("jax-compilation-cache"))
+    if not hasattr(config, "workerinput"):  # once, before xdist starts workers
+        _trim(directory)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def _trim(directory: Path) -> None:
+    """Oldest entries out until the cache is under half of `CACHE_LIMIT`."""
+    entries = [(p.stat(), p) for p in directory.iterdir() if p.is_file()]
+    total = sum(s.st_size for s, _ in entries)
+    if total <= CACHE_LIMIT:
+        return
+    for s, p in sorted(entries, key=lambda e: e[0].st_mtime):
+        p.unlink(missing_ok=True)
+        total -= s.st_size
+        if total <= CACHE_LIMIT // 2:
+            break

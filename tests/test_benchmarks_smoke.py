@@ -35,12 +35,17 @@ def run_script(tmp_path: Path, *args: str) -> tuple[dict, str]:
     return json.loads(out.read_text()), proc.stdout
 
 
-@pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    return run_script(tmp_path_factory.mktemp("bench"))
+def test_quick_run(tmp_path):
+    # one run, every check on it (a module fixture shared by four tests runs
+    # the script again in each pytest-xdist worker that draws one of them)
+    quick = run_script(tmp_path)
+    every_case_runs_and_reports_positive_timings(quick)
+    ratios_are_the_ratios_of_the_medians(quick)
+    case_6_compares_each_chain_with_adam_at_the_same_leaf_count(quick)
+    targets_carry_a_verdict_and_the_table_names_every_case(quick)
 
 
-def test_every_case_runs_and_reports_positive_timings(quick):
+def every_case_runs_and_reports_positive_timings(quick):
     results, _ = quick
     assert set(results["cases"]) == {"1", "2", "3", "4", "5", "6"}
     for key, case in results["cases"].items():
@@ -49,7 +54,7 @@ def test_every_case_runs_and_reports_positive_timings(quick):
             assert math.isfinite(seconds) and seconds > 0, (key, name)
 
 
-def test_ratios_are_the_ratios_of_the_medians(quick):
+def ratios_are_the_ratios_of_the_medians(quick):
     results, _ = quick
     case = results["cases"]["2"]
     med = case["median_s"]
@@ -63,7 +68,7 @@ def test_ratios_are_the_ratios_of_the_medians(quick):
     )
 
 
-def test_case_6_compares_each_chain_with_adam_at_the_same_leaf_count(quick):
+def case_6_compares_each_chain_with_adam_at_the_same_leaf_count(quick):
     results, _ = quick
     case = results["cases"]["6"]
     med = case["median_s"]
@@ -74,7 +79,7 @@ def test_case_6_compares_each_chain_with_adam_at_the_same_leaf_count(quick):
         )
 
 
-def test_targets_carry_a_verdict_and_the_table_names_every_case(quick):
+def targets_carry_a_verdict_and_the_table_names_every_case(quick):
     results, table = quick
     targets = [
         t for c in results["cases"].values() for t in c.get("targets", {}).values()

@@ -1,9 +1,14 @@
 """Every script in examples/ runs, quickly, and prints what it claims.
 
-All scripts start at once in their own processes (a session fixture), each
-in a fresh temporary working directory, and each test waits for its own. A
-script runs with its defaults unless `QUICK_ARGS` gives it a smaller
-configuration, so a new example is picked up by the glob and tested as is.
+Each script runs once, in its own process and a fresh temporary working
+directory, and one test per script checks that it ran and, where `CLAIMS`
+lists it, what it claims. In one pytest process all scripts start at once (a
+session fixture) and each test waits for its own; under pytest-xdist each
+worker starts a script only when its test comes (a session fixture there is
+one per worker, and starting all of them in each would run every script once
+per worker). A script runs with its defaults unless `QUICK_ARGS` gives it a
+smaller configuration, so a new example is picked up by the glob and tested
+as is.
 
 A script that needs an optional dependency of the ``examples`` extra
 (matplotlib) is skipped where it is not installed (``pip install -e
@@ -71,34 +76,45 @@ def _command(name: str, out: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def launched(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Start every example at once; name -> (process, output directory)."""
+    """Started scripts: name -> (process, output directory), and their results.
+
+    All at once in one pytest process; under pytest-xdist (one session per
+    worker) `finished` starts each when it is needed.
+    """
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env.update(MPLBACKEND="Agg", JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-    procs = {}
-    for name in NAMES:
-        cwd = tmp_path_factory.mktemp(re.sub(r"\W", "_", name))
-        out = cwd / "out"
-        procs[name] = (
-            subprocess.Popen(
-                _command(name, out),
-                cwd=cwd,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            ),
-            out,
-        )
-    yield {"procs": procs, "done": {}}
-    for proc, _ in procs.values():
+    state: dict = {"procs": {}, "done": {}, "env": env, "tmp": tmp_path_factory}
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        for name in NAMES:
+            _launch(state, name)
+    yield state
+    for proc, _ in state["procs"].values():
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
 
 
+def _launch(state: dict, name: str) -> None:
+    cwd = state["tmp"].mktemp(re.sub(r"\W", "_", name))
+    out = cwd / "out"
+    state["procs"][name] = (
+        subprocess.Popen(
+            _command(name, out),
+            cwd=cwd,
+            env=state["env"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
+        out,
+    )
+
+
 def finished(launched: dict, name: str) -> Finished:
     """The script's result, once it has finished (skipped or failed as needed)."""
     if name not in launched["done"]:
+        if name not in launched["procs"]:
+            _launch(launched, name)
         proc, out = launched["procs"][name]
         stdout, stderr = proc.communicate(timeout=300)
         launched["done"][name] = Finished(proc.returncode, stdout, stderr, out)
@@ -114,9 +130,11 @@ def finished(launched: dict, name: str) -> Finished:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_example_runs(launched: dict, name: str):
+def test_example_runs_and_prints_what_it_claims(launched: dict, name: str):
     result = finished(launched, name)
     assert result.stdout.strip(), f"{name} printed nothing"
+    if name in CLAIMS:
+        CLAIMS[name](result)
 
 
 def test_every_example_documents_how_to_run_it():
@@ -137,9 +155,7 @@ OUTCOME = re.compile(
 )
 
 
-@pytest.mark.slow
-def test_lif_demo_reports_progress_plots_and_outcome(launched: dict):
-    result = finished(launched, "lif_constraints.py")
+def lif_demo_reports_progress_plots_and_outcome(result: Finished):
     runs = ["none", "penalty", "loss-penalty", "project", "reparam"]
     for run in runs:
         steps = re.findall(rf"^\s+\[{run}\] step\s+(\d+)/20 ", result.stdout, re.M)
@@ -178,33 +194,29 @@ def test_lif_demo_rejects_unknown_runs(tmp_path: Path):
     assert run.returncode == 2 and "--runs takes a subset" in run.stderr
 
 
-@pytest.mark.slow
-def test_quickstart_ends_inside_the_bounds(launched: dict):
-    out = finished(launched, "quickstart.py").stdout
+def quickstart_ends_inside_the_bounds(result: Finished):
+    out = result.stdout
     assert "bounds_cost after clip: 0.0" in out
 
 
-@pytest.mark.slow
-def test_rockpool_migration_agrees_with_rockpool(launched: dict):
-    pytest.importorskip("rockpool")
-    out = finished(launched, "rockpool_migration.py").stdout
+def rockpool_migration_agrees_with_rockpool(result: Finished):
+    pytest.importorskip("rockpool")  # (after the run and its output are checked)
+    out = result.stdout
     assert "DIFFERENT" not in out
     assert out.count(": same") == 7, out
     assert "Rockpool: cost inf, gradient -inf" in out
     assert "jaxbounds raises ValueError" in out
 
 
-@pytest.mark.slow
-def test_rockpool_migration_runs_without_rockpool(launched: dict):
-    out = finished(launched, "rockpool_migration.py[no rockpool]").stdout
+def rockpool_migration_runs_without_rockpool(result: Finished):
+    out = result.stdout
     assert out.startswith("Rockpool is not installed")
     assert "jaxbounds: 14.514523" in out  # tau lower bound dt = 1e-3
     assert "Rockpool:" not in out
 
 
-@pytest.mark.slow
-def test_nnx_lif_stays_inside_its_declared_bounds(launched: dict):
-    out = finished(launched, "nnx_lif.py").stdout
+def nnx_lif_stays_inside_its_declared_bounds(result: Finished):
+    out = result.stdout
     assert "  tau_mem    [0.001, 0.1]" in out
     projected = re.search(
         r"^  project: smallest tau during training ([\d.]+) s .* (\d+) of 16 decays",
@@ -213,3 +225,17 @@ def test_nnx_lif_stays_inside_its_declared_bounds(launched: dict):
     )
     assert projected and float(projected[1]) >= 0.001 and projected[2] == "0", out
     assert "'project':\nall 56 parameters within bounds" in out
+
+
+#: What a script claims, checked on the output of its one run.
+CLAIMS = {
+    "lif_constraints.py": lif_demo_reports_progress_plots_and_outcome,
+    "quickstart.py": quickstart_ends_inside_the_bounds,
+    "rockpool_migration.py": rockpool_migration_agrees_with_rockpool,
+    "rockpool_migration.py[no rockpool]": rockpool_migration_runs_without_rockpool,
+    "nnx_lif.py": nnx_lif_stays_inside_its_declared_bounds,
+}
+
+
+def test_every_claim_names_a_script():
+    assert set(CLAIMS) <= set(NAMES)

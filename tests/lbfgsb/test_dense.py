@@ -8,6 +8,7 @@ seed 1's interior one included.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -19,6 +20,10 @@ from .problems import dense_bfgs, memory_of
 from .test_cauchy import first_minimiser, model_on_path, problem
 from .test_subspace import reference
 
+#: Compiled once for every seed (the solver calls these under its jit as well).
+jit_dense_matrix = jax.jit(dense_matrix, static_argnums=3)
+jit_dense_step = jax.jit(dense_step, static_argnums=6)
+
 
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("ties", [False, True])
@@ -28,10 +33,13 @@ def test_exact_cauchy_point_and_subspace_step(seed, ties):
     mem = memory_of(pairs, x.size, m)
     cp = compact(mem)
     np.testing.assert_allclose(
-        dense_matrix(mem, cp, jnp.asarray(x), jnp.float64), b, rtol=1e-10, atol=1e-10
+        jit_dense_matrix(mem, cp, jnp.asarray(x), jnp.float64),
+        b,
+        rtol=1e-10,
+        atol=1e-10,
     )
     args = [jnp.asarray(v) for v in (x, g, lo, up)]
-    xc, xbar = dense_step(*args, mem, cp, jnp.float64)
+    xc, xbar = jit_dense_step(*args, mem, cp, jnp.float64)
     t_ref = first_minimiser(x, g, lo, up, b)
     np.testing.assert_allclose(xc, np.clip(x - t_ref * g, lo, up), atol=1e-9)
     q = lambda t: model_on_path(t, x, g, lo, up, b)  # noqa: E731

@@ -42,13 +42,16 @@ def test_reaches_scipy_optimum_and_kkt(name):
     fun, x0, lo, up = PROBLEMS[name]
     x0 = jnp.full(N, x0, jnp.float64)
     tol = 1e-8
-    r = minimize(fun, x0, jnp.asarray(lo, float), jnp.asarray(up, float), tol=tol)
+    # (the same bound arrays in both solves: tolerances are arguments, so the
+    # second solve reuses the first one's compilation)
+    box = jnp.asarray(lo, float), jnp.asarray(up, float)
+    r = minimize(fun, x0, *box, tol=tol)
     assert bool(r.converged)
     ref = scipy_solve(fun, x0, lo, up)
     assert float(r.value) <= ref.fun + 1e-12 * max(1.0, abs(ref.fun))
     # about as few evaluations as scipy, with scipy's stopping rule
     rule = dict(gtol=1e-5, ftol=2.2e-9)
-    quick = minimize(fun, x0, lo, up, tol=rule["gtol"], ftol=rule["ftol"])
+    quick = minimize(fun, x0, *box, tol=rule["gtol"], ftol=rule["ftol"])
     assert int(quick.num_fun_evals) <= 1.5 * scipy_solve(fun, x0, lo, up, **rule).nfev
     np.testing.assert_allclose(np.asarray(r.params), ref.x, atol=1e-6)
     pg, g, at_lo, at_up = kkt(fun, r.params, lo, up)
@@ -210,6 +213,7 @@ def counted(x):
     return rosen(x)
 
 
+@pytest.mark.slow  # over 5 s: a solve with a callback, which JAX never caches
 def test_a_finished_fit_in_a_batch_takes_no_inner_trips():
     # fit 1 is done at its start (a loose tol); fit 0 runs for many steps.
     # Under vmap the batch evaluates `fun` for both fits on every trip, so

@@ -19,9 +19,11 @@ LINE = re.compile(r"step +(\d+)  value +(\S+)  pg (\S+)  evals +(\d+)  active (\
 
 def test_history_holds_each_steps_value_then_nan():
     x0 = jnp.full(N, -1.2)
-    r = minimize(rosen, x0, -2.0, 0.5, tol=1e-8, max_steps=200)
+    # (the default max_steps, 1000: the solve of test_verbose_off_prints_nothing
+    # and of test_float32_and_float64, compiled once; the tolerance is data)
+    r = minimize(rosen, x0, -2.0, 0.5, tol=1e-8)
     k = int(r.num_steps)
-    assert r.values.shape == r.pg_norms.shape == (201,)
+    assert r.values.shape == r.pg_norms.shape == (1001,)
     vals, pgs = np.asarray(r.values), np.asarray(r.pg_norms)
     assert np.all(np.isfinite(vals[: k + 1])) and np.all(np.isnan(vals[k + 1 :]))
     assert np.all(np.isfinite(pgs[: k + 1])) and np.all(np.isnan(pgs[k + 1 :]))
@@ -40,6 +42,7 @@ def test_history_stops_at_max_steps():
     assert float(r.values[3]) == float(r.value)
 
 
+@pytest.mark.slow  # over 5 s: a solve with a callback, which JAX never caches
 def test_verbose_prints_every_k_steps_and_the_last_under_jit(capsys):
     solve = jax.jit(lambda x: minimize(rosen, x, -2.0, 0.5, tol=1e-8, verbose=5))
     r = solve(jnp.full(N, -1.2))
@@ -64,6 +67,7 @@ def test_verbose_off_prints_nothing(capsys):
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.slow  # over 5 s: a solve with a callback, which JAX never caches
 def test_verbose_under_vmap_prints_one_summary_per_report(capsys):
     starts = jnp.stack([jnp.full(N, v) for v in (-1.2, 0.0, 0.3, -0.5)])
     batch = jax.jit(
