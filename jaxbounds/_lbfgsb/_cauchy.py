@@ -192,7 +192,16 @@ def gather_chunk(
         dtype,
         math.inf,
     )
-    every = jnp.concatenate(found)  # global index, or -1
+    found_all = jnp.concatenate(found)  # global index, or -1
+    # compacted to 2 CHUNK slots (the threshold keeps about CHUNK in the
+    # chunk), so the gather and the walk do not scale with the hash slots; on
+    # an overflow nothing counts as complete and the walk steps over one
+    hit = found_all >= 0
+    cap = min(2 * CHUNK, found_all.size)
+    (pos,) = jnp.nonzero(hit, size=cap, fill_value=0)
+    kept = jnp.arange(cap) < jnp.sum(hit)
+    every = jnp.where(kept, found_all[pos], -1)
+    missed = jnp.where(jnp.sum(hit) > cap, -jnp.inf, missed)
     m = mem.age.shape[0]
     t_out = jnp.full(every.shape, jnp.inf, dtype)
     g_out = jnp.zeros(every.shape, dtype)
