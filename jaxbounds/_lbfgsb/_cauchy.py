@@ -26,6 +26,18 @@ breakpoint) steps over the next breakpoint with one pass over the memory.
 Every pass is a reduction, a scatter into a small array or a gather of a
 few indices: nothing sized like the parameters is sorted or gathered, so
 on sharded parameters the only communication is of chunk-sized arrays.
+Problems of at most `CHUNK` variables skip all this: their breakpoints are
+sorted and walked at once (`one_pass`). A walk that reaches `MAX_ROUNDS`
+(each round passes at least one group of breakpoints) stops where it stands,
+a point where the model still descends: a valid, if shorter, Cauchy step.
+
+Measured at 1M variables (a least-squares fit, float64, m = 10, 2 CPU
+cores): after 12 iterations, about 3,900 breakpoints before the minimiser,
+one round of 55-65 ms against 1.4 s for the previous release's probing
+search; in the first iterations, with hundreds of thousands before it, 15-25
+rounds. Chunks of 4096 took twice the rounds there, chunks of 16384 half
+again as long per round; four hash rounds leave a miss about once in 10^4
+chunks.
 """
 
 from __future__ import annotations
@@ -40,17 +52,17 @@ from ._memory import Compact, Memory, m_times, w_dot
 from ._tree import largest, leaves, replicated, smallest, tmap, total
 
 #: Breakpoints a round aims to walk.
-CHUNK = 4096
+CHUNK = 8192
 #: Slots the chunk's indices are hashed into (a power of two).
 BUCKETS = 4 * CHUNK
 #: Hash rounds; an index colliding in every round is missed this round.
-HASHES = 3
+HASHES = 4
 #: Bins of the histogram that places the threshold (per refinement).
 BINS = 64
 #: Rounds of the walk before it settles for the point reached.
 MAX_ROUNDS = 256
 #: Fibonacci-hashing multipliers (odd, 32-bit), one per hash round.
-_MULTIPLIERS = (2654435761, 2246822519, 3266489917)
+_MULTIPLIERS = (2654435761, 2246822519, 3266489917, 668265263)
 
 
 def breakpoints(x: Any, g: Any, lo: Any, up: Any) -> Any:
