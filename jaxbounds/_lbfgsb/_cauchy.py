@@ -7,10 +7,11 @@ path is piecewise linear with a breakpoint per variable; scipy pops them in
 order from a heap and updates the model's slope at each. Here each round
 takes the next *chunk* of breakpoints at once:
 
-1. a threshold ``T`` with about `CHUNK` breakpoints in ``(a, T]``, from a
+1. a threshold ``T`` with about a chunk of breakpoints in ``(a, T]`` (about
+   ``n / 64``, a power of two from `MIN_CHUNK` to `CHUNK`), from a
    log-spaced histogram (one pass, refined once);
 2. those breakpoints gathered into a small array by hashing their indices
-   into `BUCKETS` slots (`HASHES` rounds, each a scatter over the
+   into four slots per breakpoint (`HASHES` rounds, each a scatter over the
    variables; an index that collided every time is *missed*);
 3. the gathered chunk sorted, and scipy's recurrences run over it as prefix
    sums: the slope and curvature just after every breakpoint, the first
@@ -36,8 +37,8 @@ cores): after 12 iterations, about 3,900 breakpoints before the minimiser,
 one round of 55-65 ms against 1.4 s for the previous release's probing
 search; in the first iterations, with hundreds of thousands before it, 15-25
 rounds. Chunks of 4096 took twice the rounds there, chunks of 16384 half
-again as long per round; four hash rounds leave a miss about once in 10^4
-chunks.
+again as long per round; with four hash rounds a chunk of 8192 misses an
+index about once in 10^5 chunks (three rounds: about once in 4).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ from ._tree import largest, leaves, replicated, smallest, tmap, total
 
 #: Breakpoints a round aims to walk.
 CHUNK = 8192
+#: The smallest chunk (problems under ``64 x CHUNK`` take smaller ones).
+MIN_CHUNK = 1024
 #: Slots the chunk's indices are hashed into (a power of two).
 BUCKETS = 4 * CHUNK
 #: Hash rounds; an index colliding in every round is missed this round.
@@ -129,13 +132,27 @@ def slope(
     )
 
 
+def sizes_for(n: int) -> tuple[int, int]:
+    """``(chunk, hash slots)`` for ``n`` variables: a chunk of about ``n / 64``.
+
+    A power of two from `MIN_CHUNK` to `CHUNK`, with `BUCKETS` scaled alike:
+    a round's own work grows with its chunk, so smaller problems take smaller
+    chunks (at 1e4 variables, chunks of 8192 made an iteration 3x slower).
+    """
+    chunk = CHUNK
+    while chunk > MIN_CHUNK and chunk * 64 > n:
+        chunk //= 2
+    return chunk, BUCKETS * chunk // CHUNK
+
+
 def threshold(tb: Any, a: Any, t_lo: Any, t_hi: Any, dtype: Any) -> jax.Array:
-    """A time ``T >= t_lo`` with about `CHUNK` breakpoints in ``(a, T]``.
+    """A time ``T >= t_lo`` with about ``chunk`` breakpoints in ``(a, T]``.
 
     A histogram of ``log t`` over ``[t_lo, t_hi]`` (one scatter of bin
-    counts), then again over the bin where the count passes `CHUNK`. Only
+    counts), then again over the bin where the count passes ``chunk``. Only
     efficiency depends on it: the walk stays exact for any ``T``.
     """
+    chunk, _ = sizes_for(sum(t.size for t in leaves(tb)))
     lo_t, hi_t = t_lo, t_hi
     below = jnp.zeros((), jnp.int32)  # breakpoints in (a, lo_t)
     for _ in range(2):
@@ -151,7 +168,7 @@ def threshold(tb: Any, a: Any, t_lo: Any, t_hi: Any, dtype: Any) -> jax.Array:
                 1, out_sharding=replicated(t)
             )
         cum = below + jnp.cumsum(counts[:BINS])
-        j = jnp.sum(cum <= CHUNK)  # bins [0, j) fit
+        j = jnp.sum(cum <= chunk)  # bins [0, j) fit
         # refine inside bin j (the one that overflows), from its left edge
         below = jnp.where(j > 0, cum[jnp.maximum(j - 1, 0)], below)
         left = lo_t * jnp.exp(span * j / BINS)
@@ -181,7 +198,8 @@ def gather_chunk(
         raise ValueError(
             "the Cauchy point's chunked walk needs fewer than 2^31 variables"
         )
-    shift = 32 - int(math.log2(BUCKETS))
+    chunk, buckets = sizes_for(sum(sizes))
+    shift = 32 - int(math.log2(buckets))
     ids = [
         jnp.arange(n, dtype=jnp.uint32).reshape(t.shape) + jnp.uint32(o)
         for t, n, o in zip(leaves(tb), sizes, offsets)
@@ -191,13 +209,13 @@ def gather_chunk(
     for mult in _MULTIPLIERS[:HASHES]:
         slot = [(i * jnp.uint32(mult)) >> shift for i in ids]
         # one scatter per leaf of (1, index): a slot's count and, when alone, owner
-        tally = jnp.zeros((BUCKETS + 1, 2), jnp.int32)
+        tally = jnp.zeros((buckets + 1, 2), jnp.int32)
         for s, i, p in zip(slot, ids, pending):
-            where = jnp.where(p, s, BUCKETS).astype(jnp.int32)
+            where = jnp.where(p, s, buckets).astype(jnp.int32)
             pair = jnp.stack([jnp.ones_like(where), i.astype(jnp.int32)], axis=-1)
             tally = tally.at[where].add(pair, out_sharding=replicated(where))
-        alone = tally[:BUCKETS, 0] == 1
-        found.append(jnp.where(alone, tally[:BUCKETS, 1], -1))
+        alone = tally[:buckets, 0] == 1
+        found.append(jnp.where(alone, tally[:buckets, 1], -1))
         pending = [p & ~alone[s.astype(jnp.int32)] for s, p in zip(slot, pending)]
     missed = smallest(
         [jnp.min(jnp.where(p, t, jnp.inf)) for p, t in zip(pending, leaves(tb))],
@@ -205,11 +223,11 @@ def gather_chunk(
         math.inf,
     )
     found_all = jnp.concatenate(found)  # global index, or -1
-    # compacted to 2 CHUNK slots (the threshold keeps about CHUNK in the
+    # compacted to 2 chunk slots (the threshold keeps about a chunk in the
     # chunk), so the gather and the walk do not scale with the hash slots; on
     # an overflow nothing counts as complete and the walk steps over one
     hit = found_all >= 0
-    cap = min(2 * CHUNK, found_all.size)
+    cap = min(2 * chunk, found_all.size)
     (pos,) = jnp.nonzero(hit, size=cap, fill_value=0)
     kept = jnp.arange(cap) < jnp.sum(hit)
     every = jnp.where(kept, found_all[pos], -1)

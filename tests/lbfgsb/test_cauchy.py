@@ -148,6 +148,13 @@ def numpy_slope(t, gg, p, c, pairs):
     return -(1 - theta * t) * gg - c @ np.linalg.solve(minv, p)
 
 
+def test_chunks_are_about_n_over_64_between_the_bounds():
+    assert _cauchy.sizes_for(10**6) == (_cauchy.CHUNK, _cauchy.BUCKETS)
+    assert _cauchy.sizes_for(10**5) == (1024, _cauchy.BUCKETS // 8)
+    assert _cauchy.sizes_for(300_000) == (4096, _cauchy.BUCKETS // 2)
+    assert _cauchy.sizes_for(10) == (_cauchy.MIN_CHUNK, _cauchy.BUCKETS // 8)
+
+
 def test_walk_reads_the_slope_only_after_a_whole_group():
     # two breakpoints at t = 1: after the first alone the slope is positive,
     # after both it is negative, so the path goes on descending past t = 1
@@ -237,6 +244,7 @@ def test_gather_chunk_takes_each_breakpoint_once_and_reports_the_first_miss(
     monkeypatch, hashes
 ):
     # 60 breakpoints in (a, top] hashed into 64 slots: many collide
+    monkeypatch.setattr(_cauchy, "CHUNK", 64)
     monkeypatch.setattr(_cauchy, "BUCKETS", 64)
     monkeypatch.setattr(_cauchy, "HASHES", hashes)
     rng = np.random.default_rng(0)
