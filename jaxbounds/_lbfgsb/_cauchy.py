@@ -313,7 +313,9 @@ def walk(
     return stop, tstar, new_a, new_state
 
 
-def start(tb: Any, g: Any, mem: Memory, cp: Compact, dtype: Any) -> tuple:
+def start(
+    tb: Any, g: Any, mem: Memory, cp: Compact, dtype: Any
+) -> tuple[Any, Any, Any]:
     """The state ``(G, P, C)`` at ``t = 0``: ``z = 0``, so ``C = 0``; one pass."""
     d0 = tmap(lambda g, t: jnp.where(t > 0, -g, 0)[None], g, tb)
     gg = [jnp.sum(jnp.where(t > 0, g**2, 0)) for g, t in zip(leaves(g), leaves(tb))]
@@ -403,7 +405,7 @@ def cauchy_time(
     def body(carry: tuple) -> tuple:
         a, state, _, tstar, rounds = carry
         t_lo, t_hi = after(a)
-        f1, f2 = slope(a, *state, cp)
+        f1, f2 = slope(a, state[0], state[1], state[2], cp)
         tz = jnp.where(f2 > 0, a - f1 / jnp.where(f2 > 0, f2, 1), jnp.inf)
         # the minimiser lies before the next breakpoint (or none is left)
         here = (tz <= t_lo) | ~jnp.isfinite(t_lo)
