@@ -294,3 +294,25 @@ def test_tree_of_leaves_walks_as_one_vector(walk_time):
         mem = push(mem, tree(s), tree(y), jnp.float64)
     t, _ = walk_time(*map(tree, (x, g, lo, up)), mem)
     assert float(t) == pytest.approx(t_ref, rel=1e-9)
+
+
+def test_a_walk_cut_at_max_rounds_stops_on_the_path_before_the_minimiser(
+    monkeypatch,
+):
+    # chunks of 2 and a single round: the walk stands after the first chunk,
+    # where the model has descended, short of the first minimiser
+    monkeypatch.setattr(_cauchy, "CHUNK", 2)
+    monkeypatch.setattr(_cauchy, "BUCKETS", 8)
+    monkeypatch.setattr(_cauchy, "MAX_ROUNDS", 1)
+    x, g, lo, up, pairs, m = grouped_problem(2)
+    b = dense_bfgs(pairs, m)
+    mem = memory_of(pairs, x.size, m)
+    args = [jnp.asarray(v) for v in (x, g, lo, up)]
+    t, rounds = cauchy_time(*args, mem, compact(mem), jnp.float64)
+    t_ref = first_minimiser(x, g, lo, up, b)
+    q = lambda t: model_on_path(t, x, g, lo, up, b)  # noqa: E731
+    assert int(rounds) == 1
+    assert 0 < float(t) < t_ref
+    assert q(float(t)) < 0
+    # the point walked to is a breakpoint group's time
+    assert np.any(np.isclose(float(t), np.abs(x - np.where(g > 0, lo, up)) / np.abs(g)))
