@@ -87,32 +87,27 @@ def breakpoints(x: Any, g: Any, lo: Any, up: Any) -> Any:
     return tmap(leaf, x, g, lo, up)
 
 
-def probe(
-    ts: jax.Array, g: Any, tb: Any, mem: Memory, cp: Compact, dtype: Any
+def state_after(
+    t: Any, g: Any, tb: Any, mem: Memory, cp: Compact, dtype: Any
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The path's state just after each time ``t_k``: one pass over the memory.
+    """The path's state just after time ``t``: one pass over the memory.
 
-    Returns ``G_k = sum over moving variables of g_i^2``, ``P_k = W^T d(t_k)``
-    and ``C_k = W^T z(t_k)``, where ``d`` is the path's direction (``-g_i`` on
+    Returns ``G = sum over moving variables of g_i^2``, ``P = W^T d(t)`` and
+    ``C = W^T z(t)``, where ``d`` is the path's direction (``-g_i`` on
     variables that still move, ``t_i > t``) and ``z(t) = x(t) - x``.
     """
-    k = ts.shape[0]
 
-    def weights(g: Any, t: Any) -> Any:
-        tk = ts.reshape((k,) + (1,) * jnp.ndim(g)).astype(t.dtype)
-        moving = t[None] > tk
-        d = jnp.where(moving, -g[None], 0)
-        z = -g[None] * jnp.minimum(tk, t[None])
-        return jnp.concatenate([d, z], axis=0)
+    def weights(g: Any, tl: Any) -> Any:
+        moving = tl > t.astype(tl.dtype)
+        z = -g * jnp.minimum(t.astype(tl.dtype), tl)
+        return jnp.stack([jnp.where(moving, -g, 0), z])
 
-    big = tmap(weights, g, tb)
-    wv = w_dot(mem, cp, big, dtype)
-    gg = []
-    for gl, tl in zip(leaves(g), leaves(tb)):
-        tk = ts.reshape((k,) + (1,) * jnp.ndim(gl)).astype(tl.dtype)
-        axes = tuple(range(1, jnp.ndim(gl) + 1))
-        gg.append(jnp.sum(jnp.where(tl[None] > tk, gl[None] ** 2, 0), axis=axes))
-    return total(gg, dtype), wv[:, :k].T, wv[:, k:].T
+    wv = w_dot(mem, cp, tmap(weights, g, tb), dtype)
+    gg = [
+        jnp.sum(jnp.where(tl > t.astype(tl.dtype), gl**2, 0))
+        for gl, tl in zip(leaves(g), leaves(tb))
+    ]
+    return total(gg, dtype), wv[:, 0], wv[:, 1]
 
 
 def slope(
@@ -121,7 +116,7 @@ def slope(
     """The model's slope and curvature along the path just after ``t``.
 
     ``q'(t) = -(1 - theta t) G - C^T M P`` and ``q''(t) = theta G - P^T M P``,
-    from the state ``(G, P, C)`` of `probe` (batched on the leading axis).
+    from the state ``(G, P, C)`` of `state_after` (batched on the leading axis).
     """
     mp = m_times(cp, jnp.swapaxes(p, 0, -1))
     mp = jnp.swapaxes(mp, 0, -1)
@@ -130,6 +125,38 @@ def slope(
         -(1 - theta * t) * gg - jnp.sum(c * mp, axis=-1),
         theta * gg - jnp.sum(p * mp, axis=-1),
     )
+
+
+def newton_time(t: Any, f1: Any, f2: Any) -> Any:
+    """``t - f1 / f2``: where the slope, linear along a segment, reaches zero.
+
+    ``inf`` where the curvature ``f2`` is not positive (no minimiser ahead).
+    """
+    return jnp.where(f2 > 0, t - f1 / jnp.where(f2 > 0, f2, 1), jnp.inf)
+
+
+def first_stop(
+    a: Any, state: tuple[Any, Any, Any], t_next: Any, cp: Compact
+) -> tuple[Any, Any]:
+    """Whether the first minimiser lies on ``[a, t_next]``, and where.
+
+    The segment from ``a`` (with ``state`` just after it) to the next
+    breakpoint ``t_next`` (``inf``: none left), where the model descends
+    just after ``a``: at ``t = 0`` its slope is ``-G``, and the walk only
+    stands after groups with a negative slope. So the minimiser lies on the
+    segment when the slope reaches zero before ``t_next``; with no curvature
+    and no breakpoint left (nothing moves) it is ``a``.
+    """
+    f1, f2 = slope(a, state[0], state[1], state[2], cp)
+    tz = newton_time(a, f1, f2)
+    here = (tz <= t_next) | ~jnp.isfinite(t_next)
+    return here, jnp.where(jnp.isfinite(tz), tz, a)
+
+
+def w_rows(y: jax.Array, s: jax.Array, cp: Compact, dtype: Any) -> jax.Array:
+    """Rows of ``W = [Y, theta S]``, ``(k, 2m)``, from ``(m, k)`` columns of a leaf."""
+    rows = jnp.concatenate([y, cp.theta.astype(s.dtype) * s]).T.astype(dtype)
+    return jnp.where(cp.valid, rows, 0.0)
 
 
 def sizes_for(n: int) -> tuple[int, int]:
@@ -245,15 +272,14 @@ def gather_chunk(
         one = replicated(t)
         t_out = jnp.where(mine, t.at[k].get(out_sharding=one).astype(dtype), t_out)
         g_out = jnp.where(mine, gl.at[k].get(out_sharding=one).astype(dtype), g_out)
-        rows = jnp.concatenate(
-            [
-                y.at[(slice(None), *k)].get(out_sharding=one),
-                cp.theta.astype(s.dtype)
-                * s.at[(slice(None), *k)].get(out_sharding=one),
-            ]
-        ).T.astype(dtype)
+        column = (slice(None), *k)
+        rows = w_rows(
+            y.at[column].get(out_sharding=one),
+            s.at[column].get(out_sharding=one),
+            cp,
+            dtype,
+        )
         w_out = jnp.where(mine[:, None], rows, w_out)
-    w_out = jnp.where(cp.valid, w_out, 0.0)
     return t_out, g_out, w_out, missed
 
 
@@ -268,7 +294,7 @@ def walk(
 
     Args:
         a: the time the walk stands at; the model descends just after it.
-        state: ``(G, P, C)`` just after ``a`` (see `probe`).
+        state: ``(G, P, C)`` just after ``a`` (see `state_after`).
         chunk: times (sorted, ``> a``; ``inf`` pads), gradients and rows of
             ``W`` of every breakpoint up to the last finite time.
         cp: the compact form.
@@ -295,7 +321,7 @@ def walk(
     group_end = real & (nxt > t)
     # the segment after the last breakpoint is not known yet, unless none follow
     last = group_end & ~jnp.isfinite(nxt) & (not whole)
-    tz = jnp.where(f2 > 0, ts - f1 / jnp.where(f2 > 0, f2, 1), jnp.inf)
+    tz = newton_time(ts, f1, f2)
     rises = group_end & (f1 >= 0)
     inside = group_end & ~last & (f1 < 0) & (tz <= nxt)
     stop_at = rises | inside
@@ -337,27 +363,18 @@ def one_pass(
     gv = jnp.concatenate([v.reshape(-1).astype(dtype) for v in leaves(g)])
     w = jnp.concatenate(
         [
-            jnp.concatenate(
-                [y.reshape(m, -1), cp.theta.astype(s.dtype) * s.reshape(m, -1)]
-            )
+            w_rows(y.reshape(m, -1), s.reshape(m, -1), cp, dtype)
             for s, y in zip(leaves(mem.s), leaves(mem.y))
-        ],
-        axis=1,
-    ).T.astype(dtype)
-    w = jnp.where(cp.valid, w, 0.0)
+        ]
+    )
     t = jnp.where(t > 0, t, jnp.inf)  # blocked variables never move
     order = jnp.argsort(t)
     state = start(tb, g, mem, cp, dtype)
     zero = jnp.zeros((), dtype)
-    f1, f2 = slope(zero, *state, cp)
-    tz = jnp.where(f2 > 0, -f1 / jnp.where(f2 > 0, f2, 1), jnp.inf)
-    t_first = t[order[0]]
+    here, t_here = first_stop(zero, state, t[order[0]], cp)
     stop, t_walk, a, _ = walk(zero, state, (t[order], gv[order], w[order]), cp, True)
-    # the first segment, [0, t_1], is the walk's to check before the breakpoints
-    first = (f1 >= 0) | (tz <= t_first)
-    t_first_seg = jnp.where(f1 >= 0, zero, jnp.where(jnp.isfinite(tz), tz, zero))
-    tstar = jnp.where(first, t_first_seg, jnp.where(stop, t_walk, a))
-    return jnp.where(skip, zero, tstar), jnp.where(skip | first, 0, 1)
+    tstar = jnp.where(here, t_here, jnp.where(stop, t_walk, a))
+    return jnp.where(skip, zero, tstar), jnp.where(skip | here, 0, 1)
 
 
 def cauchy_time(
@@ -388,8 +405,7 @@ def cauchy_time(
     tb = breakpoints(x, g, lo, up)
     if sum(t.size for t in leaves(tb)) <= CHUNK:
         return one_pass(tb, g, mem, cp, dtype, skip)
-    zero = jnp.zeros((1,), dtype)
-    state0 = start(tb, g, mem, cp, dtype)
+    zero = jnp.zeros((), dtype)
 
     def after(a: Any) -> tuple[Any, Any]:
         ts = [jnp.where(t > a, t, jnp.inf) for t in leaves(tb)]
@@ -405,11 +421,7 @@ def cauchy_time(
     def body(carry: tuple) -> tuple:
         a, state, _, tstar, rounds = carry
         t_lo, t_hi = after(a)
-        f1, f2 = slope(a, state[0], state[1], state[2], cp)
-        tz = jnp.where(f2 > 0, a - f1 / jnp.where(f2 > 0, f2, 1), jnp.inf)
-        # the minimiser lies before the next breakpoint (or none is left)
-        here = (tz <= t_lo) | ~jnp.isfinite(t_lo)
-        t_here = jnp.where(jnp.isfinite(tz), tz, a)
+        here, t_here = first_stop(a, state, t_lo, cp)
 
         def chunked() -> tuple:
             top = threshold(tb, a, t_lo, t_hi, dtype)
@@ -420,9 +432,9 @@ def cauchy_time(
 
         def step_over() -> tuple:
             # one pass: the state just after every breakpoint equal to t_lo
-            gk, pk, ck = probe(t_lo[None], g, tb, mem, cp, dtype)
-            f1k, _ = slope(t_lo, gk[0], pk[0], ck[0], cp)
-            return f1k >= 0, t_lo, t_lo, (gk[0], pk[0], ck[0])
+            after_lo = state_after(t_lo, g, tb, mem, cp, dtype)
+            f1k, _ = slope(t_lo, *after_lo, cp)
+            return f1k >= 0, t_lo, t_lo, after_lo
 
         (stop, t_walk, new_a, new_state), missed = jax.lax.cond(
             here,
@@ -436,14 +448,8 @@ def cauchy_time(
         tstar = jnp.where(stop, t_walk, tstar)
         return new_a, new_state, stop, tstar, rounds + 1
 
-    f1, _ = slope(zero[0], *state0, cp)
-    init = (
-        zero[0],
-        state0,
-        ~(f1 < 0) | skip,
-        zero[0],
-        jnp.zeros((), jnp.int32),
-    )
+    # (a model rising at once is the first round's first_stop, at t* = 0)
+    init = (zero, start(tb, g, mem, cp, dtype), skip, zero, jnp.zeros((), jnp.int32))
     a, _, done, tstar, rounds = jax.lax.while_loop(cond, body, init)
     return jnp.where(done, tstar, a), rounds
 
