@@ -69,18 +69,28 @@ def smallest(values: list[Any], dtype: Any, empty: float) -> jax.Array:
     return out
 
 
+def explicit_sharding(x: Any) -> Any:
+    """Leaf ``x``'s sharding when it lies on a mesh with an explicit axis, else `None`.
+
+    Only explicit-mesh shardings are visible when tracing.
+    """
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    types = getattr(getattr(sharding, "mesh", None), "axis_types", ())
+    if not any(t == jax.sharding.AxisType.Explicit for t in types):
+        return None
+    return sharding
+
+
 def replicated(x: Any) -> Any:
     """``out_sharding`` for a small result reduced from leaf ``x``.
 
     Under an explicit mesh a contraction over a sharded axis must say how its
     result is sharded: replicated. Elsewhere `None` (XLA decides).
     """
-    sharding = getattr(jax.typeof(x), "sharding", None)
-    mesh: Any = getattr(sharding, "mesh", None)
-    types = getattr(mesh, "axis_types", ())
-    if not any(t == jax.sharding.AxisType.Explicit for t in types):
+    sharding = explicit_sharding(x)
+    if sharding is None:
         return None
-    return jax.sharding.NamedSharding(mesh, jax.P())
+    return jax.sharding.NamedSharding(sharding.mesh, jax.P())
 
 
 def split_sharded(x: Any) -> bool:
@@ -88,13 +98,10 @@ def split_sharded(x: Any) -> bool:
 
     Auto-mesh shardings are not visible when tracing: such leaves say `False`.
     """
-    sharding = getattr(jax.typeof(x), "sharding", None)
-    mesh: Any = getattr(sharding, "mesh", None)
-    types = getattr(mesh, "axis_types", ())
-    if not any(t == jax.sharding.AxisType.Explicit for t in types):
+    sharding = explicit_sharding(x)
+    if sharding is None:
         return False
-    spec = getattr(sharding, "spec", ())
-    return any(axis is not None for axis in spec)
+    return any(axis is not None for axis in getattr(sharding, "spec", ()))
 
 
 def mem_dot(mem: Any, vs: Any, dtype: Any) -> jax.Array:
