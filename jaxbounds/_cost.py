@@ -91,7 +91,7 @@ def bounds_cost(
         >>> print(jax.grad(bounds_cost)(params, lower, upper)["tau_syn"])
         [ 0.       -1.000001]
     """
-    _penalty.resolve(penalty, jnp.float32)
+    _penalty.penalty_function(penalty, jnp.float32)
     pl = plan(params, lower, upper)
     if not pl.indices:
         params = jax.tree_util.tree_unflatten(pl.treedef, pl.leaves)

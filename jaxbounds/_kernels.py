@@ -76,7 +76,7 @@ def _scalar_bounds(lo: Any, up: Any) -> bool:
 @functools.partial(jax.jit, static_argnums=(3,))
 def leaf_value(p: jax.Array, lo: Any, up: Any, penalty: Any) -> jax.Array:
     """``sum(elementwise(p, lo, up, penalty))``, one penalty per element."""
-    fn = _penalty.resolve(penalty, p.dtype)
+    fn = _penalty.penalty_function(penalty, p.dtype)
 
     def f(p: jax.Array) -> jax.Array:
         x = p.astype(compute_dtype(p.dtype))
@@ -111,7 +111,7 @@ def leaf_slopes(p: jax.Array, lo: Any, up: Any, penalty: Any) -> tuple[Any, Any]
     Its derivative with respect to ``p`` is ``up_slope - lo_slope``; an open
     side has slope `None`.
     """
-    fn = _penalty.resolve(penalty, p.dtype)
+    fn = _penalty.penalty_function(penalty, p.dtype)
     x = p.astype(compute_dtype(p.dtype))
     if lo is None or up is None:
         slope = _slope(violation(x, lo, up), penalty, fn, p.dtype)

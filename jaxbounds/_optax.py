@@ -25,9 +25,9 @@ import optax
 from . import _kernels
 from ._compile import per_leaf
 from ._paths import PyTree, path_str, pure_view, register_structure_hint
-from ._penalty import Penalty, resolve
+from ._penalty import Penalty, penalty_function
 from ._plan import Plan, plan
-from ._rounding import compute_dtype, inward, land, stored_sum
+from ._rounding import compute_dtype, inward_edges, land, stored_sum
 
 
 class BoundsPenaltyState(NamedTuple):
@@ -225,7 +225,7 @@ def add_bounds_penalty(
         >>> print(round(float(state.hyperparams["scale"]), 6))
         0.1
     """
-    resolve(penalty, jnp.float32)
+    penalty_function(penalty, jnp.float32)
     _check_scale(scale)
 
     def init_fn(params: PyTree) -> Any:
@@ -261,8 +261,7 @@ def _projected_update(p: jax.Array, lo: Any, up: Any, u: jax.Array) -> jax.Array
     inwards into ``p``'s dtype.
     """
     u = jnp.asarray(u)
-    low = inward(-jnp.inf if lo is None else lo, p.dtype, "lower")
-    high = inward(jnp.inf if up is None else up, p.dtype, "upper")
+    low, high = inward_edges(lo, up, p.dtype)
     return land(p, jnp.clip(stored_sum(p, u), low, high), low, high, u.dtype)
 
 

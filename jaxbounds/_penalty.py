@@ -54,7 +54,9 @@ def exp_penalty(v: jax.Array, switch: float = EXP_SWITCH) -> jax.Array:
     return jnp.exp(jnp.minimum(v, switch)) * (1 + jnp.maximum(v - switch, 0))
 
 
-def resolve(penalty: Penalty, param_dtype: Any) -> Callable[[jax.Array], jax.Array]:
+def penalty_function(
+    penalty: Penalty, param_dtype: Any
+) -> Callable[[jax.Array], jax.Array]:
     """The elementwise function ``v -> cost`` named by ``penalty``.
 
     ``"exp"`` (Rockpool's, overflow-safe), ``"quadratic"`` (``v**2``),
@@ -97,5 +99,5 @@ def elementwise(
         >>> print(elementwise(jnp.array([-1.0, 0.5, 3.0]), 0.0, 1.0))
         [2.7182817 0.        7.389056 ]
     """
-    fn = resolve(penalty, p.dtype)
+    fn = penalty_function(penalty, p.dtype)
     return one_sided(violation(p.astype(compute_dtype(p.dtype)), lower, upper), fn)

@@ -12,6 +12,7 @@ projection's landing and the report all measure "how far outside" with it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -104,12 +105,18 @@ def inward(bound: Any, dtype: Any, side: str) -> jax.Array:
     if isinstance(bound, (float, int, np.ndarray, np.generic)):
         return jnp.asarray(_inward_on_host(bound, dtype, side), dtype)
     wide = jnp.asarray(bound, compute_dtype(dtype))
-    narrow = wide.astype(dtype)
-    if side == "lower":
-        fix = narrow.astype(wide.dtype) < wide
-        return jnp.where(fix, next_float(narrow, True), narrow).astype(dtype)
-    fix = narrow.astype(wide.dtype) > wide
-    return jnp.where(fix, next_float(narrow, False), narrow).astype(dtype)
+    return directed(wide, dtype, "up" if side == "lower" else "down")
+
+
+def inward_edges(lo: Any, up: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
+    """``(low, high)``: a box's bounds rounded inwards into ``dtype`` (`inward`).
+
+    An open side (`None`) is ``-inf`` / ``inf``. The edges that the
+    projections clip to and that `land` aims inside of.
+    """
+    low = inward(-jnp.inf if lo is None else lo, dtype, "lower")
+    high = inward(jnp.inf if up is None else up, dtype, "upper")
+    return low, high
 
 
 def rounded(x: jax.Array) -> jax.Array:
@@ -123,6 +130,86 @@ def rounded(x: jax.Array) -> jax.Array:
     if jnp.finfo(x.dtype).bits >= 32:
         return x
     return jax.lax.optimization_barrier(x)
+
+
+#: The directions `directed` rounds in.
+DIRECTIONS = ("up", "down", "toward_zero", "away_from_zero")
+
+
+def directed(v: jax.Array, dtype: Any, direction: str) -> jax.Array:
+    """``v`` cast into ``dtype``, rounded in ``direction`` instead of to nearest.
+
+    The one directed rounding of jaxbounds: ``"up"`` / ``"down"`` (a bound
+    rounded inwards, the two sides of a relation), ``"toward_zero"`` /
+    ``"away_from_zero"`` (magnitudes that must not grow, or shrink: norm
+    balls, simplices). The cast is rounded to nearest (`rounded`, so that
+    XLA's excess precision cannot skip it) and stepped by one float where
+    it went the wrong way. ``v`` is in a dtype at least as wide as ``dtype``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> v = jnp.float32(0.1)
+        >>> print(directed(v, jnp.float16, "down"), directed(v, jnp.float16, "up"))
+        0.09998 0.1001
+    """
+    if jnp.dtype(dtype) == v.dtype:  # nothing to round
+        return v
+    y = rounded(v.astype(dtype))
+    back = y.astype(v.dtype)
+    if direction == "up":
+        return jnp.where(back < v, next_float(y, True), y)
+    if direction == "down":
+        return jnp.where(back > v, next_float(y, False), y)
+    if direction == "toward_zero":
+        wrong = (jnp.abs(back) > jnp.abs(v)) & (v != 0)
+        return jnp.where(wrong, next_float(y, y < 0), y)
+    if direction == "away_from_zero":
+        wrong = (jnp.abs(back) < jnp.abs(v)) & (v != 0)
+        return jnp.where(wrong, next_float(y, y > 0), y)
+    raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+
+
+def toward_zero(v: jax.Array, dtype: Any) -> jax.Array:
+    """``v`` cast into ``dtype`` with every magnitude rounded down."""
+    return directed(v, dtype, "toward_zero")
+
+
+#: Scale steps `fit` takes (unrolled), ``eps * 4**k`` each.
+FIT_STEPS = 1
+
+
+def fit(
+    y: jax.Array,
+    measure: Callable[[jax.Array], jax.Array],
+    limit: jax.Array,
+    *,
+    above: bool = False,
+) -> jax.Array:
+    """``y`` with offending units rescaled until ``measure`` is within ``limit``.
+
+    Inequalities beyond boxes (``||y|| <= r``) as computed: a projection
+    computed in the compute dtype and rounded to nearest into the leaf's
+    dtype can land an ulp outside. ``measure`` maps ``y`` (cast to the
+    compute dtype) to one value per unit, broadcastable against ``y``. A
+    unit is offending when its measure exceeds ``limit`` (or, with
+    ``above``, falls below it); it is multiplied by ``1 -/+ 4 eps * 4**k``
+    (``eps`` of ``y``'s dtype) and rounded towards zero (away from it), for
+    ``k = 0 .. FIT_STEPS - 1``, unrolled: no loop, so that a tree of many
+    leaves compiles fast. The callers aim a few ulps inside the limit
+    already, so usually no step changes anything; the steps catch a norm
+    summed in an unlucky order.
+    """
+    dtype = y.dtype
+    cd = compute_dtype(dtype)
+    eps = jnp.finfo(dtype).eps.astype(cd)
+    way = "away_from_zero" if above else "toward_zero"
+    for k in range(FIT_STEPS):
+        m = measure(y.astype(cd))
+        bad = (m < limit) if above else (m > limit)
+        step = 4 * eps * 4**k
+        factor = (1 + step) if above else (1 - step)
+        y = jnp.where(bad, directed(y.astype(cd) * factor, dtype, way), y)
+    return y
 
 
 def stored_sum(p: jax.Array, u: jax.Array) -> jax.Array:

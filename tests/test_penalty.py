@@ -81,7 +81,7 @@ def test_exp_penalty_stays_finite_where_exp_overflows():
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("penalty", PENALTIES, ids=penalty_id)
 def test_resolve_names_the_documented_function_and_its_slope(penalty, dtype):
-    fn = _penalty.resolve(penalty, dtype)
+    fn = _penalty.penalty_function(penalty, dtype)
     v = jnp.asarray(VIOLATIONS, wide(dtype))  # penalties see the compute dtype
     value, slope = numpy_penalty(penalty, dtype)
     x = np.asarray(v, np.float64)
@@ -95,9 +95,9 @@ def test_resolve_returns_a_callable_as_it_is_and_refuses_unknown_names():
     def mine(v):
         return v
 
-    assert _penalty.resolve(mine, jnp.float32) is mine
+    assert _penalty.penalty_function(mine, jnp.float32) is mine
     with pytest.raises(ValueError, match=r"unknown penalty 'cubic'.*'exp'"):
-        _penalty.resolve("cubic", jnp.float32)
+        _penalty.penalty_function("cubic", jnp.float32)
 
 
 # --- one_sided ---------------------------------------------------------------

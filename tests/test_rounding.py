@@ -8,12 +8,17 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from jaxbounds._constraints._kind import norm2
 from jaxbounds._rounding import (
     compute_dtype,
+    directed,
+    fit,
     inward,
+    inward_edges,
     land,
     next_float,
     stored_sum,
+    toward_zero,
     violation,
 )
 
@@ -188,3 +193,64 @@ def test_next_float_is_nextafter(dtype):
         np.asarray(got, np.float64),
         [float(info.max), -float(info.max), np.inf, -np.inf],
     )
+
+
+# -- directed rounding and fit (inequalities beyond boxes) ---------------------
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_toward_zero_and_away(dtype):
+    v = jnp.asarray(np.random.default_rng(0).normal(size=1000), jnp.float32)
+    down, up = toward_zero(v, dtype), directed(v, dtype, "away_from_zero")
+    assert bool((jnp.abs(down.astype(jnp.float32)) <= jnp.abs(v)).all())
+    assert bool((jnp.abs(up.astype(jnp.float32)) >= jnp.abs(v)).all())
+    nearest = v.astype(dtype).astype(jnp.float32)
+    ulp = float(jnp.finfo(dtype).eps) * jnp.abs(v)
+    assert bool((jnp.abs(down.astype(jnp.float32) - nearest) <= ulp).all())
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.float32])
+def test_fit_brings_units_inside_by_a_few_ulps(dtype):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 40))
+    x = x / np.linalg.norm(x, axis=0) * (1 + 3 * float(jnp.finfo(dtype).eps))
+    y = jnp.asarray(x, dtype)
+    measure = norm2(y.astype(jnp.float32), (0,))
+    assert bool((measure > 1.0).any())  # some units start outside
+    out = fit(y, lambda z: norm2(z, (0,)), jnp.float32(1.0))
+    assert bool((norm2(out.astype(jnp.float32), (0,)) <= 1.0).all())
+    eps = float(jnp.finfo(dtype).eps)
+    np.testing.assert_allclose(
+        np.asarray(out, np.float64), x, rtol=16 * eps, atol=16 * eps
+    )
+    low = jnp.float32(1 + 6 * float(jnp.finfo(dtype).eps))
+    up = fit(-y, lambda z: norm2(z, (0,)), low, above=True)
+    assert bool((norm2(up.astype(jnp.float32), (0,)) >= low).all())
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_inward_edges_round_each_side_inwards_and_open_sides_are_infinite(dtype):
+    low, high = inward_edges(0.1, 0.7, dtype)
+    assert float(low) >= 0.1 and float(high) <= 0.7
+    assert float(next_float(low, False)) < 0.1 and float(next_float(high, True)) > 0.7
+    low, high = inward_edges(None, None, dtype)
+    assert float(low) == -np.inf and float(high) == np.inf and low.dtype == dtype
+
+
+@pytest.mark.parametrize("direction", ["up", "down", "toward_zero", "away_from_zero"])
+def test_directed_rounds_every_value_the_named_way_by_at_most_one_float(direction):
+    v = jnp.asarray(np.random.default_rng(3).normal(size=2000), jnp.float32)
+    got = directed(v, jnp.float16, direction).astype(jnp.float32)
+    want = {
+        "up": got >= v,
+        "down": got <= v,
+        "toward_zero": jnp.abs(got) <= jnp.abs(v),
+        "away_from_zero": jnp.abs(got) >= jnp.abs(v),
+    }[direction]
+    assert bool(want.all())
+    nearest = v.astype(jnp.float16).astype(jnp.float32)
+    spacing = jnp.abs(
+        next_float(v.astype(jnp.float16), True).astype(jnp.float32)
+        - v.astype(jnp.float16).astype(jnp.float32)
+    )
+    assert bool((jnp.abs(got - nearest) <= 2 * spacing).all())

@@ -19,10 +19,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._core import PyTree, compute_dtype, inward, next_float
+from .._boxmap import raw_limit, softplus_inverse
+from .._paths import PyTree
+from .._rounding import compute_dtype, directed, inward, next_float
 from ._kind import Interval
-from ._ordered import _softplus_inverse
-from ._relations import FIX_STEPS, rounded
+from ._relations import FIX_STEPS
 from ._resolve import BOUNDS, Resolved, rebuild, resolve
 from ._rules import Constraints
 
@@ -115,7 +116,7 @@ def _above(a: jax.Array, raw: jax.Array, margin: Any) -> jax.Array:
     """``a + margin + softplus(raw)``, rounded so that ``b >= a + margin`` holds."""
     cd = jnp.promote_types(compute_dtype(a.dtype), compute_dtype(raw.dtype))
     m = jnp.asarray(margin, cd)
-    b = rounded(a.astype(cd) + m + jax.nn.softplus(raw.astype(cd)), raw.dtype, True)
+    b = directed(a.astype(cd) + m + jax.nn.softplus(raw.astype(cd)), raw.dtype, "up")
 
     def bad(x: jax.Array) -> jax.Array:
         return a.astype(cd) > x.astype(cd) - m
@@ -161,7 +162,7 @@ def _floor(a: jax.Array, margin: Any, lo: Any, dtype: Any) -> jax.Array:
     base = jnp.where(
         base - jnp.asarray(margin, cd) < a.astype(cd), next_float(base, True), base
     )
-    return rounded(base, dtype, True)
+    return directed(base, dtype, "up")
 
 
 @functools.partial(jax.jit, static_argnames=("order", "keys", "forward"))
@@ -207,7 +208,7 @@ def _mapped(
                     compute_dtype(x.dtype), compute_dtype(given[a].dtype)
                 )
                 gap = x.astype(wide) - given[a].astype(wide) - jnp.asarray(margin, wide)
-                out[j] = _softplus_inverse(gap).astype(x.dtype)
+                out[j] = softplus_inverse(gap, raw_limit(gap.dtype)).astype(x.dtype)
     return tuple(out[j] for j in keys)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._core import PyTree, pure_view
+from .._paths import PyTree, pure_view
 from ._kind import Interval
 from ._resolve import BOUNDS, resolve
 from ._rules import Constraints

@@ -9,10 +9,10 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from ._core import Penalty, PyTree, one_sided, resolve
+from .._paths import PyTree
+from .._penalty import Penalty, one_sided, penalty_function
 from ._kind import Interval
-from ._resolve import BOUNDS, Resolution
-from ._resolve import resolve as resolve_rules
+from ._resolve import BOUNDS, Resolution, resolve
 from ._rules import Constraints
 
 
@@ -42,11 +42,11 @@ def _summed(
                 )
                 terms.append(kind.cost(x, penalty))
                 continue
-            fn = resolve(penalty, x.dtype)
+            fn = penalty_function(penalty, x.dtype)
             terms.append(jnp.sum(one_sided(kinds[rule].distance(x), fn)))
     for rule, a, b in res.relations:
         d = kinds[rule].distance(xs[a], xs[b])
-        fn = resolve(penalty, jnp.promote_types(xs[a].dtype, xs[b].dtype))
+        fn = penalty_function(penalty, jnp.promote_types(xs[a].dtype, xs[b].dtype))
         terms.append(jnp.sum(one_sided(d, fn)))
     dtype = functools.reduce(
         jnp.promote_types, [t.dtype for t in terms], jnp.dtype(jnp.float32)
@@ -103,8 +103,8 @@ def constraint_cost(
         >>> print(jax.grad(jb.constraint_cost)(params, c, penalty="linear")["w"])
         [0.6 0.8]
     """
-    resolve(penalty, jnp.float32)
-    r = resolve_rules(params, c)
+    penalty_function(penalty, jnp.float32)
+    r = resolve(params, c)
     keys = r.res.leaves()
     if not keys:
         return jnp.zeros((), jnp.float32)

@@ -13,13 +13,33 @@ from typing import Any
 
 import jax
 
-from ._core import declarations, make_bounds, pure_view
+from .._bounds import make_bounds
+from .._declare import declarations
+from .._paths import pure_view
 from ._kind import Constraint
 from ._relations import LessEqual
-from ._rules import ExactPath
 
 #: Metadata key of a declared constraint (equinox fields, nnx declarations).
 CONSTRAINT_KEY = "jaxbounds_constraint"
+
+
+class ExactPath:
+    """A selector matching one dotted path exactly (declared constraints)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, path: str, leaf: Any) -> bool:
+        return path == self.path
+
+    def __hash__(self) -> int:
+        return hash(("ExactPath", self.path))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ExactPath) and other.path == self.path
+
+    def __repr__(self) -> str:
+        return repr(self.path)
 
 
 def checked_kinds(value: Any, where: str) -> tuple[Any, ...]:

@@ -18,8 +18,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._core import compute_dtype
-from ._sets import Context, Item, apply, item_leaves
+from .._rounding import compute_dtype
+from ._projection_plan import Context, Item, apply, item_leaves
 
 
 def _largest(arrays: Any) -> jax.Array:

@@ -22,8 +22,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._core import box_cost, clip_leaf, compute_dtype, inward, violation
-from ._units import unit_axes
+from .._boxmap import constrain_leaf, unconstrain_leaf
+from .._clip import clip_leaf
+from .._kernels import penalty_sum
+from .._rounding import compute_dtype, inward_edges, violation
+from ._axes import unit_axes
 
 
 def concrete(value: Any) -> float | None:
@@ -201,21 +204,14 @@ class Interval(Constraint):
         lo, up = self.sides()
         if lo is None and up is None:
             return jnp.zeros((), compute_dtype(x.dtype))
-        return box_cost([x], [lo], [up], penalty)
+        return penalty_sum([x], [lo], [up], penalty)
 
     def constrain(self, raw: jax.Array) -> jax.Array:
-        from .._reparam import constrain_leaf  # the box map; _reparam dispatches here
-
         return constrain_leaf(raw, *self.sides())
 
     def unconstrain(self, x: jax.Array) -> jax.Array:
-        from .._reparam import unconstrain_leaf
-
         return unconstrain_leaf(x, *self.sides())
 
     def edges(self, dtype: Any) -> tuple[jax.Array, jax.Array]:
         """The bounds rounded inwards into ``dtype`` (``±inf`` for open sides)."""
-        lo, up = self.sides()
-        low = inward(-jnp.inf if lo is None else lo, dtype, "lower")
-        high = inward(jnp.inf if up is None else up, dtype, "upper")
-        return low, high
+        return inward_edges(*self.sides(), dtype)

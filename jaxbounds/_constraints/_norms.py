@@ -4,7 +4,7 @@ Keras' kinds with a real ``axis``: a Dense kernel ``(in, out)`` with
 ``axis=0`` has one norm per output unit; a conv kernel ``(h, w, in, out)``
 takes ``axis=(0, 1, 2)``. Inequalities hold exactly on the returned values
 as computed in the compute dtype (at least float32): the radius is rounded
-to nearest there, and the result is rounded inwards (`_exact.fit`).
+to nearest there, and the result is rounded inwards (`jaxbounds._rounding.fit`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._core import compute_dtype, inward
-from ._exact import fit, toward_zero
+from .._rounding import compute_dtype, fit, inward, toward_zero
+from ._axes import Axis, as_rows, static_axis
 from ._kind import Constraint, norm2, positive
-from ._threshold import l1_ball_rows
-from ._units import Axis, as_rows, static_axis
+from ._simplex import l1_ball_rows
 
 #: How many ulps (of the compute dtype) inside the radius a shrunk unit aims.
 MARGIN_ULPS = 4

@@ -10,15 +10,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._batched import batches, run_batch
-from ._core import PyTree, land, pure_view, stored_sum
+from .._paths import PyTree, pure_view
+from .._rounding import land, stored_sum
 from ._cost import _cost
 from ._norms import MaxNorm
 from ._project import numbers, plan_of, run_numbers
+from ._projection_plan import Context
 from ._resolve import resolve
 from ._rules import Constraints
-from ._sets import Context
 from ._simplex import Simplex
+from ._stacked import batches, run_batch
 
 
 def _holes(tree: PyTree) -> PyTree:

@@ -6,9 +6,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._core import compute_dtype
+from .._boxmap import raw_limit, softplus_inverse
+from .._rounding import compute_dtype
+from ._axes import static_axis
 from ._kind import Constraint
-from ._units import static_axis
 
 
 def pav(row: jax.Array) -> jax.Array:
@@ -51,12 +52,6 @@ def pav(row: jax.Array) -> jax.Array:
     means = jnp.where(live, sums / jnp.where(live, counts, 1), 0)
     reps = jnp.where(live, counts, 0).astype(jnp.int32)
     return jnp.repeat(means, reps, total_repeat_length=n)
-
-
-def _softplus_inverse(d: jax.Array) -> jax.Array:
-    tiny = jnp.finfo(d.dtype).tiny
-    d = jnp.maximum(d, tiny)
-    return jnp.where(d > 20, d, jnp.log(jnp.expm1(jnp.minimum(d, 20))))
 
 
 class Ordered(Constraint):
@@ -117,6 +112,6 @@ class Ordered(Constraint):
             return x
         cd = compute_dtype(x.dtype)
         y = self._moved(x.astype(cd))
-        d = _softplus_inverse(jnp.diff(y, axis=-1))
+        d = softplus_inverse(jnp.diff(y, axis=-1), raw_limit(x.dtype))
         u = jnp.concatenate([y[..., :1], d], axis=-1)
         return self._back(u, x).astype(x.dtype)

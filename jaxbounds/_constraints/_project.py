@@ -8,18 +8,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._batched import batches, run_batch
-from ._core import PyTree
+from .._paths import PyTree
 from ._dykstra import dykstra
+from ._projection_plan import Context, apply, build, item_leaves
 from ._resolve import Resolved, rebuild, resolve
 from ._rules import Constraints
-from ._sets import Context, apply, build
-
-
-def _leaves(item: tuple) -> tuple[int, ...]:
-    from ._sets import item_leaves
-
-    return item_leaves(item)
+from ._stacked import batches, run_batch
 
 
 def numbers(r: Resolved, c: Constraints) -> tuple[tuple, tuple, tuple]:
@@ -67,7 +61,7 @@ def run_numbers(ctx: Context, plan: tuple, xs: dict, tol: float, max_iter: int) 
     """Every component of ``plan`` projected: one item directly, more by Dykstra.
 
     Single-kind leaves of one kind, shape and dtype are projected together
-    (`_batched`).
+    (`_stacked`).
     """
     out = dict(xs)
     shapes = {j: tuple(x.shape) for j, x in xs.items()}
@@ -79,7 +73,7 @@ def run_numbers(ctx: Context, plan: tuple, xs: dict, tol: float, max_iter: int) 
         if len(group) == 1:
             out.update(apply(ctx, group[0], out))
         else:
-            part = {j: out[j] for it in group for j in _leaves(it)}
+            part = {j: out[j] for it in group for j in item_leaves(it)}
             out.update(dykstra(ctx, group, part, tol, max_iter))
     return out
 

@@ -18,20 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._core import compute_dtype, next_float
-from ._exact import settled
+from .._rounding import compute_dtype, directed, next_float
 from ._kind import concrete
 
 #: Most ulp steps the rounding fix-up of a pair takes.
 FIX_STEPS = 8
-
-
-def rounded(v: jax.Array, dtype: Any, up: bool) -> jax.Array:
-    """``v`` cast into ``dtype``, rounded up (or down) rather than to nearest."""
-    y = settled(v.astype(dtype))
-    back = y.astype(v.dtype)
-    wrong = (back < v) if up else (back > v)
-    return jnp.where(wrong, next_float(y, up), y)
 
 
 def _group(x: jax.Array, shape: tuple[int, ...]) -> tuple[tuple[int, ...], Any]:
@@ -150,9 +141,11 @@ class LessEqual(eqx.Module):
     ) -> tuple[jax.Array, jax.Array]:
         """Round ``new_a`` down and ``new_b`` up, then step apart any pair still out."""
         ra = jnp.where(
-            new_a != a.astype(new_a.dtype), rounded(new_a, a.dtype, False), a
+            new_a != a.astype(new_a.dtype), directed(new_a, a.dtype, "down"), a
         )
-        rb = jnp.where(new_b != b.astype(new_b.dtype), rounded(new_b, b.dtype, True), b)
+        rb = jnp.where(
+            new_b != b.astype(new_b.dtype), directed(new_b, b.dtype, "up"), b
+        )
         shape = jnp.broadcast_shapes(a.shape, b.shape)
         a_axes = tuple(
             i

@@ -8,10 +8,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ._core import PyTree
+from .._paths import PyTree
 from ._cost import distances
-from ._resolve import BOUNDS
-from ._resolve import resolve as resolve_rules
+from ._resolve import BOUNDS, resolve
 from ._rules import Constraints
 
 
@@ -131,7 +130,7 @@ def violations(params: PyTree, c: Constraints) -> ConstraintReport:
         rule                   path  units  outside  worst
         rule 0 ('w', MaxNorm)  w         2        1      4
     """
-    r = resolve_rules(params, c)
+    r = resolve(params, c)
     keys = r.res.leaves()
     xs = tuple(jnp.asarray(r.leaves[j]) for j in keys)
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves([xs, c])):

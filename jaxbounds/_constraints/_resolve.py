@@ -13,15 +13,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from ._core import (
-    PyTree,
-    flatten_with_paths,
-    nearest,
-    param_flags,
-    plan,
-    pure_view,
-    selection,
-)
+from .._paths import PyTree, flatten_with_paths, nearest, param_flags, pure_view
+from .._plan import plan
+from .._select import selection
 from ._relations import LessEqual
 from ._rules import BoolTree, Constraints
 

@@ -13,7 +13,9 @@ from typing import Any
 import equinox as eqx
 import jax
 
-from ._core import Box, is_none
+from .._bounds import Box
+from .._paths import is_none
+from ._declared import ExactPath, declared_rules
 from ._kind import Constraint
 from ._relations import LessEqual
 
@@ -46,25 +48,6 @@ class BoolTree:
 
     def __repr__(self) -> str:
         return "<bool tree>"
-
-
-class ExactPath:
-    """A selector matching one dotted path exactly (declared constraints)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __call__(self, path: str, leaf: Any) -> bool:
-        return path == self.path
-
-    def __hash__(self) -> int:
-        return hash(("ExactPath", self.path))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ExactPath) and other.path == self.path
-
-    def __repr__(self) -> str:
-        return repr(self.path)
 
 
 def _static_where(where: Any) -> Any:
@@ -205,8 +188,6 @@ class Constraints(eqx.Module):
             >>> print(out.w.ravel().round(6), out.tau)
             [0.6 0.8] [0.]
         """
-        from ._declared import declared_rules
-
         found, bounds = declared_rules(model)
         return cls(*found, *rules, bounds=bounds, **kwargs)
 

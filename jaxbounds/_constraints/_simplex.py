@@ -1,4 +1,9 @@
-"""`Simplex`: ``x >= 0`` and ``sum(x) == total`` along an axis."""
+"""`Simplex`: ``x >= 0`` and ``sum(x) == total`` along an axis, and its kernels.
+
+The sort and threshold of Held et al. / Duchi et al. per row (`threshold`):
+the simplex projection (`simplex_rows`) and the L1 ball's (`l1_ball_rows`,
+used by `MaxNorm(ord=1)`).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,39 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._core import compute_dtype
+from .._rounding import compute_dtype
+from ._axes import Axis, as_rows, static_axis
 from ._kind import Constraint, norm2, positive
-from ._threshold import simplex_rows
-from ._units import Axis, as_rows, static_axis
+
+
+def threshold(rows: jax.Array, total: jax.Array) -> jax.Array:
+    """Per row, the ``theta`` with ``sum(max(row - theta, 0)) == total``.
+
+    ``rows`` is ``(m, n)`` and ``total`` broadcastable to ``(m, 1)``; the
+    result is ``(m, 1)``. Sort descending, take the cumulative sums ``s_j``,
+    and the largest ``j`` with ``u_j > (s_j - total) / j``.
+    """
+    n = rows.shape[-1]
+    u = -jnp.sort(-rows, axis=-1)
+    css = jnp.cumsum(u, axis=-1) - total
+    j = jnp.arange(1, n + 1, dtype=rows.dtype)
+    support = u * j > css
+    rho = jnp.sum(support, axis=-1, keepdims=True)  # >= 1 for total > 0
+    picked = jnp.take_along_axis(css, jnp.maximum(rho - 1, 0), axis=-1)
+    return picked / jnp.maximum(rho, 1).astype(rows.dtype)
+
+
+def simplex_rows(rows: jax.Array, total: jax.Array) -> jax.Array:
+    """Each row projected onto ``{y >= 0, sum(y) == total}``."""
+    return jnp.maximum(rows - jax.lax.stop_gradient(threshold(rows, total)), 0)
+
+
+def l1_ball_rows(rows: jax.Array, radius: jax.Array) -> jax.Array:
+    """Each row projected onto ``{||y||_1 <= radius}`` (rows inside are kept)."""
+    a = jnp.abs(rows)
+    inside = jnp.sum(a, axis=-1, keepdims=True) <= radius
+    shrunk = jnp.sign(rows) * simplex_rows(a, radius)
+    return jnp.where(inside, rows, shrunk)
 
 
 class Simplex(Constraint):

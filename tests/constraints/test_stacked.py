@@ -6,7 +6,7 @@ import optax
 
 import jaxbounds as jb
 from constraints.oracles import keras_max_norm
-from jaxbounds._constraints import _batched
+from jaxbounds._constraints import _stacked
 
 RNG = np.random.default_rng(0)
 PARAMS = {
@@ -18,7 +18,7 @@ C = jb.Constraints(*RULES)
 
 def _both(fn, monkeypatch):
     batched = fn()
-    monkeypatch.setattr(_batched, "BATCH_MAX_SIZE", 0)
+    monkeypatch.setattr(_stacked, "BATCH_MAX_SIZE", 0)
     return batched, fn()
 
 

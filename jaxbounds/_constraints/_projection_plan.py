@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._core import compute_dtype
+from .._rounding import compute_dtype
 from ._kind import Interval, concrete
 from ._norms import MaxNorm
 from ._ordered import Ordered
