@@ -6,6 +6,8 @@ totals, bounds) are leaves, so they can be traced, vmapped and passed to
 the computation) is a static field. Each kind knows, for one leaf ``x``:
 
 - `Constraint.project`: the Euclidean projection of every unit onto its set;
+- `Constraint.project_in_metric`: the projection in a diagonal metric ``d``
+  (``argmin sum(d * (y - x)**2)`` per unit), where the kind has one;
 - `Constraint.distance`: the Euclidean distance of every unit to its set;
 - `Constraint.constrain` / `Constraint.unconstrain`: a map from free values
   into the set and back, where the kind has one.
@@ -124,6 +126,25 @@ class Constraint(eqx.Module):
             f"{type(self).__name__} must implement project(self, x)"
         )
 
+    def project_in_metric(self, x: jax.Array, d: Any) -> jax.Array:
+        """The nearest point of the set to every unit of ``x`` in the metric ``d``.
+
+        Per unit ``argmin over the set of sum(d * (y - x)**2)``, with ``d`` a
+        positive array broadcastable to ``x`` (only its ratios within a unit
+        matter). A kind without a closed form in a diagonal metric raises;
+        a user's kind implements this method to take part in
+        ``project(..., metric=)`` and `projected`.
+
+        Raises:
+            NotImplementedError: the kind has no projection in a metric.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no projection in a diagonal metric: "
+            "implement project_in_metric(self, x, d), or project it in the "
+            "Euclidean metric (project(..., metric=None), "
+            "projected(..., metric='euclidean'))"
+        )
+
     def distance(self, x: jax.Array) -> jax.Array:
         """The Euclidean distance of every unit of ``x`` to the set (compute dtype).
 
@@ -193,6 +214,11 @@ class Interval(Constraint):
 
     def project(self, x: jax.Array) -> jax.Array:
         return clip_leaf(x, *self.sides())
+
+    def project_in_metric(self, x: jax.Array, d: Any) -> jax.Array:
+        """The box is separable: every diagonal metric gives `project`."""
+        del d
+        return self.project(x)
 
     def distance(self, x: jax.Array) -> jax.Array:
         return jnp.maximum(

@@ -5,6 +5,11 @@ Keras' kinds with a real ``axis``: a Dense kernel ``(in, out)`` with
 takes ``axis=(0, 1, 2)``. Inequalities hold exactly on the returned values
 as computed in the compute dtype (at least float32): the radius is rounded
 to nearest there, and the result is rounded inwards (`jaxbounds._rounding.fit`).
+
+In a diagonal metric ``d`` (`Constraint.project_in_metric`) the 2-norm
+sets take ``y = d x / (d + lam)`` with ``lam`` the root of a monotone
+scalar equation per unit (`radius_in_metric`); the L1 ball the weighted
+threshold; the L-inf ball is separable and unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import jax.numpy as jnp
 from .._rounding import compute_dtype, fit, inward, toward_zero
 from ._axes import Axis, as_rows, static_axis
 from ._kind import Constraint, norm2, positive
-from ._simplex import l1_ball_rows
+from ._metric import radius_in_metric, unit_metric
+from ._simplex import l1_ball_rows, weighted_l1_ball_rows
 
 #: How many ulps (of the compute dtype) inside the radius a shrunk unit aims.
 MARGIN_ULPS = 4
@@ -115,7 +121,23 @@ class MaxNorm(Constraint):
         return norm(x.astype(compute_dtype(x.dtype)), self.units(x.ndim), self.ord)
 
     def project(self, x: jax.Array) -> jax.Array:
+        return self._onto(jnp.asarray(x), None)
+
+    def project_in_metric(self, x: jax.Array, d: Any) -> jax.Array:
+        """The ball's nearest point in the metric ``d``, per unit.
+
+        ``ord=2``: ``y = d x / (d + lam)`` (`radius_in_metric`); ``ord=1``:
+        the weighted threshold ``sign(x) max(|x| - tau / d, 0)``; ``ord=inf``:
+        `project` (separable). ``||y|| <= r`` holds exactly, as `project`;
+        a uniform ``d`` gives `project`'s values bit for bit.
+        """
         x = jnp.asarray(x)
+        if self.ord == math.inf:
+            return self.project(x)
+        return self._onto(x, unit_metric(d, x, self.units(x.ndim)))
+
+    def _onto(self, x: jax.Array, w: jax.Array | None) -> jax.Array:
+        """The projection, Euclidean (``w`` `None`) or in the unit weights ``w``."""
         cd = compute_dtype(x.dtype)
         axes = self.units(x.ndim)
         if self.ord == math.inf:
@@ -128,11 +150,16 @@ class MaxNorm(Constraint):
         # aim a few ulps inside, so that a norm summed in another order
         # (jnp.linalg.norm, a fused reduction) also stays within r
         aim = r * (1 - MARGIN_ULPS * jnp.finfo(cd).eps)
-        if self.ord == 2:
+        if self.ord == 2 and w is None:
             shrunk = xc * (aim / jnp.where(outside, n, 1))
+        elif self.ord == 2:
+            shrunk = radius_in_metric(xc, w, axes, n, jnp.where(outside, aim, n))
         else:
             rows, back = as_rows(xc, axes)
-            shrunk = back(l1_ball_rows(rows, aim))
+            if w is None:
+                shrunk = back(l1_ball_rows(rows, aim))
+            else:
+                shrunk = back(weighted_l1_ball_rows(rows, as_rows(w, axes)[0], aim))
         y = jnp.where(outside, toward_zero(shrunk, x.dtype), x)
         return fit(y, lambda z: _norm_plain(z, axes, self.ord), r)
 
@@ -192,7 +219,24 @@ class MinMaxNorm(Constraint):
             )
 
     def project(self, x: jax.Array) -> jax.Array:
+        return self._onto(jnp.asarray(x), None)
+
+    def project_in_metric(self, x: jax.Array, d: Any) -> jax.Array:
+        """The shell's nearest point in the metric ``d``: ``y = d x / (d + lam)``.
+
+        ``lam > 0`` shrinks a unit onto the outer sphere, ``lam < 0`` grows
+        it onto the inner one (`radius_in_metric`); the inequalities hold
+        exactly, as `project`, and a uniform ``d`` gives its values bit for
+        bit. A zero unit stays zero. Where the unit's components of smallest
+        weight are all zero and the inner sphere is the target (the "hard
+        case" of the trust-region problem), the result is the radial scaling
+        onto it, not the exact nearest point.
+        """
         x = jnp.asarray(x)
+        return self._onto(x, unit_metric(d, x, self.units(x.ndim)))
+
+    def _onto(self, x: jax.Array, w: jax.Array | None) -> jax.Array:
+        """The projection, Euclidean (``w`` `None`) or in the unit weights ``w``."""
         cd = compute_dtype(x.dtype)
         axes = self.units(x.ndim)
         lo = jnp.asarray(self.min_value, cd)
@@ -202,9 +246,12 @@ class MinMaxNorm(Constraint):
         pos = n > 0
         margin = MARGIN_ULPS * jnp.finfo(cd).eps
         aim = jnp.clip(n, lo * (1 + margin), hi * (1 - margin))
-        scale = aim / jnp.where(pos, n, 1)
-        y = jnp.where(pos & (n > hi), toward_zero(xc * scale, x.dtype), x)
-        y = jnp.where(pos & (n < lo), (xc * scale).astype(x.dtype), y)
+        if w is None:
+            moved = xc * (aim / jnp.where(pos, n, 1))
+        else:
+            moved = radius_in_metric(xc, w, axes, n, aim)
+        y = jnp.where(pos & (n > hi), toward_zero(moved, x.dtype), x)
+        y = jnp.where(pos & (n < lo), moved.astype(x.dtype), y)
         y = fit(y, lambda z: norm2(z, axes), hi)
         return fit(
             y,
@@ -275,6 +322,22 @@ class UnitNorm(Constraint):
         n = norm2(xc, self.units(x.ndim))
         pos = n > 0
         return jnp.where(pos, xc / jnp.where(pos, n, 1), xc).astype(x.dtype)
+
+    def project_in_metric(self, x: jax.Array, d: Any) -> jax.Array:
+        """The sphere's nearest point in the metric ``d``: ``y = d x / (d + lam)``.
+
+        As `MinMaxNorm.project_in_metric` with both radii 1 (the equality to
+        a few ulps, as `project`); a uniform ``d`` gives `project`'s values.
+        """
+        x = jnp.asarray(x)
+        cd = compute_dtype(x.dtype)
+        axes = self.units(x.ndim)
+        xc = x.astype(cd)
+        w = unit_metric(d, x, axes)
+        n = norm2(xc, axes)
+        y = radius_in_metric(xc, w, axes, n, jnp.ones_like(n))
+        uniform = jnp.min(w, axis=axes, keepdims=True) == 1
+        return jnp.where(uniform, self.project(x).astype(cd), y).astype(x.dtype)
 
     def tolerance(self, x: jax.Array) -> jax.Array:
         """How far from 1 a unit's norm may be and still count as on the sphere."""
