@@ -6,7 +6,8 @@ one leaf broadcasts against the other, a shared element is averaged with all
 its violating partners (the exact projection, by a sort per group). The
 inequality holds exactly on the returned values, as computed in the compute
 dtype: ``a`` is rounded down and ``b`` up, and any pair still out of order
-by an ulp is stepped apart.
+by an ulp is stepped apart. In a diagonal metric the midpoint is weighted
+(`LessEqual.project_pair_in_metric`).
 """
 
 from __future__ import annotations
@@ -34,22 +35,40 @@ def _group(x: jax.Array, shape: tuple[int, ...]) -> tuple[tuple[int, ...], Any]:
     return axes, None
 
 
-def _shared_upper(a: jax.Array, b: jax.Array, axes: tuple[int, ...]) -> jax.Array:
+def _shared_upper(
+    a: jax.Array,
+    b: jax.Array,
+    axes: tuple[int, ...],
+    wa: jax.Array | None = None,
+    wb: jax.Array | None = None,
+) -> jax.Array:
     """The new ``b`` when ``b`` (size 1 along ``axes``) bounds every ``a`` above.
 
     ``min sum (a' - a)^2 + (b' - b)^2`` s.t. ``a' <= b'`` has ``a' =
     min(a, b')`` and ``b' = (b + S_k) / (1 + k)``, ``S_k`` the sum of the
     ``k`` largest ``a`` above ``b'``: the same sort and threshold as the
-    simplex.
+    simplex. In a metric (``wa`` of ``a``'s shape, ``wb`` of the full shape,
+    equal along ``axes``), ``b' = (wb b + sum wa a) / (wb + sum wa)`` over
+    the same ``k`` largest; weights of 1 give the unweighted values bit for bit.
     """
     keep = tuple(i for i in range(a.ndim) if i not in axes)
     moved = jnp.transpose(a, keep + axes)
     rows = moved.reshape(moved.shape[: len(keep)] + (-1,))
-    bb = jnp.transpose(jnp.broadcast_to(b, a.shape), keep + axes)
-    bb = bb.reshape(rows.shape)[..., :1]
-    u = -jnp.sort(-rows, axis=-1)
-    j = jnp.arange(1, rows.shape[-1] + 1, dtype=rows.dtype)
-    t = (bb + jnp.cumsum(u, axis=-1)) / (1 + j)
+
+    def grouped(v: jax.Array) -> jax.Array:
+        return jnp.transpose(jnp.broadcast_to(v, a.shape), keep + axes).reshape(
+            rows.shape
+        )
+
+    bb = grouped(b)[..., :1]
+    if wa is None:
+        u = -jnp.sort(-rows, axis=-1)
+        j = jnp.arange(1, rows.shape[-1] + 1, dtype=rows.dtype)
+        t = (bb + jnp.cumsum(u, axis=-1)) / (1 + j)
+    else:
+        neg, wu = jax.lax.sort((-rows, grouped(wa)), dimension=-1, num_keys=1)
+        u, wbb = -neg, grouped(wb)[..., :1]
+        t = (wbb * bb + jnp.cumsum(wu * u, axis=-1)) / (wbb + jnp.cumsum(wu, axis=-1))
     k = jnp.sum(u > t, axis=-1, keepdims=True)
     picked = jnp.take_along_axis(t, jnp.maximum(k - 1, 0), axis=-1)
     new = jnp.where(k > 0, picked, bb)  # (..., 1) in kept order
@@ -109,23 +128,55 @@ class LessEqual(eqx.Module):
 
     def project_pair(self, a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
         """The projection of the pair of leaves onto the relation."""
+        return self._pair(jnp.asarray(a), jnp.asarray(b), None, None)
+
+    def project_pair_in_metric(
+        self, a: jax.Array, b: jax.Array, da: Any, db: Any
+    ) -> tuple[jax.Array, jax.Array]:
+        """The projection onto the relation in the metric ``(da, db)``.
+
+        Per pair ``argmin da (a' - a)**2 + db (b' - b)**2`` over ``a' <= b' -
+        margin``: a violating pair moves to its weighted midpoint ``a' = (da a
+        + db (b - margin)) / (da + db)``, ``b' = a' + margin`` (the lighter
+        side moves more); a shared element (broadcasting) takes the weighted
+        mean with its violating partners. ``da`` / ``db`` are positive and
+        broadcastable to ``a`` / ``b``; only ratios matter. The inequality
+        holds exactly, as `project_pair`; uniform weights give its values.
+        """
         a, b = jnp.asarray(a), jnp.asarray(b)
+        cd = jnp.promote_types(compute_dtype(a.dtype), compute_dtype(b.dtype))
+        wa = jnp.broadcast_to(jnp.asarray(da, cd), a.shape)
+        wb = jnp.broadcast_to(jnp.asarray(db, cd), b.shape)
+        top = jnp.maximum(jnp.max(wa, initial=0), jnp.max(wb, initial=0))
+        top = jnp.where(top > 0, top, 1)
+        floor = float(np.sqrt(np.finfo(np.dtype(cd)).tiny))
+        return self._pair(
+            a, b, jnp.maximum(wa / top, floor), jnp.maximum(wb / top, floor)
+        )
+
+    def _pair(
+        self, a: jax.Array, b: jax.Array, wa: jax.Array | None, wb: jax.Array | None
+    ) -> tuple[jax.Array, jax.Array]:
         cd = jnp.promote_types(compute_dtype(a.dtype), compute_dtype(b.dtype))
         m = jnp.asarray(self.margin, cd)
         ac, bc = a.astype(cd), b.astype(cd)
         shape = jnp.broadcast_shapes(a.shape, b.shape)
         if a.shape == b.shape:
             mid = (ac + bc - m) / 2
+            if wa is not None and wb is not None:  # the lighter side moves more
+                mid = mid + (wa - wb) / (wa + wb) * ((ac - bc + m) / 2)
             new_a, new_b = jnp.minimum(ac, mid), jnp.maximum(bc, mid + m)
         elif b.shape != shape and a.shape == shape:  # b shared by groups of a
             axes, _ = _group(ac, b.shape)
-            t = _shared_upper(ac + m, jnp.broadcast_to(bc, shape), axes)
+            full = None if wb is None else jnp.broadcast_to(wb, shape)
+            t = _shared_upper(ac + m, jnp.broadcast_to(bc, shape), axes, wa, full)
             new_a = jnp.minimum(ac, t - m)
             new_b = jnp.max(t, axis=axes, keepdims=True).reshape(b.shape)
             new_b = jnp.maximum(bc, new_b)
         elif a.shape != shape and b.shape == shape:  # a shared by groups of b
             axes, _ = _group(bc, a.shape)
-            t = -_shared_upper(-bc + m, jnp.broadcast_to(-ac, shape), axes)
+            full = None if wa is None else jnp.broadcast_to(wa, shape)
+            t = -_shared_upper(-bc + m, jnp.broadcast_to(-ac, shape), axes, wb, full)
             new_b = jnp.maximum(bc, t + m)
             new_a = jnp.min(t, axis=axes, keepdims=True).reshape(a.shape)
             new_a = jnp.minimum(ac, new_a)
