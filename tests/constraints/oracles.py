@@ -119,3 +119,95 @@ def variational_gap(x: dict, px: dict, zs: list[dict]) -> float:
         )
         worst = max(worst, s)
     return worst
+
+
+# -- projections in a diagonal metric d: argmin sum(d * (y - x)**2) -------------
+
+
+def weighted_midpoint(a, b, da, db, margin: float = 0.0):
+    """A violating pair moved to its d-weighted midpoint, ``margin`` apart."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    da, db = np.asarray(da, np.float64), np.asarray(db, np.float64)
+    bad = a > b - margin
+    new_a = (da * a + db * (b - margin)) / (da + db)
+    return np.where(bad, new_a, a), np.where(bad, new_a + margin, b)
+
+
+def weighted_simplex_row(v, d, total: float = 1.0) -> np.ndarray:
+    """``max(v - tau / d, 0)`` with ``tau`` found by bisection on the sum."""
+    v, d = np.asarray(v, np.float64), np.asarray(d, np.float64)
+    lo, hi = float(np.min((v - total) * d)) - 1.0, float(np.max(v * d)) + 1.0
+    for _ in range(200):
+        tau = (lo + hi) / 2
+        if np.maximum(v - tau / d, 0).sum() > total:
+            lo = tau
+        else:
+            hi = tau
+    return np.maximum(v - (lo + hi) / 2 / d, 0)
+
+
+def weighted_l1_row(v, d, r: float) -> np.ndarray:
+    """The L1 ball in the metric: signs kept, magnitudes on the weighted simplex."""
+    v = np.asarray(v, np.float64)
+    if np.abs(v).sum() <= r:
+        return v
+    return np.sign(v) * weighted_simplex_row(np.abs(v), d, r)
+
+
+def weighted_radius_row(v, d, r: float, *, ball: bool = True) -> np.ndarray:
+    """``d v / (d + lam)`` with ``||.|| == r``, ``lam`` by bisection (> -min d).
+
+    With ``ball``, a row inside is kept (the ball); else it goes to the sphere.
+    """
+    v, d = np.asarray(v, np.float64), np.asarray(d, np.float64)
+    if ball and np.linalg.norm(v) <= r:
+        return v
+    lo, hi = (
+        -float(d.min()) * (1 - 1e-15),
+        1e3 * float(d.max()) * (1 + np.abs(v).sum() / r),
+    )
+    for _ in range(400):
+        lam = (lo + hi) / 2
+        if np.linalg.norm(d * v / (d + lam)) > r:
+            lo = lam
+        else:
+            hi = lam
+    lam = (lo + hi) / 2
+    return d * v / (d + lam)
+
+
+def weighted_pav_row(y, w) -> np.ndarray:
+    """Weighted isotonic regression by a plain pool-adjacent-violators loop."""
+    blocks: list[list[float]] = []  # [weighted sum, weight, count]
+    for v, c in zip(np.asarray(y, np.float64), np.asarray(w, np.float64)):
+        blocks.append([c * v, c, 1])
+        while len(blocks) > 1 and (
+            blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]
+        ):
+            s, c2, k = blocks.pop()
+            blocks[-1][0] += s
+            blocks[-1][1] += c2
+            blocks[-1][2] += k
+    return np.concatenate([np.full(int(k), s / c) for s, c, k in blocks])
+
+
+def weighted_shared_upper(a, b: float, wa, wb: float, margin: float = 0.0):
+    """(a, b) onto {a_i <= b - margin} in the metric (wa, wb), by a fixed point."""
+    v = np.asarray(a, np.float64) + margin
+    wa = np.asarray(wa, np.float64)
+    t = float(b)
+    for _ in range(10 * len(v) + 10):
+        s = v > t
+        t_new = (wb * b + (wa[s] * v[s]).sum()) / (wb + wa[s].sum())
+        if t_new == t:
+            break
+        t = t_new
+    return np.minimum(a, t - margin), t
+
+
+def adam_metric(grads, b2: float = 0.999, eps: float = 1e-8) -> np.ndarray:
+    """Adam's ``sqrt(nu_hat) + eps`` after the steps with ``grads`` (float64)."""
+    nu = np.zeros_like(np.asarray(grads[0], np.float64))
+    for g in grads:
+        nu = b2 * nu + (1 - b2) * np.square(np.asarray(g, np.float64))
+    return np.sqrt(nu / (1 - b2 ** len(grads))) + eps
