@@ -141,6 +141,8 @@ def hints(tx: Any) -> tuple[Hint, ...]:
         elif isinstance(obj, dict):
             for x in obj.values():
                 walk(x, depth + 1)
+        elif hasattr(obj, "init") and hasattr(obj, "update"):  # optax.MultiSteps
+            walk(obj.update, depth + 1)
         elif callable(obj) and hasattr(obj, "__code__"):
             values = _closure(obj)
             match = _UPDATE.match(getattr(obj, "__qualname__", ""))
