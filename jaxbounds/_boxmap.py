@@ -199,8 +199,8 @@ def constrain_leaf(raw: Any, lo: Any, up: Any) -> jax.Array:
     # Rounding (to the dtype, or of the midpoint) must not leave the box as
     # `bounds_cost` sees it; the fix-up moves values by an ulp at most and
     # leaves the gradient alone (it is in `y` already, bounds' included).
-    fixed = [None if b is None else jax.lax.stop_gradient(b) for b in (lo, up)]
-    return _clip_straight(y, *inward_edges(*fixed, dtype))
+    lo, up = (None if b is None else jax.lax.stop_gradient(b) for b in (lo, up))
+    return _clip_straight(y, *inward_edges(lo, up, dtype))
 
 
 def unconstrain_leaf(p: Any, lo: Any, up: Any) -> jax.Array:

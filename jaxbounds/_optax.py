@@ -14,9 +14,8 @@ bound trees (built for the full params) are masked the same way here.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,77 +23,34 @@ import optax
 
 from . import _kernels
 from ._compile import per_leaf
-from ._paths import PyTree, path_str, pure_view, register_structure_hint
+from ._paths import PyTree, pure_view
 from ._penalty import Penalty, penalty_function
 from ._plan import Plan, plan
 from ._rounding import compute_dtype, inward_edges, land, stored_sum
-
-
-class BoundsPenaltyState(NamedTuple):
-    """State of `add_bounds_penalty` with a scale schedule: the step count."""
-
-    count: jax.Array  # type: ignore[assignment]  # optax's name, shadows tuple.count
-
-
-def _is_masked(x: Any) -> bool:
-    return isinstance(x, optax.MaskedNode)
-
-
-def _is_hole(x: Any) -> bool:
-    return x is None or _is_masked(x)
-
-
-def _masked_hint(tree: PyTree, name: str) -> str:
-    """Why a bound tree with `optax.MaskedNode` in it does not fit the params."""
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_masked)
-    masked = [path_str(kp) for kp, x in leaves if _is_masked(x)]
-    if not masked:
-        return ""
-    return (
-        f"; `{name}` has optax.MaskedNode at {masked[0] or '<root>'!r}: that tree "
-        "was made from params inside optax.masked / optax.multi_transform, where "
-        "masked-out subtrees are placeholders. Build bound trees from the full "
-        "params; the transformations mask them like the params themselves"
-    )
-
-
-register_structure_hint(_masked_hint)
-
-
-def _mask_like(params: PyTree, bound: PyTree) -> PyTree:
-    """``bound`` with `optax.MaskedNode` wherever ``params`` has one.
-
-    Leaves ``bound`` as it is when ``params`` has no masked node, or when
-    ``bound`` is not shaped like ``params`` (then `plan` names the path).
-    """
-    holes = jax.tree_util.tree_leaves(params, is_leaf=_is_hole)
-    if not any(map(_is_masked, holes)):
-        return bound
-    try:
-        return jax.tree_util.tree_map(
-            lambda p, b: p if _is_masked(p) else b, params, bound, is_leaf=_is_hole
-        )
-    except (ValueError, TypeError):
-        return bound
+from ._transform import (
+    check_scale,
+    is_zero,
+    keep_masked,
+    needs_params,
+    scale_at,
+    scale_state,
+    stateless,
+)
 
 
 def _planned(
-    updates: PyTree, params: PyTree, lower: PyTree, upper: PyTree
+    updates: PyTree, params: PyTree, lower: PyTree, upper: PyTree, name: str
 ) -> tuple[Plan, list[Any], Callable[[PyTree], Any]]:
     """The plan of the bounded leaves that have an update, and the flat updates.
 
     Returns ``(plan, flat updates, the updates' restore)``; `None` update
     leaves are left out of the plan, so they stay `None`.
     """
-    if params is None:
-        raise ValueError(
-            "this transformation needs the params: call "
-            "update(updates, state, params), as for optax.add_decayed_weights"
-        )
+    needs_params(params, name)
     params, _ = pure_view(params)
     lower, _ = pure_view(lower)
     upper, _ = pure_view(upper)
-    pl = plan(params, _mask_like(params, lower), _mask_like(params, upper))
+    pl = plan(params, keep_masked(params, lower), keep_masked(params, upper))
     flat, restore = pl.flat_like(updates, "updates")
     return pl.only([u is not None for u in pl.pick(flat)]), flat, restore
 
@@ -110,16 +66,6 @@ def _penalised(
 
 
 _add_penalty = per_leaf(_penalised, static=("penalty",))
-
-
-def _check_scale(scale: Any) -> None:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        return
-    if not (math.isfinite(scale) and scale >= 0):
-        raise ValueError(
-            f"scale must be a finite number >= 0 (or a schedule), got {scale!r}: a "
-            "negative scale would push parameters out of their bounds"
-        )
 
 
 def _not_scheduled(params: PyTree, lower: PyTree, upper: PyTree) -> None:
@@ -226,25 +172,21 @@ def add_bounds_penalty(
         0.1
     """
     penalty_function(penalty, jnp.float32)
-    _check_scale(scale)
+    check_scale(scale)
 
     def init_fn(params: PyTree) -> Any:
         _not_scheduled(params, lower, upper)
-        if callable(scale):
-            return BoundsPenaltyState(count=jnp.zeros([], jnp.int32))
-        return optax.EmptyState()
+        return scale_state(scale)
 
     def update_fn(
         updates: PyTree, state: Any, params: PyTree | None = None
     ) -> tuple[PyTree, Any]:
         _not_scheduled(params, lower, upper)
-        pl, flat, restore = _planned(updates, params, lower, upper)
-        if callable(scale):
-            s = scale(state.count)
-            state = BoundsPenaltyState(count=optax.safe_increment(state.count))
-        else:
-            s = scale
-        if not pl.indices or (isinstance(s, (int, float)) and s == 0):
+        pl, flat, restore = _planned(
+            updates, params, lower, upper, "add_bounds_penalty"
+        )
+        s, state = scale_at(scale, state)
+        if not pl.indices or is_zero(s):
             return updates, state
         new = _add_penalty(
             pl.bounded(), pl.lows, pl.ups, pl.pick(flat), scale=s, penalty=penalty
@@ -326,17 +268,11 @@ def project_to_bounds(lower: PyTree, upper: PyTree) -> optax.GradientTransformat
         Array([0., 1.], dtype=float32)
     """
 
-    def init_fn(params: PyTree) -> optax.EmptyState:
-        del params
-        return optax.EmptyState()
-
-    def update_fn(
-        updates: PyTree, state: optax.EmptyState, params: PyTree | None = None
-    ) -> tuple[PyTree, optax.EmptyState]:
-        pl, flat, restore = _planned(updates, params, lower, upper)
+    def update(updates: PyTree, params: PyTree | None) -> PyTree:
+        pl, flat, restore = _planned(updates, params, lower, upper, "project_to_bounds")
         if not pl.indices:
-            return updates, state
+            return updates
         new = _project(pl.bounded(), pl.lows, pl.ups, pl.pick(flat))
-        return pl.write_back(new, flat, restore), state
+        return pl.write_back(new, flat, restore)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return stateless(update)

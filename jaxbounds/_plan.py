@@ -94,15 +94,34 @@ class Plan(NamedTuple):
     ) -> Any:
         """``base`` (default: the params leaves) with the planned leaves replaced.
 
-        The one write-back of jaxbounds: every other leaf is returned as the
-        same object, and the tree is given back as its own kind (``restore``,
-        default the params' own).
+        See `write_back`; ``restore`` defaults to the params' own.
         """
-        flat = list(self.leaves if base is None else base)
-        for i, x in zip(self.indices, new):
-            flat[i] = x
-        tree = jax.tree_util.tree_unflatten(self.treedef, flat)
-        return (self.restore if restore is None else restore)(tree)
+        return write_back(
+            self.treedef,
+            self.leaves if base is None else base,
+            self.indices,
+            new,
+            self.restore if restore is None else restore,
+        )
+
+
+def write_back(
+    treedef: Any,
+    base: Sequence[Any],
+    indices: Sequence[int],
+    new: Sequence[Any],
+    restore: Callable[[PyTree], Any],
+) -> Any:
+    """The tree of ``base`` (flat leaves) with ``base[indices[k]] = new[k]``.
+
+    The one write-back of jaxbounds (bound plans, constraint resolutions,
+    optax updates): every other leaf is returned as the same object, and
+    the tree is given back as its own kind by ``restore`` (nnx views).
+    """
+    flat = list(base)
+    for i, x in zip(indices, new):
+        flat[i] = x
+    return restore(jax.tree_util.tree_unflatten(treedef, flat))
 
 
 def plan(

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import jax
 
-from . import _constraints
 from ._boxmap import constrain_leaf, unconstrain_leaf
 from ._compile import per_leaf
+from ._constraints import _bijection
+from ._constraints._rules import NO_UPPER, given_constraints
 from ._paths import PyTree
 from ._plan import map_bounded
 from ._violations import violations
@@ -44,9 +45,7 @@ _unconstrained = per_leaf(unconstrain_leaf)
 # -- public --------------------------------------------------------------------
 
 
-def constrain(
-    raw: PyTree, lower: PyTree, upper: PyTree = _constraints.NO_UPPER
-) -> PyTree:
+def constrain(raw: PyTree, lower: PyTree, upper: PyTree = NO_UPPER) -> PyTree:
     """Map unconstrained ``raw`` values into ``[lower, upper]``, elementwise.
 
     Optimise ``raw`` and call ``constrain`` at the top of the loss: every
@@ -111,15 +110,13 @@ def constrain(
         >>> print(jax.grad(loss)(far)["tau"])
         [1.7513022e-27 1.7513022e-27]
     """
-    c = _constraints.given_constraints(lower, upper, "constrain")
+    c = given_constraints(lower, upper, "constrain")
     if c is not None:
-        return _constraints.constrain(raw, c)
+        return _bijection.constrain(raw, c)
     return map_bounded(_constrained, raw, lower, upper)
 
 
-def unconstrain(
-    params: PyTree, lower: PyTree, upper: PyTree = _constraints.NO_UPPER
-) -> PyTree:
+def unconstrain(params: PyTree, lower: PyTree, upper: PyTree = NO_UPPER) -> PyTree:
     """The raw values that `constrain` maps onto ``params``: its inverse.
 
     ``constrain(unconstrain(p, lo, up), lo, up) == p`` to float tolerance
@@ -168,9 +165,9 @@ def unconstrain(
         path  size  below  worst below  above  worst above  nan
         w        1      -            -      1            1    -
     """
-    c = _constraints.given_constraints(lower, upper, "unconstrain")
+    c = given_constraints(lower, upper, "unconstrain")
     if c is not None:
-        return _constraints.unconstrain(params, c)
+        return _bijection.unconstrain(params, c)
     leaves = jax.tree_util.tree_leaves([params, lower, upper])
     if not any(isinstance(x, jax.core.Tracer) for x in leaves):
         report = violations(params, lower, upper)

@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _constraints
 from ._compile import per_leaf
+from ._constraints import _report
+from ._constraints._rules import NO_UPPER, given_constraints
 from ._paths import PyTree
 from ._plan import plan
 from ._rounding import compute_dtype, violation
@@ -162,9 +163,7 @@ def _leaf_stats(p: jax.Array, lo: Any, up: Any) -> tuple[jax.Array, ...]:
 _violation_stats = per_leaf(_leaf_stats)
 
 
-def violations(
-    params: PyTree, lower: PyTree, upper: PyTree = _constraints.NO_UPPER
-) -> Any:
+def violations(params: PyTree, lower: PyTree, upper: PyTree = NO_UPPER) -> Any:
     """Which parameters are outside their bounds, by path, on the host.
 
     For every float leaf: how many elements are below ``lower`` and above
@@ -210,9 +209,9 @@ def violations(
         >>> print(jb.violations(jb.clip_to_bounds(params, lower, upper), lower, upper))
         all 7 parameters within bounds
     """
-    c = _constraints.given_constraints(lower, upper, "violations")
+    c = given_constraints(lower, upper, "violations")
     if c is not None:
-        return _constraints.violations(params, c)
+        return _report.violations(params, c)
     pl = plan(params, lower, upper, every_param=True)
     leaves, lows, ups = pl.bounded(), pl.lows, pl.ups
     rows = [(path or "<root>", int(np.size(x))) for path, x in zip(pl.names(), leaves)]

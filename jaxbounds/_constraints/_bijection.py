@@ -20,11 +20,12 @@ import jax
 import jax.numpy as jnp
 
 from .._boxmap import raw_limit, softplus_inverse
+from .._compile import compiled
 from .._paths import PyTree
 from .._rounding import compute_dtype, directed, inward, next_float
 from ._kind import Interval
 from ._relations import FIX_STEPS
-from ._resolve import BOUNDS, Resolved, rebuild, resolve
+from ._resolve import BOUNDS, Resolved, resolve
 from ._rules import Constraints
 
 
@@ -44,8 +45,8 @@ def _plan(r: Resolved, c: Constraints) -> tuple:
                 "as the larger side, so constrain has no map for it; use project "
                 "or project_to_constraints"
             )
-        shape = jnp.broadcast_shapes(jnp.shape(r.leaves[a]), jnp.shape(r.leaves[b]))
-        if tuple(shape) != tuple(jnp.shape(r.leaves[b])):
+        shape = jnp.broadcast_shapes(jnp.shape(r.values[a]), jnp.shape(r.values[b]))
+        if tuple(shape) != tuple(jnp.shape(r.values[b])):
             raise ValueError(
                 f"{c.name(k)}: {path!r} is smaller than {r.res.paths[a]!r}; constrain "
                 "maps the larger side from the smaller only when it has the "
@@ -93,7 +94,7 @@ def _plan(r: Resolved, c: Constraints) -> tuple:
         done.add(j)
         order.append((j, how))
 
-    for j in r.res.leaves():
+    for j in r.res.constrained():
         visit(j)
     return tuple(order)
 
@@ -165,12 +166,12 @@ def _floor(a: jax.Array, margin: Any, lo: Any, dtype: Any) -> jax.Array:
     return directed(base, dtype, "up")
 
 
-@functools.partial(jax.jit, static_argnames=("order", "keys", "forward"))
+@functools.partial(compiled, static=("order", "keys", "forward"))
 def _mapped(
     xs: tuple,
+    lows: list,
+    ups: list,
     kinds: tuple,
-    lows: tuple,
-    ups: tuple,
     *,
     order: tuple,
     keys: tuple,
@@ -216,12 +217,9 @@ def _apply(r: Resolved, c: Constraints, forward: bool) -> PyTree:
     order = _plan(r, c)
     keys = tuple(j for j, _ in order)
     if not keys:
-        return rebuild(r, {})
-    xs = tuple(jnp.asarray(r.leaves[j]) for j in keys)
-    lows = tuple(r.lows.get(j) for j in keys)
-    ups = tuple(r.ups.get(j) for j in keys)
-    new = _mapped(xs, c.kinds, lows, ups, order=order, keys=keys, forward=forward)
-    return rebuild(r, dict(zip(keys, new)))
+        return r.write_back({})
+    new = _mapped(*r.numbers(keys), c.kinds, order=order, keys=keys, forward=forward)
+    return r.write_back(dict(zip(keys, new)))
 
 
 def constrain(raw: PyTree, c: Constraints) -> PyTree:

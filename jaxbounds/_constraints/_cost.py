@@ -9,6 +9,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from .._compile import compiled
 from .._paths import PyTree
 from .._penalty import Penalty, one_sided, penalty_function
 from ._kind import Interval
@@ -54,8 +55,10 @@ def _summed(
     return functools.reduce(jnp.add, [t.astype(dtype) for t in terms])
 
 
-@functools.partial(jax.jit, static_argnames=("r", "keys", "penalty"))
-def _cost(xs: tuple, kinds: tuple, lows: tuple, ups: tuple, *, r, keys, penalty):
+def _total(
+    xs: tuple, lows: list, ups: list, kinds: tuple, r: Resolution, penalty: Any
+) -> jax.Array:
+    keys = r.constrained()
     return _summed(
         r,
         kinds,
@@ -64,6 +67,31 @@ def _cost(xs: tuple, kinds: tuple, lows: tuple, ups: tuple, *, r, keys, penalty)
         dict(zip(keys, xs)),
         penalty,
     )
+
+
+@functools.partial(compiled, static=("r", "penalty"))
+def total_cost(
+    xs: tuple, lows: list, ups: list, kinds: tuple, *, r: Resolution, penalty: Any
+) -> jax.Array:
+    """The summed penalty of the constrained leaves ``xs`` (in ``r``'s order)."""
+    return _total(xs, lows, ups, kinds, r, penalty)
+
+
+@functools.partial(compiled, static=("r", "penalty"))
+def penalised_updates(
+    xs: tuple,
+    lows: list,
+    ups: list,
+    us: tuple,
+    kinds: tuple,
+    scale: Any,
+    *,
+    r: Resolution,
+    penalty: Any,
+) -> list:
+    """``us + scale * grad(cost)(xs)``, each rounded once into its update's dtype."""
+    grads = jax.grad(lambda xs: _total(xs, lows, ups, kinds, r, penalty))(xs)
+    return [(u + scale * g).astype(u.dtype) for u, g in zip(us, grads)]
 
 
 def constraint_cost(
@@ -105,10 +133,6 @@ def constraint_cost(
     """
     penalty_function(penalty, jnp.float32)
     r = resolve(params, c)
-    keys = r.res.leaves()
-    if not keys:
+    if not r.res.constrained():
         return jnp.zeros((), jnp.float32)
-    xs = tuple(jnp.asarray(r.leaves[j]) for j in keys)
-    lows = tuple(r.lows.get(j) for j in keys)
-    ups = tuple(r.ups.get(j) for j in keys)
-    return _cost(xs, c.kinds, lows, ups, r=r.res, keys=keys, penalty=penalty)
+    return total_cost(*r.numbers(), c.kinds, r=r.res, penalty=penalty)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from .._rounding import compute_dtype
-from ._projection_plan import Context, Item, apply, item_leaves
+from ._projection_plan import Context, Item, apply
 
 
 def _largest(arrays: Any) -> jax.Array:
@@ -42,14 +42,14 @@ def dykstra(
     x0 = tuple(xs[j].astype(wide[j]) for j in keys)
     pos = {j: i for i, j in enumerate(keys)}
     incs0 = tuple(
-        tuple(jnp.zeros_like(x0[pos[j]]) for j in item_leaves(it)) for it in items
+        tuple(jnp.zeros_like(x0[pos[j]]) for j in it.leaves()) for it in items
     )
 
     def sweep(x: tuple, incs: tuple) -> tuple[tuple, tuple]:
         xl = list(x)
         new_incs = []
         for it, inc in zip(items, incs):
-            js = item_leaves(it)
+            js = it.leaves()
             ys = {j: xl[pos[j]] + d for j, d in zip(js, inc)}
             ps = apply(ctx, it, ys)
             new_incs.append(tuple(ys[j] - ps[j] for j in js))

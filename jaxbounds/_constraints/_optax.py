@@ -3,47 +3,35 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from .._compile import compiled
 from .._paths import PyTree, pure_view
+from .._penalty import penalty_function
 from .._rounding import land, stored_sum
-from ._cost import _cost
+from .._transform import (
+    check_scale,
+    is_zero,
+    line_up,
+    needs_params,
+    pick,
+    scale_at,
+    scale_state,
+    stateless,
+    with_holes,
+)
+from ._cost import penalised_updates
 from ._norms import MaxNorm
-from ._project import numbers, plan_of, run_numbers
+from ._project import plan_of, run_plan
 from ._projection_plan import Context
 from ._resolve import resolve
 from ._rules import Constraints
 from ._simplex import Simplex
 from ._stacked import batches, run_batch
-
-
-def _holes(tree: PyTree) -> PyTree:
-    """``tree`` with `optax.MaskedNode` replaced by `None` holes."""
-    return jax.tree_util.tree_map(
-        lambda x: None if isinstance(x, optax.MaskedNode) else x,
-        tree,
-        is_leaf=lambda x: x is None or isinstance(x, optax.MaskedNode),
-    )
-
-
-def _is_hole(x: Any) -> bool:
-    return x is None or isinstance(x, optax.MaskedNode)
-
-
-def _merged(updates: PyTree, r: Any, flat: list) -> PyTree:
-    """``flat`` as a tree like ``updates``, its `optax.MaskedNode`s kept."""
-    new = jax.tree_util.tree_unflatten(r.treedef, flat)
-    return jax.tree_util.tree_map(
-        lambda old, x: old if isinstance(old, optax.MaskedNode) else x,
-        updates,
-        new,
-        is_leaf=_is_hole,
-    )
 
 
 def _sides(r: Any, c: Constraints) -> dict[int, str]:
@@ -73,15 +61,13 @@ def _toward(side: str | None, t: jax.Array) -> tuple[Any, Any]:
     return t, t
 
 
-@functools.partial(
-    jax.jit, static_argnames=("plan", "keys", "sides", "tol", "max_iter")
-)
+@functools.partial(compiled, static=("plan", "keys", "sides", "tol", "max_iter"))
 def _landed(
     ps: tuple,
+    lows: list,
+    ups: list,
     us: tuple,
     kinds: tuple,
-    lows: tuple,
-    ups: tuple,
     *,
     plan: tuple,
     keys: tuple,
@@ -112,62 +98,23 @@ def _landed(
         new.update({j: out[j].astype(pu[j][1].dtype) for j in out})
     summed = {j: stored_sum(p, u) for j, (p, u) in pu.items() if j not in new}
     ctx = Context(kinds, dict(zip(keys, lows)), dict(zip(keys, ups)))
-    targets = run_numbers(ctx, plan, summed, tol, max_iter)
+    targets = run_plan(ctx, plan, summed, tol, max_iter)
     for j in summed:
         p, u = pu[j]
         new[j] = land(p, targets[j], *_toward(side_of[j], targets[j]), u.dtype)
     return tuple(new[j] for j in keys)
 
 
-class _Split(NamedTuple):
-    """The constrained leaves of params and their updates, and the way back."""
+def _lined(updates: PyTree, params: PyTree | None, c: Constraints, name: str) -> tuple:
+    """``(resolved params, updates lined up with them)``.
 
-    r: Any  # the rules resolved against the params
-    keys: tuple  # flat positions of the constrained leaves
-    flat: list  # the flat updates (`None` at holes)
-    rebuild: Callable[[list], PyTree]  # flat updates -> the updates' own kind
-
-    def written(self, new: Sequence[Any]) -> PyTree:
-        """The updates with the constrained leaves replaced by ``new``."""
-        flat = list(self.flat)
-        for j, u in zip(self.keys, new):
-            flat[j] = u
-        return self.rebuild(flat)
-
-
-def _split(updates: PyTree, params: PyTree | None, c: Constraints) -> _Split:
-    """Resolve ``c`` against ``params`` and line the updates up with it."""
-    if params is None:
-        raise ValueError(
-            "project_to_constraints / add_constraint_penalty need the params: "
-            "call update(updates, state, params)"
-        )
+    The rules are resolved against the params with their holes (`None`,
+    `optax.MaskedNode`): a rule that finds only holes is skipped.
+    """
+    needs_params(params, name)
     pure_params, _ = pure_view(params)
-    pure_updates, restore = pure_view(updates)
-    r = resolve(_holes(pure_params), c, partial=True)
-    flat = r.treedef.flatten_up_to(_holes(pure_updates))
-
-    def rebuild(flat: list) -> PyTree:
-        return restore(_merged(pure_updates, r, flat))
-
-    return _Split(r, tuple(r.res.leaves()), flat, rebuild)
-
-
-def _stateless(
-    update: Callable[[PyTree, PyTree | None], PyTree],
-) -> optax.GradientTransformation:
-    """A transformation with `optax.EmptyState` from ``update(updates, params)``."""
-
-    def init_fn(params: PyTree) -> optax.EmptyState:
-        del params
-        return optax.EmptyState()
-
-    def update_fn(
-        updates: PyTree, state: optax.EmptyState, params: PyTree | None = None
-    ) -> tuple[PyTree, optax.EmptyState]:
-        return update(updates, params), state
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    r = resolve(with_holes(pure_params), c, partial=True)
+    return r, line_up(updates, r.treedef)
 
 
 def project_to_constraints(c: Constraints) -> optax.GradientTransformation:
@@ -202,29 +149,24 @@ def project_to_constraints(c: Constraints) -> optax.GradientTransformation:
     """
 
     def update(updates: PyTree, params: PyTree | None) -> PyTree:
-        sp = _split(updates, params, c)
-        if not sp.keys:
+        r, lined = _lined(updates, params, c, "project_to_constraints")
+        keys = r.res.constrained()
+        if not keys:
             return updates
-        r, keys = sp.r, sp.keys
-        ps = tuple(jnp.asarray(r.leaves[j]) for j in keys)
-        us = tuple(jnp.asarray(sp.flat[j]) for j in keys)
-        kinds, lows, highs = numbers(r, c)
         sides = _sides(r, c)
         new = _landed(
-            ps,
-            us,
-            kinds,
-            lows,
-            highs,
+            *r.numbers(),
+            pick(lined.flat, keys),
+            c.kinds,
             plan=plan_of(r, c),
             keys=keys,
             sides=tuple(sides.get(j) for j in keys),
             tol=c.tol,
             max_iter=c.max_iter,
         )
-        return sp.written(new)
+        return lined.write_back(dict(zip(keys, new)))
 
-    return _stateless(update)
+    return stateless(update)
 
 
 def add_constraint_penalty(
@@ -238,14 +180,17 @@ def add_constraint_penalty(
 
     Args:
         c: the `Constraints`.
-        scale: a float ``>= 0``.
+        scale: a number ``>= 0``, or an optax schedule of the step count
+            (then the state is a `BoundsPenaltyState` holding the count, as
+            for `add_bounds_penalty`).
         penalty: as in `constraint_cost`.
 
     Returns:
         An `optax.GradientTransformation` whose ``update`` needs ``params``.
 
     Raises:
-        ValueError: a negative or non-finite ``scale``.
+        ValueError: a negative or non-finite ``scale``, an unknown
+            ``penalty``; ``update`` without params.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -257,23 +202,25 @@ def add_constraint_penalty(
         >>> print(updates["w"])
         [0.3 0.4]
     """
-    if isinstance(scale, (int, float)) and not (scale >= 0 and scale < float("inf")):
-        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
+    penalty_function(penalty, jnp.float32)
+    check_scale(scale)
 
-    def update(updates: PyTree, params: PyTree | None) -> PyTree:
-        sp = _split(updates, params, c)
-        if not sp.keys:
-            return updates
-        r, keys = sp.r, sp.keys
-        xs = tuple(jnp.asarray(r.leaves[j]) for j in keys)
-        lows = tuple(r.lows.get(j) for j in keys)
-        ups = tuple(r.ups.get(j) for j in keys)
+    def init_fn(params: PyTree) -> Any:
+        del params
+        return scale_state(scale)
 
-        def cost(xs: tuple) -> jax.Array:
-            return _cost(xs, c.kinds, lows, ups, r=r.res, keys=keys, penalty=penalty)
+    def update_fn(
+        updates: PyTree, state: Any, params: PyTree | None = None
+    ) -> tuple[PyTree, Any]:
+        r, lined = _lined(updates, params, c, "add_constraint_penalty")
+        keys = r.res.constrained()
+        s, state = scale_at(scale, state)
+        if not keys or is_zero(s):
+            return updates, state
+        xs, lows, ups = r.numbers()
+        new = penalised_updates(
+            xs, lows, ups, pick(lined.flat, keys), c.kinds, s, r=r.res, penalty=penalty
+        )
+        return lined.write_back(dict(zip(keys, new))), state
 
-        grads = jax.grad(cost)(xs)
-        us = [jnp.asarray(sp.flat[j]) for j in keys]
-        return sp.written([(u + scale * g).astype(u.dtype) for u, g in zip(us, grads)])
-
-    return _stateless(update)
+    return optax.GradientTransformation(init_fn, update_fn)

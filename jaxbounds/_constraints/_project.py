@@ -4,60 +4,25 @@ from __future__ import annotations
 
 import functools
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
+from .._compile import compiled
 from .._paths import PyTree
 from ._dykstra import dykstra
-from ._projection_plan import Context, apply, build, item_leaves
-from ._resolve import Resolved, rebuild, resolve
+from ._projection_plan import Context, apply, build
+from ._resolve import Resolved, resolve
 from ._rules import Constraints
 from ._stacked import batches, run_batch
 
 
-def numbers(r: Resolved, c: Constraints) -> tuple[tuple, tuple, tuple]:
-    """``(kinds, lows, ups)``: the traced part of a projection, as jit arguments."""
-    keys = r.res.leaves()
-    return (
-        c.kinds,
-        tuple(r.lows.get(j) for j in keys),
-        tuple(r.ups.get(j) for j in keys),
-    )
-
-
-def context(r: Resolved, kinds: tuple, lows: tuple, ups: tuple) -> Context:
-    """The `Context` of a resolution from its (possibly traced) numbers."""
-    keys = r.res.leaves()
-    return Context(kinds, dict(zip(keys, lows)), dict(zip(keys, ups)))
-
-
 def plan_of(r: Resolved, c: Constraints) -> tuple:
     """The static projection plan of a resolution."""
-    keys = r.res.leaves()
-    shapes = {j: tuple(np.shape(r.leaves[j])) for j in keys}
-    ctx = Context(c.kinds, r.lows, r.ups)
-    return build(r.res, ctx, shapes)
+    keys = r.res.constrained()
+    shapes = {j: tuple(np.shape(r.values[j])) for j in keys}
+    return build(r.res, Context(c.kinds, r.lows, r.ups), shapes)
 
 
-@functools.partial(jax.jit, static_argnames=("plan", "keys", "tol", "max_iter"))
-def _projected(
-    xs: tuple,
-    kinds: tuple,
-    lows: tuple,
-    ups: tuple,
-    *,
-    plan: tuple,
-    keys: tuple,
-    tol: float,
-    max_iter: int,
-) -> tuple:
-    ctx = Context(kinds, dict(zip(keys, lows)), dict(zip(keys, ups)))
-    out = run_numbers(ctx, plan, dict(zip(keys, xs)), tol, max_iter)
-    return tuple(out[j] for j in keys)
-
-
-def run_numbers(ctx: Context, plan: tuple, xs: dict, tol: float, max_iter: int) -> dict:
+def run_plan(ctx: Context, plan: tuple, xs: dict, tol: float, max_iter: int) -> dict:
     """Every component of ``plan`` projected: one item directly, more by Dykstra.
 
     Single-kind leaves of one kind, shape and dtype are projected together
@@ -73,27 +38,27 @@ def run_numbers(ctx: Context, plan: tuple, xs: dict, tol: float, max_iter: int) 
         if len(group) == 1:
             out.update(apply(ctx, group[0], out))
         else:
-            part = {j: out[j] for it in group for j in item_leaves(it)}
+            part = {j: out[j] for it in group for j in it.leaves()}
             out.update(dykstra(ctx, group, part, tol, max_iter))
     return out
 
 
-def projected_leaves(r: Resolved, c: Constraints, xs: tuple | None = None) -> tuple:
-    """The constrained leaves (`Resolution.leaves` order) projected, in one dispatch."""
-    keys = r.res.leaves()
-    if xs is None:
-        xs = tuple(jnp.asarray(r.leaves[j]) for j in keys)
-    kinds, lows, ups = numbers(r, c)
-    return _projected(
-        xs,
-        kinds,
-        lows,
-        ups,
-        plan=plan_of(r, c),
-        keys=keys,
-        tol=c.tol,
-        max_iter=c.max_iter,
-    )
+@functools.partial(compiled, static=("plan", "keys", "tol", "max_iter"))
+def projected_leaves(
+    xs: tuple,
+    lows: list,
+    ups: list,
+    kinds: tuple,
+    *,
+    plan: tuple,
+    keys: tuple,
+    tol: float,
+    max_iter: int,
+) -> tuple:
+    """The constrained leaves ``xs`` (in ``keys`` order) projected by ``plan``."""
+    ctx = Context(kinds, dict(zip(keys, lows)), dict(zip(keys, ups)))
+    out = run_plan(ctx, plan, dict(zip(keys, xs)), tol, max_iter)
+    return tuple(out[j] for j in keys)
 
 
 def project(params: PyTree, c: Constraints) -> PyTree:
@@ -133,7 +98,15 @@ def project(params: PyTree, c: Constraints) -> PyTree:
         [0.2 0.2] [1. 0.]
     """
     r = resolve(params, c)
-    keys = r.res.leaves()
+    keys = r.res.constrained()
     if not keys:
-        return rebuild(r, {})
-    return rebuild(r, dict(zip(keys, projected_leaves(r, c))))
+        return r.write_back({})
+    new = projected_leaves(
+        *r.numbers(),
+        c.kinds,
+        plan=plan_of(r, c),
+        keys=keys,
+        tol=c.tol,
+        max_iter=c.max_iter,
+    )
+    return r.write_back(dict(zip(keys, new)))

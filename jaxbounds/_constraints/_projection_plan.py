@@ -2,19 +2,19 @@
 
 Built from a `Resolution` and the concrete numbers of a `Constraints` (a
 closed form may need a concrete 0 lower bound), the plan is a hashable tuple
-of *items*; each item is a set onto which a closed-form projection exists:
+of components, each a tuple of *items*; an item is a set onto which a
+closed-form projection exists:
 
-- ``("leaf", form, j, rules)``: the rules on leaf ``j``, with ``form`` one of
-  ``"kind"`` (one rule), ``"box"`` (intervals only: clipped in turn),
-  ``"ball+"`` (a `MaxNorm` with a concrete lower bound 0 and no upper:
-  the ball after the orthant), ``"ordered+box"`` (`Ordered` with intervals
-  constant along the axis: clipped after the isotonic regression);
-- ``("kind", j, r)`` / ``("box", j, rules)``: one rule of a leaf whose rules
-  have no closed form together;
-- ``("pair", r, a, b, rules_a, rules_b)``: a relation of two same-shape
-  leaves with intervals (or nothing else) on them: the projection onto a
-  box cut by a half-plane, per element pair;
-- ``("rel", r, a, b)``: a relation alone.
+- `OnLeaf`: rules on one leaf, with ``form`` one of ``"kind"`` (one rule),
+  ``"box"`` (intervals only: clipped in turn), ``"ball+"`` (a `MaxNorm`
+  with a concrete lower bound 0 and no upper: the ball after the orthant),
+  ``"ordered+box"`` (`Ordered` with intervals constant along the axis:
+  clipped after the isotonic regression). A leaf whose rules have no closed
+  form together gives one ``"kind"`` item per rule and one ``"box"`` item
+  for its intervals;
+- `OnPair`: a relation; with ``rules_a`` / ``rules_b`` (intervals on two
+  same-shape leaves, or nothing else) the projection onto a box cut by a
+  half-plane, per element pair, else (`None`) the relation alone.
 
 Items that share a leaf form a component; a component of one item is
 projected directly, a larger one by Dykstra's algorithm (`_dykstra`).
@@ -22,7 +22,7 @@ projected directly, a larger one by Dykstra's algorithm (`_dykstra`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +34,41 @@ from ._norms import MaxNorm
 from ._ordered import Ordered
 from ._resolve import BOUNDS, Resolution
 
-Item = tuple[Any, ...]
+#: The closed forms of `OnLeaf`.
+FORMS = ("kind", "box", "ball+", "ordered+box")
+
+
+class OnLeaf(NamedTuple):
+    """Rules on one leaf with a closed-form projection (``form``, one of `FORMS`)."""
+
+    form: str
+    leaf: int
+    rules: tuple[int, ...]
+
+    def leaves(self) -> tuple[int, ...]:
+        """The leaves the item acts on."""
+        return (self.leaf,)
+
+
+class OnPair(NamedTuple):
+    """A relation ``a <= b - margin``; with intervals on each side when both are given.
+
+    ``rules_a`` / ``rules_b`` are `None` for the relation alone, else the
+    interval rules of each side (the box cut by a half-plane).
+    """
+
+    rule: int
+    a: int
+    b: int
+    rules_a: tuple[int, ...] | None = None
+    rules_b: tuple[int, ...] | None = None
+
+    def leaves(self) -> tuple[int, ...]:
+        """The leaves the item acts on."""
+        return (self.a, self.b)
+
+
+Item = OnLeaf | OnPair
 
 
 class Context:
@@ -98,31 +132,22 @@ def build(res: Resolution, ctx: Context, shapes: dict[int, tuple]) -> tuple:
             and all(_is_interval(ctx, a, x) for x in ra)
             and all(_is_interval(ctx, b, x) for x in rb)
         ):
-            items.append(("pair", r, a, b, ra, rb))
+            items.append(OnPair(r, a, b, ra, rb))
             paired |= {a, b}
         else:
-            items.append(("rel", r, a, b))
+            items.append(OnPair(r, a, b))
     for j, rs in res.on_leaf:
         if j in paired:
             continue
         form = _leaf_form(ctx, j, rs)
         if form != "split":
-            items.append(("leaf", form, j, rs))
+            items.append(OnLeaf(form, j, rs))
             continue
         boxes = tuple(r for r in rs if _is_interval(ctx, j, r))
-        items.extend(("kind", j, r) for r in rs if r not in boxes)
+        items.extend(OnLeaf("kind", j, (r,)) for r in rs if r not in boxes)
         if boxes:
-            items.append(("box", j, boxes))
+            items.append(OnLeaf("box", j, boxes))
     return _components(items)
-
-
-def item_leaves(item: Item) -> tuple[int, ...]:
-    """The leaves an item acts on."""
-    if item[0] in ("pair", "rel"):
-        return (item[2], item[3])
-    if item[0] == "leaf":
-        return (item[2],)
-    return (item[1],)
 
 
 def _components(items: list[Item]) -> tuple:
@@ -136,7 +161,7 @@ def _components(items: list[Item]) -> tuple:
 
     owner: dict[int, int] = {}
     for i, item in enumerate(items):
-        for j in item_leaves(item):
+        for j in item.leaves():
             if j in owner:
                 parent[find(i)] = find(owner[j])
             else:
@@ -164,10 +189,10 @@ def _edges(ctx: Context, j: int, rules: tuple[int, ...], dtype: Any) -> tuple:
     return lo, hi
 
 
-def _pair(ctx: Context, item: Item, a: jax.Array, b: jax.Array) -> tuple:
+def _pair(ctx: Context, item: OnPair, a: jax.Array, b: jax.Array) -> tuple:
     """A relation of same-shape leaves with intervals: box cut by a half-plane."""
-    _, r, ja, jb, ra, rb = item
-    rel = ctx.kinds[r]
+    ja, jb, ra, rb = item.a, item.b, item.rules_a or (), item.rules_b or ()
+    rel = ctx.kinds[item.rule]
     cd = jnp.promote_types(compute_dtype(a.dtype), compute_dtype(b.dtype))
     m = jnp.asarray(rel.margin, cd)
     la, ua = (e.astype(cd) for e in _edges(ctx, ja, ra, a.dtype))
@@ -181,27 +206,20 @@ def _pair(ctx: Context, item: Item, a: jax.Array, b: jax.Array) -> tuple:
 
 def apply(ctx: Context, item: Item, xs: dict[int, jax.Array]) -> dict[int, jax.Array]:
     """The projection onto one item, of the leaves it acts on."""
-    tag = item[0]
-    if tag == "pair":
-        a, b = _pair(ctx, item, xs[item[2]], xs[item[3]])
-        return {item[2]: a, item[3]: b}
-    if tag == "rel":
-        a, b = ctx.kinds[item[1]].project_pair(xs[item[2]], xs[item[3]])
-        return {item[2]: a, item[3]: b}
-    if tag == "kind":
-        j, r = item[1], item[2]
-        return {j: ctx.kinds[r].project(xs[j])}
-    if tag == "box":
-        j = item[1]
-        return {j: _clip_all(ctx, j, item[2], xs[j])}
-    _, form, j, rules = item
-    x = xs[j]
-    if form in ("box", "kind"):
-        if form == "kind":
-            return {j: ctx.rule(j, rules[0]).project(x)}
+    if isinstance(item, OnPair):
+        a, b = xs[item.a], xs[item.b]
+        if item.rules_a is None:
+            a, b = ctx.kinds[item.rule].project_pair(a, b)
+        else:
+            a, b = _pair(ctx, item, a, b)
+        return {item.a: a, item.b: b}
+    j, rules, x = item.leaf, item.rules, xs[item.leaf]
+    if item.form == "kind":
+        return {j: ctx.rule(j, rules[0]).project(x)}
+    if item.form == "box":
         return {j: _clip_all(ctx, j, rules, x)}
-    kinds = [r for r in rules if not _is_interval(ctx, j, r)]
+    kind = next(ctx.kinds[r] for r in rules if not _is_interval(ctx, j, r))
+    if item.form == "ball+":
+        return {j: kind.project(jnp.maximum(x, 0))}
     boxes = tuple(r for r in rules if _is_interval(ctx, j, r))
-    if form == "ball+":
-        return {j: ctx.kinds[kinds[0]].project(jnp.maximum(x, 0))}
-    return {j: _clip_all(ctx, j, boxes, ctx.kinds[kinds[0]].project(x))}  # ordered+box
+    return {j: _clip_all(ctx, j, boxes, kind.project(x))}  # ordered+box

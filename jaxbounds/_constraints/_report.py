@@ -8,9 +8,10 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from .._compile import compiled
 from .._paths import PyTree
 from ._cost import distances
-from ._resolve import BOUNDS, resolve
+from ._resolve import BOUNDS, Resolution, resolve
 from ._rules import Constraints
 
 
@@ -82,8 +83,10 @@ class ConstraintReport:
         )
 
 
-@functools.partial(jax.jit, static_argnames=("res", "keys"))
-def _stats(xs: tuple, kinds: tuple, lows: tuple, ups: tuple, *, res, keys) -> list:
+@functools.partial(compiled, static=("res",))
+def _stats(xs: tuple, lows: list, ups: list, kinds: tuple, *, res: Resolution) -> list:
+    """Per rule and path: ``(units, outside, worst distance)``."""
+    keys = res.constrained()
     found = distances(
         res,
         kinds,
@@ -131,8 +134,8 @@ def violations(params: PyTree, c: Constraints) -> ConstraintReport:
         rule 0 ('w', MaxNorm)  w         2        1      4
     """
     r = resolve(params, c)
-    keys = r.res.leaves()
-    xs = tuple(jnp.asarray(r.leaves[j]) for j in keys)
+    keys = r.res.constrained()
+    xs, lows, ups = r.numbers()
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves([xs, c])):
         raise TypeError(
             "violations() returns Python numbers, so it cannot run under a JAX "
@@ -147,16 +150,7 @@ def violations(params: PyTree, c: Constraints) -> ConstraintReport:
         names.append((c.name(k), f"{r.res.paths[a]} <= {r.res.paths[b]}"))
     if not keys:
         return ConstraintReport(())
-    stats = jax.device_get(
-        _stats(
-            xs,
-            c.kinds,
-            tuple(r.lows.get(j) for j in keys),
-            tuple(r.ups.get(j) for j in keys),
-            res=r.res,
-            keys=keys,
-        )
-    )
+    stats = jax.device_get(_stats(xs, lows, ups, c.kinds, res=r.res))
     return ConstraintReport(
         tuple(
             RuleViolations(rule, path, int(n), int(bad), float(w))

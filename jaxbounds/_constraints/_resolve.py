@@ -7,14 +7,15 @@ Every error names the rule and, where there is one, the path.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any, NamedTuple
 
-import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .._paths import PyTree, flatten_with_paths, nearest, param_flags, pure_view
-from .._plan import plan
+from .._plan import plan, write_back
 from .._select import selection
 from ._relations import LessEqual
 from ._rules import BoolTree, Constraints
@@ -30,22 +31,55 @@ class Resolution(NamedTuple):
     on_leaf: tuple[tuple[int, tuple[int, ...]], ...]  # (leaf, rules incl. BOUNDS)
     relations: tuple[tuple[int, int, int], ...]  # (rule, leaf a, leaf b)
 
-    def leaves(self) -> tuple[int, ...]:
-        """Every constrained leaf, in order."""
+    def constrained(self) -> tuple[int, ...]:
+        """The flat positions of every constrained leaf, in order."""
         found = {j for j, _ in self.on_leaf}
         found |= {j for _, a, b in self.relations for j in (a, b)}
         return tuple(sorted(found))
 
 
 class Resolved(NamedTuple):
-    """A `Resolution` with the params' leaves and the bound values it refers to."""
+    """A `Resolution` with the params' leaf values and the bound values it refers to."""
 
     res: Resolution
-    leaves: list[Any]
+    values: list[Any]  # the flat leaves of the params' pure view
     treedef: Any
     restore: Any
     lows: dict[int, Any]  # leaf -> lower bound (None: open), from bounds=
     ups: dict[int, Any]
+
+    def numbers(self, keys: Sequence[int] | None = None) -> tuple[tuple, tuple, tuple]:
+        """``(xs, lows, ups)`` of the leaves ``keys`` (default: the constrained).
+
+        The data a compiled enforcement takes (`jaxbounds._compile.compiled`):
+        the leaves as arrays, and their bounds from ``bounds=`` (`None`:
+        open).
+        """
+        keys = self.res.constrained() if keys is None else keys
+        return (
+            tuple(jnp.asarray(self.values[j]) for j in keys),
+            tuple(self.lows.get(j) for j in keys),
+            tuple(self.ups.get(j) for j in keys),
+        )
+
+    def write_back(
+        self,
+        new: dict[int, Any],
+        base: Sequence[Any] | None = None,
+        restore: Callable[[PyTree], Any] | None = None,
+    ) -> Any:
+        """``base`` (default: the params' leaves) with the leaves in ``new`` replaced.
+
+        Through `jaxbounds._plan.write_back`; the tree comes back as its own
+        kind (``restore``, default the params').
+        """
+        return write_back(
+            self.treedef,
+            self.values if base is None else base,
+            tuple(new),
+            tuple(new.values()),
+            self.restore if restore is None else restore,
+        )
 
 
 def _where(where: Any) -> Any:
@@ -180,11 +214,3 @@ def resolve(params: PyTree, c: Constraints, *, partial: bool = False) -> Resolve
         tuple(relations),
     )
     return Resolved(res, leaves, treedef, restore, lows, ups)
-
-
-def rebuild(r: Resolved, new: dict[int, Any]) -> Any:
-    """The params tree with the leaves in ``new`` replaced (in its own kind)."""
-    flat = list(r.leaves)
-    for j, x in new.items():
-        flat[j] = x
-    return r.restore(jax.tree_util.tree_unflatten(r.treedef, flat))

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._projection_plan import OnLeaf
+
 #: Leaves larger than this are projected on their own (stacking is a copy).
 BATCH_MAX_SIZE = 1 << 16
 
@@ -35,11 +37,11 @@ def batches(
         item = group[0]
         if (
             len(group) == 1
-            and item[0] == "leaf"
-            and item[1] == "kind"
-            and int(np.prod(shapes[item[2]])) <= BATCH_MAX_SIZE
+            and isinstance(item, OnLeaf)
+            and item.form == "kind"
+            and int(np.prod(shapes[item.leaf])) <= BATCH_MAX_SIZE
         ):
-            j, r = item[2], item[3][0]
+            j, r = item.leaf, item.rules[0]
             kind = kinds[r]
             key = (
                 jax.tree_util.tree_structure(kind),
@@ -56,7 +58,7 @@ def batches(
             out.append(members)
         else:
             j, r = members[0]
-            rest.append((("leaf", "kind", j, (r,)),))
+            rest.append((OnLeaf("kind", j, (r,)),))
     return out, tuple(rest)
 
 

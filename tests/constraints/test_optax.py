@@ -130,7 +130,7 @@ def test_add_constraint_penalty_adds_the_gradient():
         np.testing.assert_allclose(u[k], 0.5 * ref[k], rtol=1e-12)
     with pytest.raises(ValueError, match="scale"):
         jb.add_constraint_penalty(C, -1.0)
-    with pytest.raises(ValueError, match="need the params"):
+    with pytest.raises(ValueError, match="needs the params: call update"):
         tx.update(zeros, tx.init(p))
 
 
