@@ -2,7 +2,8 @@
 
 For sets ``C_1 .. C_k`` with projections ``P_i``, Dykstra's alternating
 projections with correction terms converge to the Euclidean projection
-onto their intersection (Boyle and Dykstra, 1986). It runs here in the
+onto their intersection (Boyle and Dykstra, 1986), and with projections
+in a diagonal metric to the projection in that metric. It runs here in the
 compute dtype, in one `jax.lax.while_loop`, until no element of the iterate
 or of the correction terms moves by more than ``tol * (1 + max |x|)`` in a
 sweep, or for ``max_iter`` sweeps. The
@@ -34,8 +35,15 @@ def dykstra(
     xs: dict[int, jax.Array],
     tol: float,
     max_iter: int,
+    ds: dict[int, Any] | None = None,
 ) -> dict[int, jax.Array]:
-    """The projection of ``xs`` onto the intersection of ``items``' sets."""
+    """The projection of ``xs`` onto the intersection of ``items``' sets.
+
+    With ``ds`` (leaf -> positive weights), in the metric ``sum(d * (y -
+    x)**2)``: the same iteration with each set's projection in that metric
+    converges to the projection in it (Dykstra's theorem holds in any inner
+    product).
+    """
     keys = sorted(xs)
     dtypes = {j: xs[j].dtype for j in keys}
     wide = {j: compute_dtype(dtypes[j]) for j in keys}
@@ -51,7 +59,7 @@ def dykstra(
         for it, inc in zip(items, incs):
             js = it.leaves()
             ys = {j: xl[pos[j]] + d for j, d in zip(js, inc)}
-            ps = apply(ctx, it, ys)
+            ps = apply(ctx, it, ys, ds)
             new_incs.append(tuple(ys[j] - ps[j] for j in js))
             for j in js:
                 xl[pos[j]] = ps[j]

@@ -18,6 +18,9 @@ closed-form projection exists:
 
 Items that share a leaf form a component; a component of one item is
 projected directly, a larger one by Dykstra's algorithm (`_dykstra`).
+Every closed form has its form in a diagonal metric (`apply` with ``ds``):
+the kinds' `project_in_metric`, boxes clipped (separable), the box cut by a
+half-plane at the weighted midpoint.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from .._rounding import compute_dtype
 from ._kind import Interval, concrete
 from ._norms import MaxNorm
 from ._ordered import Ordered
+from ._relations import midpoint
 from ._resolve import BOUNDS, Resolution
 
 #: The closed forms of `OnLeaf`.
@@ -189,8 +193,16 @@ def _edges(ctx: Context, j: int, rules: tuple[int, ...], dtype: Any) -> tuple:
     return lo, hi
 
 
-def _pair(ctx: Context, item: OnPair, a: jax.Array, b: jax.Array) -> tuple:
-    """A relation of same-shape leaves with intervals: box cut by a half-plane."""
+def _pair(
+    ctx: Context, item: OnPair, a: jax.Array, b: jax.Array, wa: Any, wb: Any
+) -> tuple:
+    """A relation of same-shape leaves with intervals: box cut by a half-plane.
+
+    If the clipped pair keeps the relation it is the projection (the box is
+    separable, in any diagonal metric); else the half-plane is active and
+    the pair lands on its line at the (weighted) midpoint clipped to the
+    line's stretch inside the box.
+    """
     ja, jb, ra, rb = item.a, item.b, item.rules_a or (), item.rules_b or ()
     rel = ctx.kinds[item.rule]
     cd = jnp.promote_types(compute_dtype(a.dtype), compute_dtype(b.dtype))
@@ -200,26 +212,56 @@ def _pair(ctx: Context, item: OnPair, a: jax.Array, b: jax.Array) -> tuple:
     ac, bc = a.astype(cd), b.astype(cd)
     a1, b1 = jnp.clip(ac, la, ua), jnp.clip(bc, lb, ub)
     ok = a1 <= b1 - m
-    t = jnp.clip((ac + bc - m) / 2, jnp.maximum(la, lb - m), jnp.minimum(ua, ub - m))
+    if wa is not None:
+        wa, wb = (jnp.broadcast_to(jnp.asarray(w, cd), ac.shape) for w in (wa, wb))
+    mid = midpoint(ac, bc, m, wa, wb)
+    t = jnp.clip(mid, jnp.maximum(la, lb - m), jnp.minimum(ua, ub - m))
     return rel.settle(a, b, jnp.where(ok, a1, t), jnp.where(ok, b1, t + m))
 
 
-def apply(ctx: Context, item: Item, xs: dict[int, jax.Array]) -> dict[int, jax.Array]:
-    """The projection onto one item, of the leaves it acts on."""
+def apply(
+    ctx: Context,
+    item: Item,
+    xs: dict[int, jax.Array],
+    ds: dict[int, Any] | None = None,
+) -> dict[int, jax.Array]:
+    """The projection onto one item, of the leaves it acts on.
+
+    With ``ds`` (leaf -> a positive array broadcastable to it, or `None`:
+    a uniform metric), the projection in the metric ``sum(d * (y - x)**2)``
+    (`Constraint.project_in_metric`); boxes are separable and clip as ever.
+    """
     if isinstance(item, OnPair):
         a, b = xs[item.a], xs[item.b]
-        if item.rules_a is None:
-            a, b = ctx.kinds[item.rule].project_pair(a, b)
+        wa, wb = _weights(ds, item.a, item.b)
+        rel = ctx.kinds[item.rule]
+        if item.rules_a is None and wa is None:
+            a, b = rel.project_pair(a, b)
+        elif item.rules_a is None:
+            a, b = rel.project_pair_in_metric(a, b, wa, wb)
         else:
-            a, b = _pair(ctx, item, a, b)
+            a, b = _pair(ctx, item, a, b, wa, wb)
         return {item.a: a, item.b: b}
     j, rules, x = item.leaf, item.rules, xs[item.leaf]
+    d = None if ds is None else ds.get(j)
+
+    def onto(kind: Any, x: jax.Array) -> jax.Array:
+        return kind.project(x) if d is None else kind.project_in_metric(x, d)
+
     if item.form == "kind":
-        return {j: ctx.rule(j, rules[0]).project(x)}
+        return {j: onto(ctx.rule(j, rules[0]), x)}
     if item.form == "box":
         return {j: _clip_all(ctx, j, rules, x)}
     kind = next(ctx.kinds[r] for r in rules if not _is_interval(ctx, j, r))
     if item.form == "ball+":
-        return {j: kind.project(jnp.maximum(x, 0))}
+        return {j: onto(kind, jnp.maximum(x, 0))}
     boxes = tuple(r for r in rules if _is_interval(ctx, j, r))
-    return {j: _clip_all(ctx, j, boxes, kind.project(x))}  # ordered+box
+    return {j: _clip_all(ctx, j, boxes, onto(kind, x))}  # ordered+box
+
+
+def _weights(ds: dict[int, Any] | None, a: int, b: int) -> tuple[Any, Any]:
+    """The metric of a relation's two sides (`None`: Euclidean; a missing side: 1)."""
+    if ds is None or (ds.get(a) is None and ds.get(b) is None):
+        return None, None
+    one = jnp.ones((), jnp.float32)
+    return (one if ds.get(a) is None else ds[a]), (one if ds.get(b) is None else ds[b])

@@ -77,6 +77,26 @@ def _shared_upper(
     return jnp.transpose(full, inv)
 
 
+def midpoint(
+    a: jax.Array,
+    b: jax.Array,
+    margin: jax.Array,
+    wa: jax.Array | None = None,
+    wb: jax.Array | None = None,
+) -> jax.Array:
+    """Where ``a`` lands when a violating pair moves onto ``a == b - margin``.
+
+    ``(a + b - margin) / 2``, or in the metric ``(wa, wb)`` the weighted
+    ``(wa a + wb (b - margin)) / (wa + wb)``, written as the midpoint plus
+    ``(wa - wb) / (wa + wb)`` times half the gap: the lighter side moves
+    more, and equal weights give the midpoint bit for bit.
+    """
+    mid = (a + b - margin) / 2
+    if wa is None or wb is None:
+        return mid
+    return mid + (wa - wb) / (wa + wb) * ((a - b + margin) / 2)
+
+
 class LessEqual(eqx.Module):
     """The relation ``params[a] <= params[b] - margin``, elementwise.
 
@@ -162,9 +182,7 @@ class LessEqual(eqx.Module):
         ac, bc = a.astype(cd), b.astype(cd)
         shape = jnp.broadcast_shapes(a.shape, b.shape)
         if a.shape == b.shape:
-            mid = (ac + bc - m) / 2
-            if wa is not None and wb is not None:  # the lighter side moves more
-                mid = mid + (wa - wb) / (wa + wb) * ((ac - bc + m) / 2)
+            mid = midpoint(ac, bc, m, wa, wb)
             new_a, new_b = jnp.minimum(ac, mid), jnp.maximum(bc, mid + m)
         elif b.shape != shape and a.shape == shape:  # b shared by groups of a
             axes, _ = _group(ac, b.shape)

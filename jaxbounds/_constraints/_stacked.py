@@ -73,10 +73,18 @@ def run_batch(
     kinds: tuple,
     members: list[tuple[int, int]],
     xs: dict[int, jax.Array],
-    fn: Callable[[Any, jax.Array], jax.Array],
+    fn: Callable[..., jax.Array],
+    ds: dict[int, jax.Array] | None = None,
 ) -> dict[int, jax.Array]:
-    """``fn(kind, x)`` for every member, computed once on the stack."""
+    """``fn(kind, x)`` for every member, computed once on the stack.
+
+    With ``ds`` (leaf -> a metric of one shape per batch), ``fn(kind, x, d)``.
+    """
     js = [j for j, _ in members]
     stacked = jnp.stack([xs[j] for j in js])
-    out = jax.vmap(fn)(stacked_kinds(kinds, [r for _, r in members]), stacked)
+    batched = stacked_kinds(kinds, [r for _, r in members])
+    if ds is None:
+        out = jax.vmap(fn)(batched, stacked)
+    else:
+        out = jax.vmap(fn)(batched, stacked, jnp.stack([ds[j] for j in js]))
     return {j: out[k] for k, j in enumerate(js)}
