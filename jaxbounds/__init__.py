@@ -25,6 +25,7 @@ from ._constraints import (
     constraint_cost,
     project,
     project_to_constraints,
+    projected,
 )
 from ._cost import bounds_cost
 from ._equinox import family_mask, field
@@ -75,6 +76,7 @@ __all__ = [
     "project",
     "project_to_bounds",
     "project_to_constraints",
+    "projected",
     "save_bounds",
     "set_where",
     "summed_exp_boundary_loss",

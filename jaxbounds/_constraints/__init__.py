@@ -13,7 +13,7 @@ from ._bijection import constrain, unconstrain
 from ._cost import constraint_cost
 from ._kind import Constraint, Interval
 from ._norms import MaxNorm, MinMaxNorm, UnitNorm
-from ._optax import add_constraint_penalty, project_to_constraints
+from ._optax import add_constraint_penalty, project_to_constraints, projected
 from ._ordered import Ordered
 from ._project import project
 from ._relations import LessEqual
@@ -33,6 +33,7 @@ __all__ = [
     "constraint_cost",
     "project",
     "project_to_constraints",
+    "projected",
     "unconstrain",
     "violations",
     "Constraint",

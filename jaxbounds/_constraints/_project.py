@@ -99,6 +99,18 @@ def metric_leaves(metric: PyTree, r: Resolved, keys: Sequence[int]) -> tuple:
             "metric must be a tree of the params' structure, with a positive "
             f"array (or None) per constrained leaf: {err}"
         ) from None
+    return checked_metric(flat, r, keys, values=True)
+
+
+def checked_metric(
+    flat: Sequence[Any], r: Resolved, keys: Sequence[int], *, values: bool
+) -> tuple:
+    """``flat[j]`` for ``j`` in ``keys`` as arrays, shapes checked (and ``values``).
+
+    Raises:
+        ValueError: a shape that does not broadcast to its leaf; with
+            ``values``, a concrete weight that is not finite and > 0.
+    """
     out = []
     for j in keys:
         d, path = flat[j], r.res.paths[j] or "<root>"
@@ -115,7 +127,7 @@ def metric_leaves(metric: PyTree, r: Resolved, keys: Sequence[int]) -> tuple:
                 f"metric at {path!r}: shape {shape} does not broadcast to the "
                 f"leaf's shape {like}"
             )
-        if not isinstance(d, jax.core.Tracer):
+        if values and not isinstance(d, jax.core.Tracer):
             v = np.asarray(d, np.float64)
             if not (np.all(np.isfinite(v)) and np.all(v > 0)):
                 bad = float(v[~(np.isfinite(v) & (v > 0))].flat[0])
