@@ -85,14 +85,19 @@ def shared_upper(a: np.ndarray, b: float, margin: float = 0.0):
     return np.minimum(a, t - margin), t
 
 
-def box_halfplane_pair(a, b, la, ua, lb, ub, m):
-    """Per element pair, the nearest point of {box, a <= b - m}, by SciPy's SLSQP."""
+def box_halfplane_pair(a, b, la, ua, lb, ub, m, da=1.0, db=1.0):
+    """Per element pair, the nearest point of {box, a <= b - m}, by SciPy's SLSQP.
+
+    Nearest in ``da (a' - a)**2 + db (b' - b)**2`` (default: Euclidean).
+    """
     from scipy.optimize import minimize
 
     out_a, out_b = [], []
-    for x, y, l1, u1, l2, u2 in np.broadcast(a, b, la, ua, lb, ub):
+    for x, y, l1, u1, l2, u2, wa, wb in np.broadcast(a, b, la, ua, lb, ub, da, db):
         res = minimize(
-            lambda v, x=x, y=y: (v[0] - x) ** 2 + (v[1] - y) ** 2,
+            lambda v, x=x, y=y, wa=wa, wb=wb: (
+                wa * (v[0] - x) ** 2 + wb * (v[1] - y) ** 2
+            ),
             x0=[(l1 + u1) / 2, (l2 + u2) / 2],
             bounds=[(l1, u1), (l2, u2)],
             constraints=[{"type": "ineq", "fun": lambda v: v[1] - m - v[0]}],

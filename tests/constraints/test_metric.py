@@ -6,8 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxbounds as jb
 from constraints.oracles import (
+    box_halfplane_pair,
     pav_row,
+    variational_gap,
     weighted_l1_row,
     weighted_midpoint,
     weighted_pav_row,
@@ -295,3 +298,139 @@ def test_a_kind_without_a_metric_form_raises():
     ):
         Mine().project_in_metric(jnp.ones(2), jnp.ones(2))
     assert isinstance(Mine(), eqx.Module)
+
+
+# -- project(params, c, metric=d): plans, intersections, errors ----------------
+
+project_in = jax.jit(lambda p, d, c: jb.project(p, c, metric=d), static_argnums=2)
+
+
+def d_gap(x, px, zs, d):
+    """The variational inequality in the d inner product: <= 0 at the projection."""
+    root = {k: np.sqrt(np.asarray(d[k], np.float64)) for k in x}
+    scaled = {k: root[k] * np.asarray(x[k], np.float64) for k in x}
+    spx = {k: root[k] * np.asarray(px[k], np.float64) for k in x}
+    szs = [{k: root[k] * np.asarray(z[k], np.float64) for k in x} for z in zs]
+    return variational_gap(scaled, spx, szs)
+
+
+def test_box_cut_by_half_plane_in_a_metric():
+    rng = np.random.default_rng(20)
+    a, b = rng.uniform(-1, 1, 12), rng.uniform(-1, 1, 12)
+    da, db = np.exp(rng.normal(size=12) * 1.5), np.exp(rng.normal(size=12) * 1.5)
+    c = jb.Constraints(
+        ("a", jb.Interval(-0.5, 0.4)),
+        ("b", jb.Interval(-0.3, 0.6)),
+        jb.LessEqual("a", "b", 0.2),
+    )
+    out = project_in(
+        {"a": jnp.asarray(a), "b": jnp.asarray(b)},
+        {"a": jnp.asarray(da), "b": jnp.asarray(db)},
+        c,
+    )
+    ra, rb = box_halfplane_pair(a, b, -0.5, 0.4, -0.3, 0.6, 0.2, da, db)
+    np.testing.assert_allclose(out["a"], ra, atol=1e-6)
+    np.testing.assert_allclose(out["b"], rb, atol=1e-6)
+
+
+def test_intersections_by_dykstra_in_a_metric():
+    rng = np.random.default_rng(21)
+    c = jb.Constraints(
+        ("w", jb.MaxNorm(1.0, axis=0)),
+        ("w", jb.Interval(-0.3, 0.6)),
+        ("a", jb.Interval(0.0, 1.0)),
+        jb.LessEqual("a", "b"),  # b (3,) shared by the rows of a (2, 3)
+    )
+    x = {
+        "w": rng.normal(size=(4, 3)),
+        "a": rng.normal(size=(2, 3)) + 0.5,
+        "b": rng.normal(size=3),
+    }
+    d = {k: np.exp(rng.normal(size=np.shape(v)) * 1.5) for k, v in x.items()}
+    px = project_in(jax.tree.map(jnp.asarray, x), jax.tree.map(jnp.asarray, d), c)
+    px = {k: np.asarray(v) for k, v in px.items()}
+    zs = [
+        {
+            k: np.asarray(v)
+            for k, v in jb.project(
+                jax.tree.map(lambda v, s=s: jnp.asarray(v * s), x), c
+            ).items()
+        }
+        for s in (0.0, 0.3, 1.0, 3.0)
+    ]
+    assert d_gap(x, px, zs, d) <= 1e-6
+    # not the Euclidean projection: that one fails the inequality in d
+    assert (
+        d_gap(
+            x,
+            {
+                k: np.asarray(v)
+                for k, v in jb.project(jax.tree.map(jnp.asarray, x), c).items()
+            },
+            [px],
+            d,
+        )
+        > 1e-4
+    )
+    assert jb.violations(px, c).ok
+
+
+def test_uniform_metric_project_is_euclidean():
+    rng = np.random.default_rng(22)
+    c = jb.Constraints(
+        ("w", jb.MaxNorm(1.0, axis=0)),
+        ("w", jb.Interval(-0.3, 0.6)),
+        ("p", jb.Simplex()),
+        jb.LessEqual("a", "b", 0.1),
+        ("a", jb.Interval(0.0, 1.0)),
+    )
+    x = {
+        k: jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
+        for k in ("w", "p", "a", "b")
+    }
+    one = jax.tree.map(lambda v: jnp.full(v.shape, 0.7, jnp.float32), x)
+    ref = jax.jit(lambda p: jb.project(p, c))(x)
+    got = project_in(x, one, c)
+    for k in x:
+        np.testing.assert_array_equal(got[k], ref[k])
+
+
+def test_project_metric_is_data_and_checked():
+    c = jb.Constraints(("w", jb.Simplex()))
+    x = {"w": jnp.asarray([[0.9, 0.3, -0.2], [0.1, 0.2, 0.3]]), "free": jnp.ones(2)}
+    f = jax.jit(lambda p, d: jb.project(p, c, metric=d))
+    f(x, {"w": jnp.ones((2, 3)), "free": None})
+    out = f(x, {"w": jnp.asarray([1.0, 4.0, 2.0]), "free": None})  # broadcast
+    assert f._cache_size() <= 2  # a new shape, not new numbers
+    ref = [
+        weighted_simplex_row(np.asarray(x["w"][i]), [1.0, 4.0, 2.0]) for i in range(2)
+    ]
+    np.testing.assert_allclose(out["w"], ref, atol=1e-12)
+    ds = jnp.stack([jnp.ones(3), jnp.asarray([1.0, 4.0, 2.0])])
+    many = jax.vmap(lambda d: jb.project(x, c, metric={"w": d, "free": None})["w"])(ds)
+    np.testing.assert_allclose(many[1], ref, atol=1e-12)
+    for bad, msg in [
+        (
+            {"w": jnp.asarray([1.0, 0.0, 1.0]), "free": None},
+            r"metric at 'w' must be finite and > 0",
+        ),
+        ({"w": jnp.asarray([1.0, jnp.nan, 1.0]), "free": None}, "got nan"),
+        (
+            {"w": jnp.ones(2), "free": None},
+            r"metric at 'w': shape \(2,\) does not broadcast",
+        ),
+        ({"w": jnp.ones(3)}, "metric must be a tree of the params' structure"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            jb.project(x, c, metric=bad)
+
+
+def test_project_metric_on_an_equinox_module():
+    class Layer(eqx.Module):
+        w: jax.Array
+        b: jax.Array
+
+    c = jb.Constraints(("w", jb.Ordered()))
+    m = Layer(jnp.asarray([0.3, 0.1]), jnp.zeros(2))
+    out = jb.project(m, c, metric=Layer(jnp.asarray([1.0, 3.0]), None))
+    np.testing.assert_allclose(out.w, [0.15, 0.15], atol=1e-7)
