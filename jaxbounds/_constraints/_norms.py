@@ -153,7 +153,8 @@ class MaxNorm(Constraint):
         if self.ord == 2 and w is None:
             shrunk = xc * (aim / jnp.where(outside, n, 1))
         elif self.ord == 2:
-            shrunk = radius_in_metric(xc, w, axes, n, jnp.where(outside, aim, n))
+            target = jnp.where(outside, aim, n)
+            shrunk = radius_in_metric(xc, w, axes, n, target, grow=False)
         else:
             rows, back = as_rows(xc, axes)
             if w is None:
