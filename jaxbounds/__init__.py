@@ -26,11 +26,14 @@ from ._constraints import (
     project,
     project_to_constraints,
 )
+from ._constraints._report import RuleViolations
 from ._cost import bounds_cost
 from ._equinox import family_mask, field
 from ._io import load_bounds, save_bounds
 from ._lbfgsb import lbfgsb, minimize
-from ._optax import add_bounds_penalty, project_to_bounds
+from ._lbfgsb._minimize import MinimizeResult
+from ._lbfgsb._optax import LbfgsbState
+from ._optax import BoundsPenaltyState, add_bounds_penalty, project_to_bounds
 from ._paths import paths
 from ._reparam import constrain, unconstrain
 from ._rockpool import (
@@ -39,7 +42,7 @@ from ._rockpool import (
     summed_exp_boundary_loss,
 )
 from ._select import mask, set_where
-from ._violations import ViolationReport, violations
+from ._violations import PathViolations, ViolationReport, violations
 
 __version__ = "0.1.0"
 
@@ -55,7 +58,12 @@ __all__ = [
     "Simplex",
     "UnitNorm",
     "Box",
+    "BoundsPenaltyState",
+    "LbfgsbState",
+    "MinimizeResult",
     "ParameterBoundaryRegularizer",
+    "PathViolations",
+    "RuleViolations",
     "ViolationReport",
     "add_bounds_penalty",
     "add_constraint_penalty",
