@@ -44,7 +44,7 @@ from ._rockpool import (
 from ._select import mask, set_where
 from ._violations import PathViolations, ViolationReport, violations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "Constraint",

@@ -334,3 +334,82 @@ def test_readme_code_runs_and_prints_what_its_comments_say(tmp_path: Path):
             block["where"],
             result["stdout"],
         )
+
+
+_TIME = r"(\d+(?:\.\d+)?) (ms|s)\b"
+_VS = re.compile(
+    _TIME + r"(?: \([^)]*\))? vs (?:[a-z]+ )?" + _TIME + r"(?: \([^)]*\))?: "
+    r"(\d+(?:\.\d+)?)x"
+)
+
+
+def _seconds(value: str, unit: str) -> float:
+    return float(value) * (1e-3 if unit == "ms" else 1.0)
+
+
+def _agrees(ratio: str, a: float, b: float) -> bool:
+    """``ratio`` (as printed) is ``a / b`` rounded to the digits it shows."""
+    digits = len(ratio.split(".")[1]) if "." in ratio else 0
+    return round(a / b, digits) == float(ratio)
+
+
+def ratio_disagreements(text: str) -> list[str]:
+    """Ratios that differ from the ratio of the figures printed beside them.
+
+    Two forms: ``A ms (min-max) vs [name] B ms (min-max): Rx`` anywhere (``A /
+    B`` or, for a speed-up, ``B / A``), and
+    table rows with ``jaxbounds``, ``reference``, ``floor`` and ``ratio``
+    columns (``Rx faster``: reference / jaxbounds; ``Rx floor``: jaxbounds /
+    floor; else jaxbounds / reference, one reference figure per ``/``-part).
+    Rows of ranges and parenthesised figures (other runs) are left out.
+    """
+    wrong = []
+    for m in _VS.finditer(text):
+        a, b = _seconds(*m.group(1, 2)), _seconds(*m.group(3, 4))
+        # a time ratio (ours / theirs) or a speed-up (theirs / ours)
+        if not (_agrees(m.group(5), a, b) or _agrees(m.group(5), b, a)):
+            wrong.append(m.group(0))
+    header: list[str] = []
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            header = []
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if not header:
+            header = cells
+            continue
+        if "ratio" not in header or set(cells) <= {"---", ""}:
+            continue
+        row = dict(zip(header, cells))
+        ours = re.findall(_TIME, row.get("jaxbounds", ""))
+        refs = re.findall(_TIME, re.sub(r"\([^)]*\)", "", row.get("reference", "")))
+        floor = re.findall(_TIME, row.get("floor", ""))
+        if not ours or re.search(r"\d-\d", row["jaxbounds"]):
+            continue
+        a = _seconds(*ours[0])
+        plain = 0
+        for part in re.split(r"[;/]", re.sub(r"\([^)]*\)", "", row["ratio"])):
+            m = re.search(r"(\d+(?:\.\d+)?)x(?: (faster|floor|\w+))?", part)
+            if not m:
+                continue
+            ratio, kind = m.groups()
+            if kind == "faster":
+                ok = _agrees(ratio, _seconds(*refs[0]), a)
+            elif kind == "floor":
+                ok = _agrees(ratio, a, _seconds(*floor[0]))
+            else:
+                ok = _agrees(ratio, a, _seconds(*refs[plain]))
+                plain += 1
+            if not ok:
+                wrong.append(f"{row['ratio']!r} in {line[:60]!r}")
+    return wrong
+
+
+def test_ratios_agree_with_the_figures_beside_them():
+    assert ratio_disagreements("0.35 s (0.31–0.44) vs 3.45 s (3.26–3.62): 9.8x")
+    assert not ratio_disagreements("0.35 s (0.31–0.44) vs 3.45 s (3.26–3.62): 9.9x")
+    table = "| case | jaxbounds | reference | floor | ratio |\n|---|---|---|---|---|\n"
+    assert ratio_disagreements(table + "| 5 | 48.3 ms | adam 46.3 ms | | 1.05x adam |")
+    assert not ratio_disagreements(table + "| 1 | 0.81 ms | 45.9 ms | | 57x faster |")
+    for doc in (ROOT / "README.md", ROOT / "benchmarks" / "README.md", *PAGES):
+        assert ratio_disagreements(doc.read_text(encoding="utf-8")) == [], doc.name
