@@ -1,9 +1,17 @@
-"""jaxbounds: bound constraints on JAX parameter pytrees.
+"""jaxbounds: constraints on JAX parameter pytrees.
 
 Build lower/upper bound trees that mirror your parameters (`make_bounds`),
 then add a differentiable penalty for leaving the box to your loss
 (`bounds_cost`), chain an optax transformation (`add_bounds_penalty`,
 `project_to_bounds`), or optimise through a bijection (`constrain`).
+
+Beyond boxes, a `Constraints` holds rules such as `MaxNorm` per unit,
+`Simplex`, `Ordered` and relations between parameters (`LessEqual`),
+enforced by `project`, `project_to_constraints`, `constraint_cost` and
+`constrain`. `minimize` (and the optax form `lbfgsb`) is a bounded L-BFGS-B
+on the pytree. Bounds and constraints can be declared on equinox fields
+(`field`) and on flax nnx parameters (``nnx.Param(x, lower=..., upper=...)``;
+flax is imported only when used).
 """
 
 from . import _nnx as _nnx  # registers the flax nnx view; imports no flax

@@ -413,3 +413,25 @@ def test_ratios_agree_with_the_figures_beside_them():
     assert not ratio_disagreements(table + "| 1 | 0.81 ms | 45.9 ms | | 57x faster |")
     for doc in (ROOT / "README.md", ROOT / "benchmarks" / "README.md", *PAGES):
         assert ratio_disagreements(doc.read_text(encoding="utf-8")) == [], doc.name
+
+
+def test_the_index_leads_to_every_page():
+    index = (DOCS / "index.md").read_text(encoding="utf-8")
+    where_next = index.split("## Where next", 1)[1]
+    linked = set(re.findall(r"\]\(([\w-]+\.md)\)", where_next))
+    assert linked == {p.name for p in PAGES} - {"index.md"}
+
+
+def test_the_descriptions_name_constraints_the_solver_and_nnx():
+    """Not bound boxes only: the constraint sets, the solver and flax nnx too."""
+    mkdocs = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    site = re.search(r"^site_description: (.*)$", mkdocs, re.MULTILINE)
+    index = (DOCS / "index.md").read_text(encoding="utf-8").split("## Install")[0]
+    described = {
+        "site_description": (site.group(1) if site else "", ("norms", "L-BFGS-B")),
+        "package docstring": (jaxbounds.__doc__, ("Constraints", "minimize")),
+        "index.md": (index, ("Constraints", "minimize")),
+    }
+    for where, (text, words) in described.items():
+        for word in (*words, "nnx"):
+            assert word in text, (where, word)
