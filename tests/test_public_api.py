@@ -54,7 +54,9 @@ def test_no_upper_reads_as_its_name_and_stays_one_object():
     no_upper = sig.parameters["upper"].default
     assert repr(no_upper) == "NO_UPPER"
     assert "= NO_UPPER" in str(sig)
-    assert "object at 0x" not in pydoc.render_doc(jb.violations, renderer=pydoc.plaintext)
+    assert "object at 0x" not in pydoc.render_doc(
+        jb.violations, renderer=pydoc.plaintext
+    )
     assert copy.deepcopy(no_upper) is no_upper
     assert pickle.loads(pickle.dumps(no_upper)) is no_upper
     # the sentinel still means "left out": a Constraints alone is accepted
