@@ -24,7 +24,11 @@ class RuleViolations:
         path: the leaf's path (``"a <= b"`` for a relation).
         units: how many units the rule sees there.
         outside: how many units are outside the set (distance > 0, or NaN).
-        worst: the largest distance to the set (0.0 if none is outside).
+        worst: the largest distance to the set (0.0 if none is outside);
+            for a relation ``a <= b - margin``, the largest gap
+            ``a - (b - margin)``, in the parameters' own units (a pair 0.01
+            out of order reads 0.01, where its Euclidean distance to the
+            half-plane, which `constraint_cost` penalises, is 0.01 / sqrt(2)).
     """
 
     rule: str
@@ -85,17 +89,16 @@ class ConstraintReport:
 
 @functools.partial(compiled, static=("res",))
 def _stats(xs: tuple, lows: list, ups: list, kinds: tuple, *, res: Resolution) -> list:
-    """Per rule and path: ``(units, outside, worst distance)``."""
+    """Per rule and path: ``(units, outside, worst)``; a relation's worst is its gap."""
     keys = res.constrained()
-    found = distances(
-        res,
-        kinds,
-        dict(zip(keys, lows)),
-        dict(zip(keys, ups)),
-        dict(zip(keys, xs)),
-    )
+    by_key = dict(zip(keys, xs))
+    found = distances(res, kinds, dict(zip(keys, lows)), dict(zip(keys, ups)), by_key)
+    first_relation = len(found) - len(res.relations)
     out = []
-    for _, _, d in found:
+    for i, (_, _, d) in enumerate(found):
+        if i >= first_relation:  # a relation: its gap, in the rule's units
+            rule, a, b = res.relations[i - first_relation]
+            d = jnp.maximum(kinds[rule].gap(by_key[a], by_key[b]), 0)
         bad = (d > 0) | jnp.isnan(d)
         out.append(
             (
@@ -110,8 +113,12 @@ def _stats(xs: tuple, lows: list, ups: list, kinds: tuple, *, res: Resolution) -
 def violations(params: PyTree, c: Constraints) -> ConstraintReport:
     """Which units are outside their sets, a row per rule and path.
 
-    Distances are those of `constraint_cost`, so ``report.ok`` exactly when
-    the cost is 0 (and nothing is NaN). Call it on concrete values.
+    Rows come in rule order, as declared (the bound trees first), and within
+    a rule in tree order. A unit is outside where `constraint_cost` sees it
+    outside, so ``report.ok`` exactly when the cost is 0 (and nothing is
+    NaN). ``worst`` is the distance to the set, except for a relation,
+    whose worst is the gap ``a - (b - margin)`` in the parameters' units.
+    Call it on concrete values.
 
     Args:
         params: the parameter tree.
@@ -141,19 +148,23 @@ def violations(params: PyTree, c: Constraints) -> ConstraintReport:
             "violations() returns Python numbers, so it cannot run under a JAX "
             "transformation; use constraint_cost for a traceable measure"
         )
+    rules: list[int] = []  # the rule of each row, in the order of the stats
     names: list[tuple[str, str]] = []
-    for j, rules in r.res.on_leaf:
+    for j, on in r.res.on_leaf:
+        rules.extend(on)
         names.extend(
-            (("bounds" if k == BOUNDS else c.name(k)), r.res.paths[j]) for k in rules
+            (("bounds" if k == BOUNDS else c.name(k)), r.res.paths[j]) for k in on
         )
     for k, a, b in r.res.relations:
+        rules.append(k)
         names.append((c.name(k), f"{r.res.paths[a]} <= {r.res.paths[b]}"))
     if not keys:
         return ConstraintReport(())
     stats = jax.device_get(_stats(xs, lows, ups, c.kinds, res=r.res))
-    return ConstraintReport(
-        tuple(
-            RuleViolations(rule, path, int(n), int(bad), float(w))
-            for (rule, path), (n, bad, w) in zip(names, stats)
-        )
-    )
+    rows = [
+        RuleViolations(rule, path, int(n), int(bad), float(w))
+        for (rule, path), (n, bad, w) in zip(names, stats)
+    ]
+    # rule order as declared (the bound trees first), paths in tree order
+    order = sorted(range(len(rows)), key=lambda i: rules[i])
+    return ConstraintReport(tuple(rows[i] for i in order))
