@@ -19,7 +19,7 @@ from .._constraints import NO_UPPER
 from ._iteration import Point, iteration, pg_norm
 from ._memory import Memory, new_memory
 from ._params import Split, join, split
-from ._report import active_bounds, reporter
+from ._progress import active_bounds, reporter
 from ._tree import clip_tree, leaves
 
 #: Steps in a row without a decrease of the value (at the precision limit,
