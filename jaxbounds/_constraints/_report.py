@@ -15,6 +15,23 @@ from ._resolve import BOUNDS, Resolution, resolve
 from ._rules import Constraints
 
 
+def aligned(table: list[tuple[str, ...]], left: int) -> list[str]:
+    """The rows of a text table with aligned columns, the first ``left`` to the left.
+
+    The one table layout of the reports (`ViolationReport`,
+    `ConstraintReport`): two spaces between columns, text columns
+    left-aligned, numbers right-aligned.
+    """
+    widths = [max(len(line[k]) for line in table) for k in range(len(table[0]))]
+    return [
+        "  ".join(
+            c.ljust(w) if k < left else c.rjust(w)
+            for k, (c, w) in enumerate(zip(line, widths))
+        ).rstrip()
+        for line in table
+    ]
+
+
 @dataclasses.dataclass(frozen=True)
 class RuleViolations:
     """How the units of one path sit against one rule: a `ConstraintReport` row.
@@ -70,18 +87,14 @@ class ConstraintReport:
         if not bad:
             return f"all {len(self.rows)} rule/path pairs satisfied"
         head = ("rule", "path", "units", "outside", "worst")
-        table = [head] + [
-            (r.rule, r.path, str(r.units), str(r.outside), f"{r.worst:.6g}")
-            for r in bad
-        ]
-        widths = [max(len(line[k]) for line in table) for k in range(len(head))]
-        lines = [
-            "  ".join(
-                c.ljust(w) if k < 2 else c.rjust(w)
-                for k, (c, w) in enumerate(zip(line, widths))
-            ).rstrip()
-            for line in table
-        ]
+        lines = aligned(
+            [head]
+            + [
+                (r.rule, r.path, str(r.units), str(r.outside), f"{r.worst:.6g}")
+                for r in bad
+            ],
+            left=2,
+        )
         return "\n".join(
             [f"{len(bad)} of {len(self.rows)} rule/path pairs violated:", *lines]
         )
