@@ -33,7 +33,8 @@ so their Python-float infinities are static and unbounded leaves cost nothing.
 
 Usage::
 
-    python benchmarks/run.py                 # full run (about 2 minutes on 2 cores)
+    python benchmarks/run.py                 # full run (about 12 minutes on 2 cores)
+    python benchmarks/run.py --cases 1,2,3,4,5   # without case 6 (about 2 minutes)
     python benchmarks/run.py --quick         # tiny sizes, a few seconds
     python benchmarks/run.py --size 1000000 --repeats 10 --cases 2,3
 

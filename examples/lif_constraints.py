@@ -32,7 +32,8 @@ It prints a progress line every ``--log-every`` steps, writes PNG plots to
 ``--out`` and ends with the measured outcome of every run. It finishes in
 well under a minute on 2 CPU cores.
 
-Run:  python examples/lif_constraints.py [--steps 300] [--out examples/out]
+Run:  python examples/lif_constraints.py [--steps 300] [--out DIR]
+(the plots go to ``out/`` next to this script unless ``--out`` says otherwise)
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ The initial values break every rule. The script prints the violations before
 and after training, the loss, and plots the time constants to ``--out``.
 It finishes in well under a minute on 2 CPU cores.
 
-Run:  python examples/snn_relations.py [--steps 150] [--out examples/out]
+Run:  python examples/snn_relations.py [--steps 150] [--out DIR]
+(the plot goes to ``out/`` next to this script unless ``--out`` says otherwise)
 """
 
 from __future__ import annotations
@@ -101,7 +102,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--lr", type=float, default=0.01)
-    ap.add_argument("--out", default="examples/out")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "out",
+        help="directory for the PNG plot (created if missing)",
+    )
     args = ap.parse_args()
     start = time.perf_counter()
 
@@ -139,7 +145,7 @@ def main() -> None:
     print("thresholds:  ", np.round(np.asarray(lif["threshold"]), 3))
     norms = np.linalg.norm(np.asarray(params["w_in"]), axis=0)
     print("input-weight norm per neuron:", np.round(norms, 3))
-    plot(history, Path(args.out))
+    plot(history, args.out)
     print(f"done in {time.perf_counter() - start:.1f} s")
 
 

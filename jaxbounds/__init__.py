@@ -1,9 +1,17 @@
-"""jaxbounds: bound constraints on JAX parameter pytrees.
+"""jaxbounds: constraints on JAX parameter pytrees.
 
 Build lower/upper bound trees that mirror your parameters (`make_bounds`),
 then add a differentiable penalty for leaving the box to your loss
 (`bounds_cost`), chain an optax transformation (`add_bounds_penalty`,
 `project_to_bounds`), or optimise through a bijection (`constrain`).
+
+Beyond boxes, a `Constraints` holds rules such as `MaxNorm` per unit,
+`Simplex`, `Ordered` and relations between parameters (`LessEqual`),
+enforced by `project`, `project_to_constraints`, `constraint_cost` and
+`constrain`. `minimize` (and the optax form `lbfgsb`) is a bounded L-BFGS-B
+on the pytree. Bounds and constraints can be declared on equinox fields
+(`field`) and on flax nnx parameters (``nnx.Param(x, lower=..., upper=...)``;
+flax is imported only when used).
 """
 
 from . import _nnx as _nnx  # registers the flax nnx view; imports no flax
@@ -27,10 +35,13 @@ from ._constraints import (
     project_to_constraints,
     projected,
 )
+from ._constraints._report import RuleViolations
 from ._cost import bounds_cost
 from ._equinox import family_mask, field
 from ._io import load_bounds, save_bounds
 from ._lbfgsb import lbfgsb, minimize
+from ._lbfgsb._minimize import MinimizeResult
+from ._lbfgsb._optax import LbfgsbState
 from ._optax import add_bounds_penalty, project_to_bounds
 from ._paths import paths
 from ._reparam import constrain, unconstrain
@@ -40,9 +51,10 @@ from ._rockpool import (
     summed_exp_boundary_loss,
 )
 from ._select import mask, set_where
-from ._violations import ViolationReport, violations
+from ._transform import BoundsPenaltyState
+from ._violations import PathViolations, ViolationReport, violations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "Constraint",
@@ -56,7 +68,12 @@ __all__ = [
     "Simplex",
     "UnitNorm",
     "Box",
+    "BoundsPenaltyState",
+    "LbfgsbState",
+    "MinimizeResult",
     "ParameterBoundaryRegularizer",
+    "PathViolations",
+    "RuleViolations",
     "ViolationReport",
     "add_bounds_penalty",
     "add_constraint_penalty",

@@ -197,7 +197,9 @@ def fit(
     ``k = 0 .. FIT_STEPS - 1``, unrolled: no loop, so that a tree of many
     leaves compiles fast. The callers aim a few ulps inside the limit
     already, so usually no step changes anything; the steps catch a norm
-    summed in an unlucky order.
+    summed in an unlucky order. Each step runs under `jax.lax.cond` on
+    whether any unit offends: when none does (the usual case), the check
+    is the one reduction over ``y`` and nothing more is read or written.
     """
     dtype = y.dtype
     cd = compute_dtype(dtype)
@@ -208,7 +210,11 @@ def fit(
         bad = (m < limit) if above else (m > limit)
         step = 4 * eps * 4**k
         factor = (1 + step) if above else (1 - step)
-        y = jnp.where(bad, directed(y.astype(cd) * factor, dtype, way), y)
+
+        def fix(y: jax.Array, bad: jax.Array = bad, factor: Any = factor) -> jax.Array:
+            return jnp.where(bad, directed(y.astype(cd) * factor, dtype, way), y)
+
+        y = jax.lax.cond(jnp.any(bad), fix, lambda y: y, y)
     return y
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from ._compile import per_leaf
 from ._constraints import _report
+from ._constraints._report import aligned
 from ._constraints._rules import NO_UPPER, given_constraints
 from ._paths import PyTree
 from ._plan import plan
@@ -137,15 +138,7 @@ class ViolationReport:
         if not bad:
             return f"all {self.size} parameters within bounds"
         n = sum(r.below + r.above + r.nan for r in bad)
-        table = [_COLUMNS, *(_cells(r) for r in bad)]
-        widths = [max(len(line[j]) for line in table) for j in range(len(_COLUMNS))]
-        lines = [
-            "  ".join(
-                cell.ljust(w) if j == 0 else cell.rjust(w)
-                for j, (cell, w) in enumerate(zip(line, widths))
-            ).rstrip()
-            for line in table
-        ]
+        lines = aligned([_COLUMNS, *(_cells(r) for r in bad)], left=1)
         return "\n".join([f"{n} of {self.size} parameters outside bounds:", *lines])
 
 

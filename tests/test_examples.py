@@ -11,12 +11,13 @@ smaller configuration, so a new example is picked up by the glob and tested
 as is.
 
 A script that needs an optional dependency of the ``examples`` extra
-(matplotlib) is skipped where it is not installed (``pip install -e
+(matplotlib, flax) is skipped where it is not installed (``pip install -e
 ".[examples]"``); any other failure fails.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -41,10 +42,11 @@ QUICK_ARGS = {
         "--out={out}",
     ],
     "nnx_lif.py": ["--steps=20", "--log-every=10"],
+    "snn_relations.py": ["--out={out}"],
 }
 
 #: Modules of the ``examples`` extra: missing ones skip a script, not fail it.
-OPTIONAL = ("matplotlib",)
+OPTIONAL = ("matplotlib", "flax")
 
 #: Extra runs: name -> command line after the interpreter (``{examples}`` is
 #: the examples directory, ``{out}`` a fresh directory).
@@ -141,6 +143,24 @@ def test_every_example_documents_how_to_run_it():
     for script in EXAMPLES:
         text = script.read_text(encoding="utf-8")
         assert f"python examples/{script.name}" in text, script.name
+
+
+def test_examples_write_their_files_next_to_themselves():
+    """An ``--out`` directory defaults to ``examples/out``, from any working dir."""
+    defaults = {}
+    for script in EXAMPLES:
+        for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", None) == "add_argument"
+                and node.args
+                and getattr(node.args[0], "value", None) == "--out"
+            ):
+                default = next(k.value for k in node.keywords if k.arg == "default")
+                defaults[script.name] = ast.unparse(default)
+    assert {"lif_constraints.py", "snn_relations.py"} <= set(defaults)
+    for name, default in defaults.items():
+        assert default == "Path(__file__).resolve().parent / 'out'", name
 
 
 # -- what the scripts claim ------------------------------------------------------

@@ -14,7 +14,7 @@ the path and points to `project`.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,8 +29,31 @@ from ._resolve import BOUNDS, Resolved, resolve
 from ._rules import Constraints
 
 
-def _plan(r: Resolved, c: Constraints) -> tuple:
-    """Each constrained leaf with its map, ``(leaf, how)``, a leaf after its ``a``."""
+class LeafMap(NamedTuple):
+    """How `constrain` maps one leaf: ``how`` is one of `HOWS`.
+
+    - ``"free"``: the identity;
+    - ``"box"``: the box map of the intervals ``rules``, its upper bound
+      narrowed for each relation ``(rule, b, rules of b)`` in ``below``;
+    - ``"kind"``: the map of the one kind ``rules[0]``;
+    - ``"above"``: the larger side of relation ``rule`` over leaf
+      ``smaller``, inside its intervals ``rules`` (if any).
+    """
+
+    leaf: int
+    how: str
+    rules: tuple[int, ...] = ()
+    below: tuple[tuple[int, int, tuple[int, ...]], ...] = ()
+    rule: int = BOUNDS
+    smaller: int = -1
+
+
+#: The maps of `LeafMap`.
+HOWS = ("free", "box", "kind", "above")
+
+
+def _plan(r: Resolved, c: Constraints) -> tuple[LeafMap, ...]:
+    """Each constrained leaf with its map, a larger side after its smaller one."""
     rules = dict(r.res.on_leaf)
     upper_of: dict[int, tuple[int, int]] = {}
 
@@ -53,15 +76,15 @@ def _plan(r: Resolved, c: Constraints) -> tuple:
                 "broadcast shape; use project"
             )
         upper_of[b] = (k, a)
-    hows: dict[int, tuple] = {}
+    hows: dict[int, LeafMap] = {}
     for j, rs in rules.items():
         kinds = [x for x in rs if not interval(x)]
         if j in upper_of:
             continue  # mapped above its smaller side, below
         if not kinds:
-            hows[j] = ("box", rs, ())
+            hows[j] = LeafMap(j, "box", rs)
         elif len(kinds) == 1 and len(rs) == 1 and c.kinds[kinds[0]].has_bijection():
-            hows[j] = ("kind", kinds[0])
+            hows[j] = LeafMap(j, "kind", (kinds[0],))
         else:
             names = ", ".join("bounds" if x == BOUNDS else c.name(x) for x in rs)
             raise ValueError(
@@ -71,28 +94,28 @@ def _plan(r: Resolved, c: Constraints) -> tuple:
     for b, (k, a) in upper_of.items():
         if not rules.get(b):
             continue
-        how = hows.get(a, ("box", (), ()))
-        if how[0] != "box" or a in upper_of:
+        how = hows.get(a, LeafMap(a, "box"))
+        if how.how != "box" or a in upper_of:
             raise ValueError(
                 f"{c.name(k)}: {r.res.paths[a]!r} must stay below the bounds of "
                 f"{r.res.paths[b]!r} less the margin, and constrain has no map "
                 "that narrows it (it has another kind, or is itself a larger "
                 "side); use project or project_to_constraints"
             )
-        hows[a] = ("box", how[1], (*how[2], (k, b, rules[b])))
+        hows[a] = how._replace(below=(*how.below, (k, b, rules[b])))
     for b, (k, a) in upper_of.items():
-        hows[b] = ("above", k, a, rules.get(b, ()))
-    order: list[tuple[int, tuple]] = []
+        hows[b] = LeafMap(b, "above", rules.get(b, ()), rule=k, smaller=a)
+    order: list[LeafMap] = []
     done: set[int] = set()
 
     def visit(j: int) -> None:
         if j in done:
             return
-        how = hows.get(j, ("free",))
-        if how[0] == "above":
-            visit(how[2])
+        how = hows.get(j, LeafMap(j, "free"))
+        if how.how == "above":
+            visit(how.smaller)
         done.add(j)
-        order.append((j, how))
+        order.append(how)
 
     for j in r.res.constrained():
         visit(j)
@@ -180,28 +203,28 @@ def _mapped(
     given = dict(zip(keys, xs))
     low, up = dict(zip(keys, lows)), dict(zip(keys, ups))
     out: dict[int, Any] = {}
-    for j, how in order:
-        x = given[j]
-        if how[0] == "free":
+    for how in order:
+        j, x = how.leaf, given[how.leaf]
+        if how.how == "free":
             out[j] = x
-        elif how[0] == "box":
-            dtypes = {b: given[b].dtype for _, b, _ in how[2]}
-            box = _box(kinds, low, up, j, how[1])
-            box = _narrowed(box, kinds, low, up, how[2], dtypes)
+        elif how.how == "box":
+            dtypes = {b: given[b].dtype for _, b, _ in how.below}
+            box = _box(kinds, low, up, j, how.rules)
+            box = _narrowed(box, kinds, low, up, how.below, dtypes)
             out[j] = box.constrain(x) if forward else box.unconstrain(x)
-        elif how[0] == "kind":
-            kind = kinds[how[1]]
+        elif how.how == "kind":
+            kind = kinds[how.rules[0]]
             out[j] = kind.constrain(x) if forward else kind.unconstrain(x)
-        elif how[3]:  # b above a, inside its intervals
-            _, k, a, rs = how
+        elif how.rules:  # b above a, inside its intervals
+            a = how.smaller
             smaller = out[a] if forward else given[a]
-            lo, hi = _box(kinds, low, up, j, rs).sides()
-            floor = _floor(smaller, kinds[k].margin, lo, x.dtype)
+            lo, hi = _box(kinds, low, up, j, how.rules).sides()
+            floor = _floor(smaller, kinds[how.rule].margin, lo, x.dtype)
             box = Interval(floor, hi)
             out[j] = box.constrain(x) if forward else box.unconstrain(x)
         else:
-            _, k, a, _ = how
-            margin = kinds[k].margin
+            a = how.smaller
+            margin = kinds[how.rule].margin
             if forward:
                 out[j] = _above(out[a], x, margin)
             else:
@@ -215,7 +238,7 @@ def _mapped(
 
 def _apply(r: Resolved, c: Constraints, forward: bool) -> PyTree:
     order = _plan(r, c)
-    keys = tuple(j for j, _ in order)
+    keys = tuple(how.leaf for how in order)
     if not keys:
         return r.write_back({})
     new = _mapped(*r.numbers(keys), c.kinds, order=order, keys=keys, forward=forward)

@@ -92,6 +92,12 @@ class MaxNorm(Constraint):
     formula), thresholds the sorted magnitudes (``ord=1``) or clips
     (``ord=inf``). The map `constrain` is radial: ``r tanh(||u||) u / ||u||``.
 
+    ``axis`` is the axes the norm runs over, so "one norm per output unit"
+    depends on the layer's layout: a Keras or flax ``Dense`` kernel is
+    ``(in, out)``, so ``axis=0``; an ``eqx.nn.Linear.weight`` (as PyTorch's)
+    is ``(out, in)``, so ``axis=1`` (or ``-1``). ``axis=0`` on an equinox
+    weight is not an error: it silently bounds the input units instead.
+
     Attributes:
         max_value: the radius ``r > 0`` (a float, or a traced / batched value).
         axis: the axes of one unit (`None`: the whole leaf).
@@ -107,6 +113,9 @@ class MaxNorm(Constraint):
         >>> print(MaxNorm(1.0, axis=0).project(w).round(6))  # a few ulps inside
         [[0.6 0.1]
          [0.8 0.1]]
+        >>> print(MaxNorm(1.0, axis=1).project(w.T).round(6))  # (out, in): per row
+        [[0.6 0.8]
+         [0.1 0.1]]
     """
 
     max_value: Any

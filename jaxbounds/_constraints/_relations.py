@@ -135,11 +135,19 @@ class LessEqual(eqx.Module):
         if m is not None and not m >= 0:
             raise ValueError(f"LessEqual's margin must be >= 0, got {m!r}")
 
+    def gap(self, a: jax.Array, b: jax.Array) -> jax.Array:
+        """``a - (b - margin)`` per element pair, in the compute dtype: > 0 violates.
+
+        The one formula for how far a pair is out of order, in the
+        parameters' own units (`violations` reports it).
+        """
+        cd = jnp.promote_types(compute_dtype(a.dtype), compute_dtype(b.dtype))
+        return a.astype(cd) - (b.astype(cd) - jnp.asarray(self.margin, cd))
+
     def distance(self, a: jax.Array, b: jax.Array) -> jax.Array:
         """Per element pair (broadcast shape): the distance to the half-plane."""
-        cd = jnp.promote_types(compute_dtype(a.dtype), compute_dtype(b.dtype))
-        gap = a.astype(cd) - (b.astype(cd) - jnp.asarray(self.margin, cd))  # as `holds`
-        return jnp.maximum(gap, 0) / jnp.sqrt(jnp.asarray(2, cd))
+        gap = self.gap(a, b)
+        return jnp.maximum(gap, 0) / jnp.sqrt(jnp.asarray(2, gap.dtype))
 
     def holds(self, a: jax.Array, b: jax.Array) -> jax.Array:
         """``a <= b - margin`` per element pair, as computed in the compute dtype."""

@@ -15,6 +15,23 @@ from ._resolve import BOUNDS, Resolution, resolve
 from ._rules import Constraints
 
 
+def aligned(table: list[tuple[str, ...]], left: int) -> list[str]:
+    """The rows of a text table with aligned columns, the first ``left`` to the left.
+
+    The one table layout of the reports (`ViolationReport`,
+    `ConstraintReport`): two spaces between columns, text columns
+    left-aligned, numbers right-aligned.
+    """
+    widths = [max(len(line[k]) for line in table) for k in range(len(table[0]))]
+    return [
+        "  ".join(
+            c.ljust(w) if k < left else c.rjust(w)
+            for k, (c, w) in enumerate(zip(line, widths))
+        ).rstrip()
+        for line in table
+    ]
+
+
 @dataclasses.dataclass(frozen=True)
 class RuleViolations:
     """How the units of one path sit against one rule: a `ConstraintReport` row.
@@ -24,7 +41,11 @@ class RuleViolations:
         path: the leaf's path (``"a <= b"`` for a relation).
         units: how many units the rule sees there.
         outside: how many units are outside the set (distance > 0, or NaN).
-        worst: the largest distance to the set (0.0 if none is outside).
+        worst: the largest distance to the set (0.0 if none is outside);
+            for a relation ``a <= b - margin``, the largest gap
+            ``a - (b - margin)``, in the parameters' own units (a pair 0.01
+            out of order reads 0.01, where its Euclidean distance to the
+            half-plane, which `constraint_cost` penalises, is 0.01 / sqrt(2)).
     """
 
     rule: str
@@ -66,18 +87,14 @@ class ConstraintReport:
         if not bad:
             return f"all {len(self.rows)} rule/path pairs satisfied"
         head = ("rule", "path", "units", "outside", "worst")
-        table = [head] + [
-            (r.rule, r.path, str(r.units), str(r.outside), f"{r.worst:.6g}")
-            for r in bad
-        ]
-        widths = [max(len(line[k]) for line in table) for k in range(len(head))]
-        lines = [
-            "  ".join(
-                c.ljust(w) if k < 2 else c.rjust(w)
-                for k, (c, w) in enumerate(zip(line, widths))
-            ).rstrip()
-            for line in table
-        ]
+        lines = aligned(
+            [head]
+            + [
+                (r.rule, r.path, str(r.units), str(r.outside), f"{r.worst:.6g}")
+                for r in bad
+            ],
+            left=2,
+        )
         return "\n".join(
             [f"{len(bad)} of {len(self.rows)} rule/path pairs violated:", *lines]
         )
@@ -85,17 +102,16 @@ class ConstraintReport:
 
 @functools.partial(compiled, static=("res",))
 def _stats(xs: tuple, lows: list, ups: list, kinds: tuple, *, res: Resolution) -> list:
-    """Per rule and path: ``(units, outside, worst distance)``."""
+    """Per rule and path: ``(units, outside, worst)``; a relation's worst is its gap."""
     keys = res.constrained()
-    found = distances(
-        res,
-        kinds,
-        dict(zip(keys, lows)),
-        dict(zip(keys, ups)),
-        dict(zip(keys, xs)),
-    )
+    by_key = dict(zip(keys, xs))
+    found = distances(res, kinds, dict(zip(keys, lows)), dict(zip(keys, ups)), by_key)
+    first_relation = len(found) - len(res.relations)
     out = []
-    for _, _, d in found:
+    for i, (_, _, d) in enumerate(found):
+        if i >= first_relation:  # a relation: its gap, in the rule's units
+            rule, a, b = res.relations[i - first_relation]
+            d = jnp.maximum(kinds[rule].gap(by_key[a], by_key[b]), 0)
         bad = (d > 0) | jnp.isnan(d)
         out.append(
             (
@@ -110,8 +126,12 @@ def _stats(xs: tuple, lows: list, ups: list, kinds: tuple, *, res: Resolution) -
 def violations(params: PyTree, c: Constraints) -> ConstraintReport:
     """Which units are outside their sets, a row per rule and path.
 
-    Distances are those of `constraint_cost`, so ``report.ok`` exactly when
-    the cost is 0 (and nothing is NaN). Call it on concrete values.
+    Rows come in rule order, as declared (the bound trees first), and within
+    a rule in tree order. A unit is outside where `constraint_cost` sees it
+    outside, so ``report.ok`` exactly when the cost is 0 (and nothing is
+    NaN). ``worst`` is the distance to the set, except for a relation,
+    whose worst is the gap ``a - (b - margin)`` in the parameters' units.
+    Call it on concrete values.
 
     Args:
         params: the parameter tree.
@@ -141,19 +161,23 @@ def violations(params: PyTree, c: Constraints) -> ConstraintReport:
             "violations() returns Python numbers, so it cannot run under a JAX "
             "transformation; use constraint_cost for a traceable measure"
         )
+    rules: list[int] = []  # the rule of each row, in the order of the stats
     names: list[tuple[str, str]] = []
-    for j, rules in r.res.on_leaf:
+    for j, on in r.res.on_leaf:
+        rules.extend(on)
         names.extend(
-            (("bounds" if k == BOUNDS else c.name(k)), r.res.paths[j]) for k in rules
+            (("bounds" if k == BOUNDS else c.name(k)), r.res.paths[j]) for k in on
         )
     for k, a, b in r.res.relations:
+        rules.append(k)
         names.append((c.name(k), f"{r.res.paths[a]} <= {r.res.paths[b]}"))
     if not keys:
         return ConstraintReport(())
     stats = jax.device_get(_stats(xs, lows, ups, c.kinds, res=r.res))
-    return ConstraintReport(
-        tuple(
-            RuleViolations(rule, path, int(n), int(bad), float(w))
-            for (rule, path), (n, bad, w) in zip(names, stats)
-        )
-    )
+    rows = [
+        RuleViolations(rule, path, int(n), int(bad), float(w))
+        for (rule, path), (n, bad, w) in zip(names, stats)
+    ]
+    # rule order as declared (the bound trees first), paths in tree order
+    order = sorted(range(len(rows)), key=lambda i: rules[i])
+    return ConstraintReport(tuple(rows[i] for i in order))

@@ -195,8 +195,20 @@ class Constraints(eqx.Module):
 Selector = str | Callable[[str, Any], bool] | BoolTree | ExactPath | None
 
 
+class _NoUpper:
+    """The type of `NO_UPPER`: one instance, compared by identity."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_UPPER"
+
+    def __reduce__(self) -> str:  # copies and pickles stay the one instance
+        return "NO_UPPER"
+
+
 #: ``upper`` not given: the bounds argument may be a `Constraints` alone.
-NO_UPPER: Any = object()
+NO_UPPER: Any = _NoUpper()
 
 
 def given_constraints(lower: Any, upper: Any, user: str) -> Constraints | None:

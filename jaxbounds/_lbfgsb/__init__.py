@@ -13,10 +13,13 @@ One idea per module, as optimistix splits solver, search and helpers:
 - `_params`: params split into parameter leaves and bounds, and joined back
   (the only module that reads the core);
 - `_memory`: the stored pairs and their compact representation;
-- `_cauchy`: the generalized Cauchy point;
+- `_breakpoints`: the path's breakpoints, and the next chunk of them;
+- `_cauchy`: the generalized Cauchy point (the walk over the chunks);
+- `_dense`: small problems, the Cauchy point and subspace step densely;
 - `_subspace`: subspace minimisation over the free variables;
 - `_search`: the strong Wolfe line search inside the box;
 - `_iteration`: one iteration of the four;
+- `_progress`: the progress lines of ``verbose``;
 - `_minimize`: `minimize`, one `jax.lax.while_loop`;
 - `_optax`: `lbfgsb`, the optax transformation.
 """

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 from .._constraints import NO_UPPER
 from ._iteration import Point, iteration, pg_norm
 from ._memory import Memory, new_memory
-from ._params import Split, join, split
-from ._report import active_bounds, reporter
+from ._params import Split, as_data, join, split
+from ._progress import active_bounds, reporter
 from ._tree import clip_tree, leaves
 
 #: Steps in a row without a decrease of the value (at the precision limit,
@@ -181,8 +181,10 @@ def minimize(
     box. The whole solve is one `jax.lax.while_loop`, so `minimize` works
     under `jax.jit` and `jax.vmap`: a batch of problems, each with its own
     data and bounds, is one ``jax.vmap`` (bounds may be traced arrays or
-    scalars). Eager calls compile once per ``fun`` (the same object) and
-    tree structure; bound values are arguments.
+    scalars). Eager calls compile once per ``fun`` (the same object), tree
+    structure and pattern of infinite / `None` bound sides; bound values and
+    starts are arguments, Python floats included (changing one compiles
+    nothing).
 
     The parameters are optimised: real floating arrays, and Python floats in
     plain containers (a dict of physical constants is a parameter tree, as
@@ -264,7 +266,7 @@ def minimize(
         )
     x, value, steps, evals, converged, values, pgs = _solve(
         fun,
-        sp,
+        as_data(sp),
         int(max_steps),
         jnp.asarray(tol, sp.dtype),
         jnp.asarray(ftol, sp.dtype),

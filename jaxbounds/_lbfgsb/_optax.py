@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import chex  # type: ignore[import-untyped]
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax  # type: ignore[import-untyped]
@@ -18,7 +19,16 @@ import optax  # type: ignore[import-untyped]
 from .._constraints import NO_UPPER
 from ._iteration import Point, iteration
 from ._memory import new_memory
-from ._params import grads_like, join, land_update, param_part, split, updates_like
+from ._params import (
+    Split,
+    as_data,
+    grads_like,
+    join,
+    land_update,
+    param_part,
+    split,
+    updates_like,
+)
 from ._tree import clip_tree, leaves, smallest, tmap
 
 
@@ -53,6 +63,12 @@ def lbfgsb(
     outside the box are projected in first (then ``value_fn`` is evaluated
     once more, at the projected point). If the line search fails, the
     update is zero (or the projection) and the memory is emptied.
+
+    Called eagerly, ``update`` is one compiled program per ``value_fn`` (the
+    same object), params structure and pattern of infinite / `None` bound
+    sides: finite bounds and params are its data, Python floats included,
+    so a new solver with other float bounds compiles nothing. Under the
+    caller's `jax.jit` it is traced into the caller's program.
 
     The parameters are optimised (real floating arrays, and Python floats in
     plain containers, as for `minimize`); other array leaves get zero
@@ -118,54 +134,66 @@ def lbfgsb(
         if params is None or value_fn is None:
             raise ValueError("lbfgsb needs params and value_fn in update")
         sp = split(params, lower, upper, "lbfgsb")
-        dtype = sp.dtype
         fn_kwargs = kwargs_for(value_fn, extra_args)
-
-        def value_and_grad(x: Any) -> tuple[Any, Any]:
-            return jax.value_and_grad(lambda x: value_fn(join(sp, x), **fn_kwargs))(x)
-
         grad = updates if grad is None else grad
-        g_in = param_part(sp, grad)
-        # the start, projected into the box the way apply_updates would land it
-        u0 = tmap(land_update, sp.x, clip_tree(sp.x, sp.lo, sp.up), sp.lo, sp.up)
-        x0 = tmap(lambda b, u: (b + u).astype(b.dtype), sp.x, u0)
-        x0 = clip_tree(x0, sp.lo, sp.up)
-        inside = smallest(
-            [jnp.all(a == b) for a, b in zip(leaves(x0), leaves(sp.x))], jnp.bool_, 1
-        )
-        if value is None:
-            f_in, g_in = value_and_grad(x0)
-        else:
-            f_in = jnp.asarray(value)
-
-            def recompute() -> tuple[Any, Any]:
-                fv, gv = value_and_grad(x0)
-                return fv.astype(f_in.dtype), tmap(
-                    lambda a, b: a.astype(b.dtype), gv, g_in
-                )
-
-            f_in, g_in = jax.lax.cond(inside, lambda: (f_in, g_in), recompute)
-        here = Point(x0, f_in, g_in)
-        new, u, mem, _, _ = iteration(
-            value_and_grad,
-            here,
-            sp.x,
-            sp.lo,
-            sp.up,
-            state.memory,
-            state.count == 0,
-            dtype,
-        )
-        u = tmap(land_update, sp.x, new.x, sp.lo, sp.up)
-        new_state = LbfgsbState(
-            count=optax.safe_increment(state.count),
-            memory=mem,
-            value=jnp.asarray(new.f, state.value.dtype),
-            grad=grads_like(sp, new.g),
-        )
+        u, new_state = _update(value_fn, as_data(sp), state, grad, value, fn_kwargs)
         return updates_like(sp, u), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+@eqx.filter_jit
+def _update(
+    value_fn: Callable[..., Any],
+    sp: Split,
+    state: LbfgsbState,
+    grad: Any,
+    value: Any,
+    fn_kwargs: dict[str, Any],
+) -> tuple[Any, LbfgsbState]:
+    """One update, compiled once per ``value_fn`` and structure (floats are data)."""
+    dtype = sp.dtype
+
+    def value_and_grad(x: Any) -> tuple[Any, Any]:
+        return jax.value_and_grad(lambda x: value_fn(join(sp, x), **fn_kwargs))(x)
+
+    g_in = param_part(sp, grad)
+    # the start, projected into the box the way apply_updates would land it
+    u0 = tmap(land_update, sp.x, clip_tree(sp.x, sp.lo, sp.up), sp.lo, sp.up)
+    x0 = tmap(lambda b, u: (b + u).astype(b.dtype), sp.x, u0)
+    x0 = clip_tree(x0, sp.lo, sp.up)
+    inside = smallest(
+        [jnp.all(a == b) for a, b in zip(leaves(x0), leaves(sp.x))], jnp.bool_, 1
+    )
+    if value is None:
+        f_in, g_in = value_and_grad(x0)
+    else:
+        f_in = jnp.asarray(value)
+
+        def recompute() -> tuple[Any, Any]:
+            fv, gv = value_and_grad(x0)
+            return fv.astype(f_in.dtype), tmap(lambda a, b: a.astype(b.dtype), gv, g_in)
+
+        f_in, g_in = jax.lax.cond(inside, lambda: (f_in, g_in), recompute)
+    here = Point(x0, f_in, g_in)
+    new, u, mem, _, _ = iteration(
+        value_and_grad,
+        here,
+        sp.x,
+        sp.lo,
+        sp.up,
+        state.memory,
+        state.count == 0,
+        dtype,
+    )
+    u = tmap(land_update, sp.x, new.x, sp.lo, sp.up)
+    new_state = LbfgsbState(
+        count=optax.safe_increment(state.count),
+        memory=mem,
+        value=jnp.asarray(new.f, state.value.dtype),
+        grad=grads_like(sp, new.g),
+    )
+    return u, new_state
 
 
 def kwargs_for(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:

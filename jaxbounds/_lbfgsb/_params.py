@@ -87,6 +87,33 @@ def split(
     return Split(x, lo, up, pl, dtype)
 
 
+def as_data(sp: Split) -> Split:
+    """``sp`` with its Python-float values as arrays, ready for `eqx.filter_jit`.
+
+    `eqx.filter_jit` takes Python floats as static: a float start or bound
+    changed would compile the solve again. The parameter leaves of the plan
+    become the arrays of ``sp.x`` (which `join` writes over anyway), and
+    finite float bounds 0-d arrays of their leaf's dtype (``sp.lo`` and
+    ``sp.up`` are arrays already). `None` sides, the static pattern, stay.
+    """
+    flat = list(sp.plan.leaves)
+    xs = _flat(sp, sp.x)
+    dts = [xs[i].dtype for i in sp.plan.indices]
+    for i in sp.plan.indices:
+        flat[i] = xs[i]
+
+    def data(v: Any, dt: Any) -> Any:
+        return jnp.asarray(v, dt) if type(v) is float else v
+
+    return sp._replace(
+        plan=sp.plan._replace(
+            leaves=flat,
+            lows=[data(v, dt) for v, dt in zip(sp.plan.lows, dts)],
+            ups=[data(v, dt) for v, dt in zip(sp.plan.ups, dts)],
+        )
+    )
+
+
 def _flat(sp: Split, tree: Any) -> list[Any]:
     return sp.plan.treedef.flatten_up_to(tree)
 

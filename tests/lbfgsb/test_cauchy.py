@@ -15,14 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbounds._lbfgsb import _cauchy
-from jaxbounds._lbfgsb._cauchy import (
-    breakpoints,
-    cauchy,
-    cauchy_time,
-    gather_chunk,
-    walk,
-)
+from jaxbounds._lbfgsb import _breakpoints, _cauchy
+from jaxbounds._lbfgsb._cauchy import cauchy, cauchy_walk, walk
 from jaxbounds._lbfgsb._memory import compact, new_memory, push
 
 from .problems import dense_bfgs, memory_of, random_pairs
@@ -81,7 +75,7 @@ def grouped_problem(seed, n=24, m=4):
 #: (chunk, buckets, hashes): the default, and settings small enough that a
 #: dozen variables take many rounds, collide in the hash and step over ties.
 SETTINGS = {
-    "default": (_cauchy.CHUNK, _cauchy.BUCKETS, _cauchy.HASHES),
+    "default": (_breakpoints.CHUNK, _breakpoints.BUCKETS, _breakpoints.HASHES),
     "chunks of 2": (2, 8, 3),
     "one hash in 4 slots": (3, 4, 1),
     "groups split by a miss": (20, 32, 1),
@@ -93,14 +87,14 @@ _SOLVERS: dict = {}
 
 @pytest.fixture(params=list(SETTINGS))
 def walk_time(request, monkeypatch):
-    """``cauchy_time`` jitted under one setting (traced once per setting)."""
+    """``cauchy_walk`` jitted under one setting (traced once per setting)."""
     chunk, buckets, hashes = SETTINGS[request.param]
-    monkeypatch.setattr(_cauchy, "CHUNK", chunk)
-    monkeypatch.setattr(_cauchy, "BUCKETS", buckets)
-    monkeypatch.setattr(_cauchy, "HASHES", hashes)
+    monkeypatch.setattr(_breakpoints, "CHUNK", chunk)
+    monkeypatch.setattr(_breakpoints, "BUCKETS", buckets)
+    monkeypatch.setattr(_breakpoints, "HASHES", hashes)
     if request.param not in _SOLVERS:
         _SOLVERS[request.param] = jax.jit(
-            lambda x, g, lo, up, mem: cauchy_time(
+            lambda x, g, lo, up, mem: cauchy_walk(
                 x, g, lo, up, mem, compact(mem), jnp.float64
             )
         )
@@ -148,13 +142,6 @@ def numpy_slope(t, gg, p, c, pairs):
     return -(1 - theta * t) * gg - c @ np.linalg.solve(minv, p)
 
 
-def test_chunks_are_about_n_over_64_between_the_bounds():
-    assert _cauchy.sizes_for(10**6) == (_cauchy.CHUNK, _cauchy.BUCKETS)
-    assert _cauchy.sizes_for(10**5) == (1024, _cauchy.BUCKETS // 8)
-    assert _cauchy.sizes_for(300_000) == (4096, _cauchy.BUCKETS // 2)
-    assert _cauchy.sizes_for(10) == (_cauchy.MIN_CHUNK, _cauchy.BUCKETS // 8)
-
-
 def test_walk_reads_the_slope_only_after_a_whole_group():
     # two breakpoints at t = 1: after the first alone the slope is positive,
     # after both it is negative, so the path goes on descending past t = 1
@@ -197,7 +184,7 @@ def test_empty_memory_is_steepest_descent_projected():
     x = jnp.array([0.5, 0.5, 0.0])
     g = jnp.array([0.2, -0.1, 0.3])
     mem = new_memory(x, 3, jnp.float64)
-    t, _ = cauchy_time(x, g, -1.0, 1.0, mem, compact(mem), jnp.float64)
+    t, _ = cauchy_walk(x, g, -1.0, 1.0, mem, compact(mem), jnp.float64)
     assert float(t) == pytest.approx(1.0)
 
 
@@ -205,25 +192,17 @@ def test_skip_runs_no_round():
     x, g, lo, up, pairs, m = problem(0)
     mem = memory_of(pairs, x.size, m)
     args = [jnp.asarray(v) for v in (x, g, lo, up)]
-    _, rounds = cauchy_time(*args, mem, compact(mem), jnp.float64)
+    _, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64)
     assert int(rounds) > 0
-    _, rounds = cauchy_time(*args, mem, compact(mem), jnp.float64, skip=True)
+    _, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64, skip=True)
     assert int(rounds) == 0
-
-
-def test_breakpoints():
-    x = jnp.array([0.0, 0.5, 0.5, 1.0, 0.3])
-    g = jnp.array([1.0, 2.0, -1.0, -1.0, 0.0])
-    np.testing.assert_array_equal(
-        breakpoints(x, g, 0.0, 1.0), [0.0, 0.25, 0.5, 0.0, np.inf]
-    )
 
 
 def test_ties_larger_than_a_chunk_are_stepped_over(monkeypatch):
     # 30 variables meet their bounds at t = 0.5, then the rest: with chunks
     # of 4, that group never fits and is passed by one probe
-    monkeypatch.setattr(_cauchy, "CHUNK", 4)
-    monkeypatch.setattr(_cauchy, "BUCKETS", 8)
+    monkeypatch.setattr(_breakpoints, "CHUNK", 4)
+    monkeypatch.setattr(_breakpoints, "BUCKETS", 8)
     rng = np.random.default_rng(5)
     n, m = 40, 3
     pairs = random_pairs(n, 3, rng)
@@ -233,51 +212,10 @@ def test_ties_larger_than_a_chunk_are_stepped_over(monkeypatch):
     g[30:] = rng.uniform(0.1, 0.5, 10)
     mem = memory_of(pairs, n, m)
     args = [jnp.asarray(v) for v in (x, g, lo, up)]
-    t, rounds = cauchy_time(*args, mem, compact(mem), jnp.float64)
+    t, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64)
     t_ref = first_minimiser(x, g, lo, up, dense_bfgs(pairs, m))
     assert float(t) == pytest.approx(t_ref, rel=1e-10)
     assert int(rounds) >= 2
-
-
-@pytest.mark.parametrize("hashes", [1, 2])
-def test_gather_chunk_takes_each_breakpoint_once_and_reports_the_first_miss(
-    monkeypatch, hashes
-):
-    # 60 breakpoints in (a, top] hashed into 64 slots: many collide
-    monkeypatch.setattr(_cauchy, "CHUNK", 64)
-    monkeypatch.setattr(_cauchy, "BUCKETS", 64)
-    monkeypatch.setattr(_cauchy, "HASHES", hashes)
-    rng = np.random.default_rng(0)
-    tb = {"u": rng.uniform(0, 1, (7, 9)), "v": rng.uniform(0, 1, 40)}
-    g = {k: rng.normal(size=v.shape) for k, v in tb.items()}
-    x = {k: np.zeros(v.shape) for k, v in tb.items()}
-    mem = new_memory(x, 2, jnp.float64)
-    s = {k: rng.normal(size=v.shape) for k, v in tb.items()}
-    y = {k: 2 * v for k, v in s.items()}
-    mem = push(mem, s, y, jnp.float64)
-    cp = compact(mem)
-    a, top = 0.2, 0.8
-    as_jax = lambda tree: {k: jnp.asarray(v) for k, v in tree.items()}  # noqa: E731
-    t, gc, w, missed = gather_chunk(as_jax(tb), as_jax(g), a, top, mem, cp, jnp.float64)
-    flat_t = np.concatenate([tb["u"].ravel(), tb["v"]])
-    flat_g = np.concatenate([g["u"].ravel(), g["v"]])
-    flat_s = np.concatenate([s["u"].ravel(), s["v"]])
-    flat_y = np.concatenate([y["u"].ravel(), y["v"]])
-    chunk = (flat_t > a) & (flat_t <= top)
-    t, gc, w = np.asarray(t), np.asarray(gc), np.asarray(w)
-    got = np.isfinite(t)
-    # each gathered time is a breakpoint of the chunk, none twice
-    idx = [int(np.flatnonzero(flat_t == v)[0]) for v in t[got]]
-    assert len(set(idx)) == len(idx) and all(chunk[i] for i in idx)
-    np.testing.assert_array_equal(gc[got], flat_g[idx])
-    theta = float(cp.theta)
-    np.testing.assert_allclose(w[got][:, 0], flat_y[idx])
-    np.testing.assert_allclose(w[got][:, 2], theta * flat_s[idx])
-    assert np.all(w[:, [1, 3]] == 0)  # the empty slot takes no part
-    # the miss is the smallest chunk time not gathered; some were
-    missing = np.setdiff1d(np.flatnonzero(chunk), idx)
-    assert got.sum() > 0 and (missing.size > 0 or hashes > 1)
-    assert float(missed) == (flat_t[missing].min() if missing.size else np.inf)
 
 
 def test_tree_of_leaves_walks_as_one_vector(walk_time):
@@ -301,14 +239,14 @@ def test_a_walk_cut_at_max_rounds_stops_on_the_path_before_the_minimiser(
 ):
     # chunks of 2 and a single round: the walk stands after the first chunk,
     # where the model has descended, short of the first minimiser
-    monkeypatch.setattr(_cauchy, "CHUNK", 2)
-    monkeypatch.setattr(_cauchy, "BUCKETS", 8)
+    monkeypatch.setattr(_breakpoints, "CHUNK", 2)
+    monkeypatch.setattr(_breakpoints, "BUCKETS", 8)
     monkeypatch.setattr(_cauchy, "MAX_ROUNDS", 1)
     x, g, lo, up, pairs, m = grouped_problem(2)
     b = dense_bfgs(pairs, m)
     mem = memory_of(pairs, x.size, m)
     args = [jnp.asarray(v) for v in (x, g, lo, up)]
-    t, rounds = cauchy_time(*args, mem, compact(mem), jnp.float64)
+    t, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64)
     t_ref = first_minimiser(x, g, lo, up, b)
     q = lambda t: model_on_path(t, x, g, lo, up, b)  # noqa: E731
     assert int(rounds) == 1

@@ -19,6 +19,7 @@ import jaxbounds as jb
 from jaxbounds import lbfgsb, minimize
 
 from .problems import PROBLEMS, N, kkt, rosen, scipy_solve
+from helpers import count_compilations
 
 #: float32 at 1M: a projected gradient of 1e-5 (the gradient's own rounding
 #: is about 1e-6), each coordinate within 1e-5, the value within 1e-7 relative.
@@ -288,3 +289,26 @@ def test_float32_at_a_million_parameters_reaches_scipys_float64_optimum():
     f64 = float(fun(jnp.asarray(x), *args64))
     np.testing.assert_allclose(x, ref.x, atol=X32)
     assert f64 <= ref.fun * (1 + F32)
+
+
+def tau_fit(p):
+    return (p["tau"] - 2.0) ** 2 + jnp.sum((p["w"] - 1.0) ** 2)
+
+
+def test_changing_float_bounds_and_starts_compiles_nothing():
+    # Python floats are data: after the first call, ten changed bounds and
+    # starts are ten runs of the one compiled solve (the infinite side, None,
+    # stays the static pattern)
+    def fit(k):
+        params = {"tau": 0.5 + 0.01 * k, "w": jnp.zeros(3)}
+        lower = {"tau": 0.1 * k, "w": -1.0 - k}
+        upper = {"tau": 1.0 + 0.05 * k, "w": None}
+        return minimize(tau_fit, params, lower, upper)
+
+    fit(0)
+    with count_compilations() as compiled:
+        for k in range(1, 11):
+            r = fit(k)
+            assert float(r.params["tau"]) == pytest.approx(1.0 + 0.05 * k)
+            np.testing.assert_allclose(r.params["w"], 1.0, rtol=1e-5)
+    assert compiled == []

@@ -5,12 +5,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxbounds import lbfgsb, minimize
 
 from .problems import N, rosen
-from helpers import linesearch_step
+from helpers import count_compilations, linesearch_step
 
 
 def run_optax(fun, params, lo, up, steps):
@@ -76,3 +77,30 @@ def test_an_update_at_ten_thousand_parameters_with_a_one_sided_box():
     params, state = history[-1]
     assert np.all(np.asarray(params) >= 0)
     assert float(state.value) < float(fun(jnp.zeros(n)))
+
+
+def tau_fit(p):
+    return (p["tau"] - 2.0) ** 2 + jnp.sum((p["w"] - 1.0) ** 2)
+
+
+def test_changing_float_bounds_and_starts_compiles_nothing():
+    # eager init and update, a new solver with other float bounds and a float
+    # start each time: after the first, nothing compiles
+    def two_updates(k):
+        params = {"tau": 0.5 + 0.01 * k, "w": jnp.zeros(3)}
+        solver = lbfgsb({"tau": 0.1 * k, "w": -1.0 - k}, {"tau": 1.0, "w": None})
+        state = solver.init(params)
+        for _ in range(2):
+            value, grad = jax.value_and_grad(tau_fit)(params)
+            updates, state = solver.update(
+                grad, state, params, value=value, grad=grad, value_fn=tau_fit
+            )
+            params = optax.apply_updates(params, updates)
+        return params
+
+    two_updates(0)
+    with count_compilations() as compiled:
+        for k in range(1, 11):
+            params = two_updates(k)
+            assert 0.1 * k <= float(params["tau"]) <= 1.0
+    assert compiled == []

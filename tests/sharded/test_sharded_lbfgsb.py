@@ -29,7 +29,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jaxbounds as jb
-from jaxbounds._lbfgsb import _cauchy
+from jaxbounds._lbfgsb import _breakpoints
 
 jax.config.update("jax_enable_x64", True)
 
@@ -119,8 +119,8 @@ def solve(fun):
 def small_chunks(monkeypatch):
     """Chunks of 4 in 8 slots: the chunk's all-reduces (``(8 + 1) x 2`` slots,
     ``3 x 8`` rows of ``m``) stay below ``M * 32`` elements."""
-    monkeypatch.setattr(_cauchy, "CHUNK", 4)
-    monkeypatch.setattr(_cauchy, "BUCKETS", 8)
+    monkeypatch.setattr(_breakpoints, "CHUNK", 4)
+    monkeypatch.setattr(_breakpoints, "BUCKETS", 8)
 
 
 def test_minimize_matches_one_device_keeps_shardings_and_gathers_nothing(mesh):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jaxbounds import minimize
-from jaxbounds._lbfgsb._report import active_bounds
+from jaxbounds._lbfgsb._progress import active_bounds
 
 from .problems import N, rosen
 
