@@ -3,8 +3,8 @@
 A layer of leaky-integrate-and-fire neurons (per neuron: a synaptic and a
 membrane time constant, a firing threshold; input weights ``(in, neurons)``)
 learns to answer each of four input spike patterns with its own spike-count
-profile. It is trained with ``optax.chain(optax.adam(lr),
-jaxbounds.project_to_constraints(c))`` under one declaration of
+profile. It is trained with ``jaxbounds.projected(optax.adam(lr), c)``
+(each Adam step projected in Adam's own metric) under one declaration of
 
 - ``tau_syn <= tau_mem`` per neuron (`LessEqual`), both in [2 ms, 100 ms]
   (`Interval`): synaptic currents decay faster than membranes;
@@ -14,7 +14,14 @@ jaxbounds.project_to_constraints(c))`` under one declaration of
 
 The initial values break every rule. The script prints the violations before
 and after training, the loss, and plots the time constants to ``--out``.
-It finishes in well under a minute on 2 CPU cores.
+Then it compares the enforcements: ``projected(adam)``, the Euclidean chain
+``chain(adam, project_to_constraints)`` and a penalty
+(``chain(add_constraint_penalty, adam)``), each by its loss, whether it ends
+inside, and how far its time constants end from a reference: the penalty-free
+projected Adam with a third of the learning rate, run three times as long
+from the same start (a point closer to a constrained stationary point of this
+non-convex loss; projected SGD, the metric-free alternative, stays far
+higher on it). It finishes in well under a minute on 2 CPU cores.
 
 Run:  python examples/snn_relations.py [--steps 150] [--out DIR]
 (the plot goes to ``out/`` next to this script unless ``--out`` says otherwise)
@@ -25,6 +32,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -120,14 +128,9 @@ def main() -> None:
         counts = jax.vmap(run, in_axes=(None, 0))(p, inputs)
         return jnp.mean((counts - targets) ** 2)
 
-    tx = optax.chain(optax.adam(args.lr), jb.project_to_constraints(CONSTRAINTS))
+    tx = jb.projected(optax.adam(args.lr), CONSTRAINTS)
     state = tx.init(params)
-
-    @jax.jit
-    def train_step(p: dict, state: optax.OptState) -> tuple:
-        value, grads = jax.value_and_grad(loss)(p)
-        updates, state = tx.update(grads, state, p)
-        return optax.apply_updates(p, updates), state, value
+    train_step = stepper(loss, tx)
 
     first = None
     history = [params]
@@ -146,7 +149,67 @@ def main() -> None:
     norms = np.linalg.norm(np.asarray(params["w_in"]), axis=0)
     print("input-weight norm per neuron:", np.round(norms, 3))
     plot(history, args.out)
+    compare(loss, initial(jax.random.key(1)), params, args)
     print(f"done in {time.perf_counter() - start:.1f} s")
+
+
+def stepper(loss: Any, tx: optax.GradientTransformation) -> Any:
+    """One jitted training step: ``(params, state) -> (params, state, loss)``."""
+
+    @jax.jit
+    def train_step(p: dict, state: optax.OptState) -> tuple:
+        value, grads = jax.value_and_grad(loss)(p)
+        updates, state = tx.update(grads, state, p)
+        return optax.apply_updates(p, updates), state, value
+
+    return train_step
+
+
+def train(loss: Any, tx: optax.GradientTransformation, p: dict, steps: int) -> dict:
+    """``p`` after ``steps`` steps of ``tx``."""
+    step, state = stepper(loss, tx), tx.init(p)
+    for _ in range(steps):
+        p, state, _ = step(p, state)
+    return p
+
+
+def compare(loss: Any, start: dict, ours: dict, args: argparse.Namespace) -> None:
+    """How far each enforcement ends from the reference (lr / 3, 3x the steps)."""
+    c = CONSTRAINTS
+    slow = jb.projected(optax.adam(args.lr / 3), c)
+    ref = train(loss, slow, start, 3 * args.steps)
+    runs = {
+        "projected(adam)": ours,
+        "chain(adam, project_to_constraints)": train(
+            loss,
+            optax.chain(optax.adam(args.lr), jb.project_to_constraints(c)),
+            start,
+            args.steps,
+        ),
+        "chain(add_constraint_penalty, adam)": train(
+            loss,
+            optax.chain(jb.add_constraint_penalty(c), optax.adam(args.lr)),
+            start,
+            args.steps,
+        ),
+    }
+    print(
+        f"\nreference: projected(adam(lr / 3)), {3 * args.steps} steps, "
+        f"loss {loss(ref):.3f}"
+    )
+    print(f"{'enforcement':38s} {'loss':>7s} {'inside':>6s}  |dtau| ms: mean, max")
+    for name, p in runs.items():
+        dtau = np.concatenate(
+            [
+                np.abs(np.asarray(p["lif"][k]) - np.asarray(ref["lif"][k])) * 1e3
+                for k in ("tau_syn", "tau_mem")
+            ]
+        )
+        inside = str(jb.violations(p, c).ok)
+        print(
+            f"{name:38s} {float(loss(p)):7.3f} {inside:>6s}  "
+            f"{dtau.mean():7.2f} {dtau.max():7.2f}"
+        )
 
 
 def plot(history: list, out: Path) -> None:
