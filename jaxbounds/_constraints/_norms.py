@@ -161,7 +161,7 @@ class MaxNorm(Constraint):
         aim = r * (1 - MARGIN_ULPS * jnp.finfo(cd).eps)
         if self.ord == 2 and w is None:
             shrunk = xc * (aim / jnp.where(outside, n, 1))
-        elif self.ord == 2:
+        elif self.ord == 2 and w is not None:
             target = jnp.where(outside, aim, n)
             shrunk = radius_in_metric(xc, w, axes, n, target, grow=False)
         else:

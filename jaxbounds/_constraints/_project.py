@@ -111,7 +111,7 @@ def checked_metric(
         ValueError: a shape that does not broadcast to its leaf; with
             ``values``, a concrete weight that is not finite and > 0.
     """
-    out = []
+    out: list[Any] = []
     for j in keys:
         d, path = flat[j], r.res.paths[j] or "<root>"
         if d is None:

@@ -61,7 +61,7 @@ def _shared_upper(
         )
 
     bb = grouped(b)[..., :1]
-    if wa is None:
+    if wa is None or wb is None:
         u = -jnp.sort(-rows, axis=-1)
         j = jnp.arange(1, rows.shape[-1] + 1, dtype=rows.dtype)
         t = (bb + jnp.cumsum(u, axis=-1)) / (1 + j)
