@@ -28,13 +28,15 @@ def unit_metric(d: Any, x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     (and the weighted formulas give the Euclidean values bit for bit), and
     the scale of ``d`` (Adam's ``sqrt(nu)`` may be ``1e-8`` or ``1e8``) cannot
     overflow. Weights are kept above ``sqrt(tiny)`` of the compute dtype (a
-    ratio past ``1e19`` in float32 is treated as that ratio).
+    ratio past ``1e19`` in float32 is treated as that ratio); a unit whose
+    weights are all 0 takes weights 1.
     """
     cd = compute_dtype(x.dtype)
     w = jnp.broadcast_to(jnp.asarray(d, cd), x.shape)
     top = jnp.max(w, axis=axes, keepdims=True, initial=0)
     floor = float(np.sqrt(np.finfo(np.dtype(cd)).tiny))
-    return jnp.maximum(w / jnp.where(top > 0, top, 1), floor)
+    # a unit whose weights are all 0 (no second moment yet) is Euclidean
+    return jnp.where(top > 0, jnp.maximum(w / jnp.where(top > 0, top, 1), floor), 1)
 
 
 def radius_in_metric(

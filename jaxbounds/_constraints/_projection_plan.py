@@ -212,8 +212,12 @@ def _pair(
     ac, bc = a.astype(cd), b.astype(cd)
     a1, b1 = jnp.clip(ac, la, ua), jnp.clip(bc, lb, ub)
     ok = a1 <= b1 - m
-    if wa is not None:
+    if wa is not None:  # per pair, the heavier side's weight is 1
         wa, wb = (jnp.broadcast_to(jnp.asarray(w, cd), ac.shape) for w in (wa, wb))
+        top = jnp.maximum(wa, wb)
+        top = jnp.where(top > 0, top, 1)
+        floor = float(np.sqrt(np.finfo(np.dtype(cd)).tiny))
+        wa, wb = jnp.maximum(wa / top, floor), jnp.maximum(wb / top, floor)
     mid = midpoint(ac, bc, m, wa, wb)
     t = jnp.clip(mid, jnp.maximum(la, lb - m), jnp.minimum(ua, ub - m))
     return rel.settle(a, b, jnp.where(ok, a1, t), jnp.where(ok, b1, t + m))

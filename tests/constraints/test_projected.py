@@ -205,3 +205,23 @@ def test_nnx_optimizer():
     }
     ref = one_step(jb.projected(optax.adam(0.3), c), p, g)
     np.testing.assert_allclose(kernel, ref["lin"]["kernel"], rtol=1e-6)
+
+
+def test_zero_second_moments_under_debug_nans():
+    # adagrad with eps=0 and no gradient yet on most leaves: d = 0 there
+    # (its update is 0, not NaN), and the projection makes no NaN either
+    c = jb.Constraints(
+        jb.LessEqual("tau_syn", "tau_mem"),
+        ("tau_syn", jb.Interval(0.0, 1.0)),
+        ("s", jb.Simplex(axis=1)),
+        ("w", jb.MaxNorm(0.5, axis=0)),
+    )
+    p = start()
+    p["w"] = jnp.ones((6, 4), F32)
+    g = jax.tree.map(jnp.zeros_like, p)
+    g["tau_syn"] = jnp.asarray(-1.0, F32)
+    tx = jb.projected(optax.adagrad(0.1, initial_accumulator_value=0.0, eps=0.0), c)
+    with jax.debug_nans(True):
+        new = jax.jit(lambda p, g: one_step(tx, p, g))(p, g)
+    assert all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(new))
+    assert jb.violations(new, c).ok
