@@ -61,9 +61,7 @@ def radius_in_metric(
     at ``k`` times the ``x**2``-weighted mean weight (the root when the
     weights are equal) with the slope ``h`` has there for equal weights,
     keeps the bracket, bisects when a step leaves it, and runs per unit until
-    no unit steps by more than ``eps**0.6`` relative (the secant's order is
-    1.6, so the last step's error is then about ``eps``; at most
-    `NEWTON_PASSES`): one reduction per pass, where
+    no unit moves (at most `NEWTON_PASSES`): one reduction per pass, where
     Newton's derivative would take a second (two fused reductions run at a
     fifth of the speed of one on XLA's CPU backend). The result is then
     scaled radially onto ``target`` (a correction of the order of the
@@ -97,9 +95,7 @@ def radius_in_metric(
         slope = jnp.where((lam != last) & (slope > 0), slope, slope0)
         new = lam + (aim - h) / slope
         new = jnp.where((new >= lo) & (new <= hi), new, (lo + hi) / 2)
-        # the secant's error after a step of size t is about t**1.6: a step
-        # below eps**0.6 leaves the root within an ulp or so, so stop there
-        big = eps**0.6 * jnp.maximum(jnp.abs(lam), eps)
+        big = 4 * eps * jnp.maximum(jnp.abs(lam), eps)
         return i + 1, new, lam, h, lo, hi, jnp.any(jnp.abs(new - lam) > big)
 
     def cond(state: tuple) -> jax.Array:
