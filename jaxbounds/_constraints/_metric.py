@@ -61,7 +61,8 @@ def radius_in_metric(
     at ``k`` times the ``x**2``-weighted mean weight (the root when the
     weights are equal) with the slope ``h`` has there for equal weights,
     keeps the bracket, bisects when a step leaves it, and runs per unit until
-    no unit moves (at most `NEWTON_PASSES`): one reduction per pass, where
+    no unit moves and every residual ``|h - 1 / target|`` is below
+    ``sqrt(eps)`` relative (at most `NEWTON_PASSES`): one reduction per pass, where
     Newton's derivative would take a second (two fused reductions run at a
     fifth of the speed of one on XLA's CPU backend). The result is then
     scaled radially onto ``target`` (a correction of the order of the
@@ -95,8 +96,11 @@ def radius_in_metric(
         slope = jnp.where((lam != last) & (slope > 0), slope, slope0)
         new = lam + (aim - h) / slope
         new = jnp.where((new >= lo) & (new <= hi), new, (lo + hi) / 2)
-        big = 4 * eps * jnp.maximum(jnp.abs(lam), eps)
-        return i + 1, new, lam, h, lo, hi, jnp.any(jnp.abs(new - lam) > big)
+        big = jnp.abs(new - lam) > 4 * eps * jnp.maximum(jnp.abs(lam), eps)
+        # a stale secant slope can make a small step far from the root: go on
+        # while the residual is clearly not rounding, in a bracket still open
+        off = (jnp.abs(h - aim) > eps**0.5 * aim) & (hi > lo)
+        return i + 1, new, lam, h, lo, hi, jnp.any(big | off)
 
     def cond(state: tuple) -> jax.Array:
         return (state[0] < NEWTON_PASSES) & state[6]

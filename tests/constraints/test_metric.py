@@ -434,3 +434,25 @@ def test_project_metric_on_an_equinox_module():
     m = Layer(jnp.asarray([0.3, 0.1]), jnp.zeros(2))
     out = jb.project(m, c, metric=Layer(jnp.asarray([1.0, 3.0]), None))
     np.testing.assert_allclose(out.w, [0.15, 0.15], atol=1e-7)
+
+
+def test_spheres_with_extreme_weights_converge():
+    # weights over e**+-9: stale secant slopes, bisection steps; no early stop
+    k = MinMaxNorm(1.0, 1.5, axis=1)
+    worst = 0.0
+    for seed in range(6):
+        x, d = data((8, 12), 100 + seed, spread=3.0)
+        x = x * np.where(np.arange(8) % 2, 0.05, 3.0)[:, None]  # inside / outside
+        got = np.asarray(
+            in_metric(k, jnp.asarray(x, jnp.float32), jnp.asarray(d, jnp.float32))
+        )
+        xs = np.asarray(jnp.asarray(x, jnp.float32), np.float64)
+        for r, w, g in zip(xs, d, got):
+            m = np.linalg.norm(r)
+            ref = (
+                r
+                if 1 <= m <= 1.5
+                else weighted_radius_row(r, w, 1.0 if m < 1 else 1.5, ball=False)
+            )
+            worst = max(worst, float(np.abs(g - ref).max()))
+    assert worst < 2e-5
