@@ -83,6 +83,7 @@ def test_bound_trees_and_intervals_intersect_elementwise():
     assert lo["n"] is lo["hole"] is up["n"] is up["hole"] is None
 
 
+@pytest.mark.slow
 def test_the_box_minimizes_like_its_bound_trees():
     c = jb.Constraints(("w", jb.Interval(0.0, 2.0)), ("*", jb.Interval(-1.0, 1.5)))
     params = {"w": jnp.zeros(3), "v": jnp.zeros(2)}
