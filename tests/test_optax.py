@@ -570,6 +570,22 @@ def test_project_mixed_dtypes_bfloat16_updates_float32_params():
     check_projection(p, u, np.float32([0.1, 0.1, 0.1]), np.float32([0.9, 0.9, 0.9]))
 
 
+def test_project_bfloat16_updates_of_float16_params_land_on_the_bound():
+    """The free step 39.96875 + 0.5 is clipped to 40 exactly (hand-computed).
+
+    The landing update 0.03125 is a bfloat16, but only the float16
+    difference ``40 - 39.96875`` finds it: in bfloat16 both round to 40.
+    """
+    p = {"w": jnp.array([39.96875, -39.96875, 0.5], jnp.float16)}
+    u = {"w": jnp.array([0.5, -0.5, 0.25], jnp.bfloat16)}
+    tx = jb.project_to_bounds({"w": -40.0}, {"w": 40.0})
+    out, _ = jax.jit(tx.update)(u, tx.init(p), p)
+    assert out["w"].dtype == jnp.bfloat16
+    new = optax.apply_updates(p, out)["w"]
+    assert new.dtype == jnp.float16
+    np.testing.assert_array_equal(np.asarray(new, np.float32), [40.0, -40.0, 0.75])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("make_opt", [lambda: optax.sgd(5.0), lambda: optax.adam(2.0)])
 def test_project_500_large_random_steps_never_leave_the_box(make_opt):

@@ -1,10 +1,11 @@
 """`_paths`: dotted key paths, flattening with paths, structure checks."""
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxbounds as jb
@@ -100,3 +101,32 @@ def test_paths_of_equinox_sequential_and_filtered_model_skip_none_holes():
     params = eqx.filter(model, eqx.is_array)
     assert jb.paths(params) == ["layers.0.weight", "layers.0.bias"]
     assert jb.paths(jnp.ones(2)) == [""]
+
+
+class _Cell(eqx.Module):
+    w: Any  # a None hole
+    b: jax.Array
+    c: float  # a hyperparameter, as eqx.filter_grad sees it
+
+
+def test_none_holes_inside_a_module_keep_later_python_floats_in_place():
+    """A Module with a `None` field, then Python floats: each leaf keeps its flag.
+
+    Hand-computed: ``cell.c`` is a hyperparameter (left alone); the dict's
+    floats ``m`` and ``n`` and the arrays are parameters (projected to 1,
+    linear cost ``2 + 4 + 3 + 2``).
+    """
+    params = {
+        "cell": _Cell(None, jnp.array([3.0]), 5.0),
+        "m": 5.0,
+        "n": 4.0,
+        "z": jnp.array([3.0]),
+    }
+    c = jb.Constraints(("*", jb.Interval(0.0, 1.0)))
+    out = jb.project(params, c)
+    assert out["cell"].w is None
+    assert type(out["cell"].c) is float and out["cell"].c == 5.0
+    np.testing.assert_array_equal(out["cell"].b, [1.0])
+    assert float(out["m"]) == 1.0 and float(out["n"]) == 1.0
+    np.testing.assert_array_equal(out["z"], [1.0])
+    assert float(jb.constraint_cost(params, c, penalty="linear")) == 11.0

@@ -169,6 +169,22 @@ def test_land_lands_as_close_to_the_box_as_the_bracketing_updates_can():
     np.testing.assert_array_equal(off(got), best)
 
 
+def test_land_takes_the_difference_in_the_wider_dtype():
+    """bfloat16 updates of float16 params: ``target - p`` is taken in float16.
+
+    Hand-computed: ``40 - 39.96875 = 0.03125`` is a bfloat16, so the update
+    lands exactly; in bfloat16 both 39.96875 and 40 round to 40 (spacing
+    0.25 there), the difference is 0 and no neighbour of 0 reaches 40.
+    """
+    p = jnp.array([39.96875, -39.96875, 0.5], jnp.float16)
+    target = jnp.array([40.0, -40.0, 0.75], jnp.float16)
+    low, high = jnp.float16(-40.0), jnp.float16(40.0)
+    u = jax.jit(land, static_argnums=4)(p, target, low, high, jnp.bfloat16)
+    assert u.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(u, np.float32), [0.03125, -0.03125, 0.25])
+    np.testing.assert_array_equal(stored_sum(p, u), target)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_next_float_is_nextafter(dtype):

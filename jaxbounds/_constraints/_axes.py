@@ -2,31 +2,50 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 #: An axis as the kinds take it: `None` (the whole leaf), an int or a tuple.
 Axis = int | tuple[int, ...] | None
 
 
 def static_axis(axis: Any) -> Axis:
-    """``axis`` as a hashable value: `None`, an int or a tuple of ints."""
+    """``axis`` as a hashable value: `None`, an int or a tuple of ints.
+
+    Integers are anything `operator.index` takes (NumPy integers too);
+    bools, strings and floats are refused, alone or inside the tuple.
+
+    Raises:
+        TypeError: anything else.
+    """
     if axis is None:
         return None
-    if isinstance(axis, bool):
-        raise TypeError(f"axis must be None, an int or a tuple of ints, got {axis!r}")
-    if isinstance(axis, int):
-        return axis
+    if _integer(axis):
+        return operator.index(axis)
+    if not isinstance(axis, str):
+        try:
+            given = tuple(axis)
+        except TypeError:
+            given = None
+        if given is not None and all(_integer(a) for a in given):
+            return tuple(operator.index(a) for a in given)
+    raise TypeError(f"axis must be None, an int or a tuple of ints, got {axis!r}")
+
+
+def _integer(a: Any) -> bool:
+    """An integer axis: `operator.index` takes it and it is not a bool."""
+    if isinstance(a, (bool, np.bool_)):
+        return False
     try:
-        out = tuple(int(a) for a in axis)
+        operator.index(a)
     except TypeError:
-        raise TypeError(
-            f"axis must be None, an int or a tuple of ints, got {axis!r}"
-        ) from None
-    return out
+        return False
+    return True
 
 
 def unit_axes(axis: Axis, ndim: int) -> tuple[int, ...]:

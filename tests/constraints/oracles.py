@@ -126,6 +126,32 @@ def variational_gap(x: dict, px: dict, zs: list[dict]) -> float:
     return worst
 
 
+def toward_zero(v: np.ndarray, dtype) -> np.ndarray:
+    """``v`` cast into ``dtype`` with every magnitude rounded down (never up)."""
+    v = np.asarray(v)
+    y = v.astype(dtype)
+    wrong = np.abs(y.astype(v.dtype)) > np.abs(v)
+    return np.where(wrong, np.nextafter(y, np.zeros((), y.dtype)), y)
+
+
+def max_norm_low_precision(x: np.ndarray, r: float, axis: int) -> np.ndarray:
+    """`MaxNorm(r, axis)` of a float16 / bfloat16 ``x``, bit for bit.
+
+    The L2 shrink in float32 by ``aim / n`` with ``aim = r (1 - 4 eps32)``
+    (a few ulps inside, so that a norm summed in any order stays within
+    ``r``), each magnitude rounded toward zero into ``x``'s dtype; units
+    inside the ball unchanged. Bit for bit only where the float32 norm is one
+    correctly rounded sum (units of two elements).
+    """
+    f32 = np.float32
+    xc = np.asarray(x).astype(f32)
+    n = np.sqrt(np.sum(np.square(xc), axis=axis, keepdims=True))
+    aim = f32(r) * (f32(1) - f32(4) * np.finfo(f32).eps)
+    outside = n > f32(r)
+    shrunk = xc * (aim / np.where(outside, n, f32(1)))
+    return np.where(outside, toward_zero(shrunk, x.dtype), x)
+
+
 # -- projections in a diagonal metric d: argmin sum(d * (y - x)**2) -------------
 
 

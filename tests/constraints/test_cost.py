@@ -8,6 +8,8 @@ import pytest
 import jaxbounds as jb
 from constraints.oracles import pav_row, per_row, simplex_row
 
+from helpers import numpy_cost
+
 RNG = np.random.default_rng(0)
 W = RNG.normal(size=(5, 4)) * 2
 T = RNG.normal(size=(3, 6))
@@ -60,7 +62,27 @@ def test_gradient_is_the_distance_gradient():
     np.testing.assert_allclose(g["b"], np.where(bad, -1 / np.sqrt(2), 0))
 
 
-def test_interval_rules_are_exactly_bounds_cost():
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_interval_rules_and_bound_trees_cost_the_documented_penalty(dtype):
+    """Hand-computed: ``x`` outside [0, 1] by 1 and 2, ``y`` above 1.5 by 0.5,
+    each through the exp penalty (helpers.numpy_cost, float64)."""
+    p = {"x": jnp.array([-1.0, 0.5, 3.0], dtype), "y": jnp.array([2.0], dtype)}
+    c = jb.Constraints(
+        ("x", jb.Interval(0.0, 1.0)),
+        bounds=({"x": None, "y": None}, {"x": None, "y": 1.5}),
+    )
+    got = jb.constraint_cost(p, c)
+    assert got.dtype == (jnp.float32 if dtype == jnp.float32 else jnp.float64)
+    want = np.exp(1.0) + np.exp(2.0) + np.exp(0.5)
+    assert want == pytest.approx(
+        numpy_cost(p["x"], 0.0, 1.0) + numpy_cost(p["y"], None, 1.5), rel=1e-15
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == jnp.float32 else 1e-12)
+
+
+def test_interval_rules_wiring_are_exactly_bounds_cost():
+    """Checks wiring, not numbers (the test above pins those): as documented,
+    Interval rules and bound trees cost exactly what `bounds_cost` does."""
     p = {"x": jnp.array([-1.0, 0.5, 3.0], jnp.float32), "y": jnp.array([2.0])}
     c = jb.Constraints(
         ("x", jb.Interval(0.0, 1.0)),

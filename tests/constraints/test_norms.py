@@ -5,7 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from constraints.oracles import jitted, keras_max_norm, l1_ball_row, per_row
+import jaxbounds as jb
+from constraints.oracles import (
+    jitted,
+    keras_max_norm,
+    l1_ball_row,
+    max_norm_low_precision,
+    per_row,
+)
 from jaxbounds import MaxNorm, MinMaxNorm, UnitNorm
 
 project, distance = jitted("project"), jitted("distance")
@@ -195,3 +202,26 @@ def test_vmap_over_radii_is_a_loop():
     loop = jax.jit(lambda r: project(MaxNorm(r, axis=0), x))
     for r, b in zip(radii, batched):
         np.testing.assert_array_equal(b, loop(float(r)))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16], ids=["f16", "bf16"])
+def test_max_norm_low_precision_units_are_rounded_toward_zero_bit_for_bit(dtype):
+    """The shrunk unit is rounded toward zero into the leaf's dtype, not to nearest.
+
+    Units of two elements (one correctly rounded float32 sum), so the NumPy
+    oracle is exact; the data has elements whose nearest rounding is upward,
+    which `fit`'s norm check alone would not pin.
+    """
+    x = (np.random.default_rng(5).normal(size=(2, 16)) * 3).astype(dtype)
+    want = max_norm_low_precision(x, 1.0, 0)
+    xc = x.astype(np.float32)
+    n = np.sqrt(np.sum(np.square(xc), axis=0, keepdims=True))
+    aim = np.float32(1) - 4 * np.finfo(np.float32).eps
+    nearest = (xc * (aim / n)).astype(dtype)  # the shrink rounded to nearest
+    assert (n > 1).all() and (nearest != want).any()  # the data tells them apart
+    bits = np.uint16
+    got = np.asarray(project(MaxNorm(1.0, axis=0), jnp.asarray(x)))
+    np.testing.assert_array_equal(got.view(bits), want.view(bits))
+    c = jb.Constraints(("w", MaxNorm(1.0, axis=0)))
+    got = np.asarray(jb.project({"w": jnp.asarray(x)}, c)["w"])
+    np.testing.assert_array_equal(got.view(bits), want.view(bits))

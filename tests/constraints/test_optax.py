@@ -155,3 +155,15 @@ def test_landing_keeps_relations_and_norms_exact(dtype):
     )
     n = jnp.sqrt(jnp.sum(jnp.square(new["w"].astype(cd)), axis=0))
     assert bool((n <= jnp.asarray(1.1, cd)).all())
+
+
+def test_interval_bfloat16_updates_of_float16_params_land_on_the_bound():
+    """The free step 39.96875 + 0.5 is clipped to 40 exactly (hand-computed):
+    the update 0.03125 is a bfloat16 that only the float16 difference finds."""
+    p = {"w": jnp.array([39.96875, -39.96875, 0.5], jnp.float16)}
+    u = {"w": jnp.array([0.5, -0.5, 0.25], jnp.bfloat16)}
+    tx = jb.project_to_constraints(jb.Constraints(("w", jb.Interval(-40.0, 40.0))))
+    out, _ = jax.jit(tx.update)(u, tx.init(p), p)
+    new = optax.apply_updates(p, out)["w"]
+    assert new.dtype == jnp.float16
+    np.testing.assert_array_equal(np.asarray(new, np.float32), [40.0, -40.0, 0.75])

@@ -1,6 +1,5 @@
 """Rules resolved against params: each error names the rule and the path."""
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import pytest
@@ -90,22 +89,3 @@ def test_non_positive_concrete_numbers():
     ):
         with pytest.raises(ValueError, match="> 0"):
             make()
-
-
-def test_bad_rule_and_bounds():
-    with pytest.raises(TypeError, match="rule 0 must be"):
-        jb.Constraints(("w", 1.0))
-    with pytest.raises(TypeError, match="bounds must be"):
-        jb.Constraints(bounds=1.0)
-
-
-def test_constraints_is_a_pytree_of_numbers():
-    c = jb.Constraints(
-        ("w", jb.MaxNorm(2.0, axis=0)),
-        jb.LessEqual("a", "b", 0.1),
-        bounds=({"w": 0.0}, {"w": None}),
-    )
-    assert jax.tree.leaves(c) == [2.0, 0.1, 0.0]
-    c2 = jax.tree.map(lambda x: x * 2, c)
-    assert c2.kinds[0].max_value == 4.0 and c2.kinds[0].axis == 0
-    assert eqx.tree_equal(jax.tree.structure(c), jax.tree.structure(c2))

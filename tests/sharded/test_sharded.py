@@ -16,8 +16,6 @@ Shardy propagation).
 from __future__ import annotations
 
 import json
-import os
-import pathlib
 import re
 import socket
 import subprocess
@@ -28,13 +26,23 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from common import (
+    HERE,
+    ROOT,
+    collectives,
+    compiled_hlo,
+    on_one_device,
+    place,
+    python_env,
+    replicate,
+    result_dims,
+    run_python,
+)
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jaxbounds as jb
 
-HERE = pathlib.Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 AXES = ("data", "model")
 
 # ---------------------------------------------------------------------------
@@ -87,31 +95,11 @@ def host_problem(dtype: str) -> tuple[dict, dict, dict]:
 
 def on_mesh(mesh, params: dict, lower: dict, upper: dict) -> tuple[dict, dict, dict]:
     """The host problem placed on ``mesh``: floats stay floats (replicated)."""
-
-    def put(tree: dict, specs: dict) -> dict:
-        return {
-            k: jax.device_put(x, NamedSharding(mesh, specs[k])) if k in specs else x
-            for k, x in tree.items()
-        }
-
     param_specs = {k: spec for k, (_, spec) in PARAM_SPECS.items()}
-    return (
-        put(params, param_specs),
-        put(lower, BOUND_SPECS["lower"]),
-        put(upper, BOUND_SPECS["upper"]),
-    )
-
-
-def on_one_device(*trees: dict) -> tuple[dict, ...]:
-    """The host problem placed on a single device, for the reference numbers."""
-    device = jax.devices("cpu")[0]
-    return tuple(
-        {
-            k: jax.device_put(x, device) if isinstance(x, np.ndarray) else x
-            for k, x in t.items()
-        }
-        for t in trees
-    )
+    (params,) = place(mesh, param_specs, params)
+    (lower,) = place(mesh, BOUND_SPECS["lower"], lower)
+    (upper,) = place(mesh, BOUND_SPECS["upper"], upper)
+    return params, lower, upper
 
 
 def numpy_cost(params: dict, lower: dict, upper: dict) -> float:
@@ -130,20 +118,9 @@ def numpy_cost(params: dict, lower: dict, upper: dict) -> float:
 # Checks on compiled programs and shardings
 # ---------------------------------------------------------------------------
 
-_COLLECTIVE = re.compile(
-    r"=\s*(?P<shape>\([^=]*?\)|\S+)\s+"
-    r"(?P<op>all-gather|all-to-all|ragged-all-to-all|collective-permute|"
-    r"collective-broadcast|reduce-scatter|all-reduce)(?:-start|-done)?\("
-)
-
-
-def collectives(hlo: str) -> list[tuple[str, str]]:
-    """``(op, result shape)`` of every communicating instruction in ``hlo``."""
-    return [(m["op"], m["shape"]) for m in _COLLECTIVE.finditer(hlo)]
-
 
 def _is_scalar(shape: str) -> bool:
-    dims = re.findall(r"\w+\[([^\]]*)\]", shape)
+    dims = result_dims(shape)
     return bool(dims) and all(d == "" for d in dims)
 
 
@@ -155,10 +132,6 @@ def assert_only_scalar_reductions(hlo: str) -> None:
         if op != "all-reduce" or not _is_scalar(shape)
     ]
     assert not bad, f"compiled program communicates more than a scalar: {bad}"
-
-
-def compiled_hlo(fn, *args) -> str:
-    return jax.jit(fn).lower(*args).compile().as_text()
 
 
 def assert_sharded_like(out: dict, like: dict) -> None:
@@ -180,14 +153,6 @@ def assert_matches_one_device(out: dict, reference: dict, dtype, like: dict) -> 
             err_msg=k,
         )
     assert_sharded_like(out, like)
-
-
-def replicate(tree, mesh):
-    """Gather ``tree`` onto every device (what no jaxbounds function may do)."""
-    whole = NamedSharding(mesh, P())
-    if mesh.axis_types[0] == AxisType.Explicit:
-        return jax.sharding.reshard(tree, whole)
-    return jax.lax.with_sharding_constraint(tree, whole)
 
 
 # ---------------------------------------------------------------------------
@@ -358,7 +323,7 @@ def test_multi_process_run_matches_numpy_eager_and_jit():
     global array onto one host.
     """
     port = str(_free_port())
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = python_env()
     procs = [
         subprocess.Popen(
             [sys.executable, str(HERE / "multihost_worker.py"), str(i), port],
@@ -506,26 +471,6 @@ def test_training_step_matches_one_device_and_has_no_gather(mesh):
 # ---------------------------------------------------------------------------
 # The example
 # ---------------------------------------------------------------------------
-
-
-def run_python(args: list[str], devices: int | None = None):
-    """``python *args`` in a fresh process on host (CPU) devices.
-
-    ``devices``: how many host devices to simulate; `None` leaves XLA_FLAGS
-    unset, so the script chooses.
-    """
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["JAX_PLATFORMS"] = "cpu"  # host devices, also where accelerators exist
-    if devices is not None:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return subprocess.run(
-        [sys.executable, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=180,
-    )
 
 
 @pytest.mark.parametrize("devices", [None, 1], ids=["sets-8-itself", "one-device"])

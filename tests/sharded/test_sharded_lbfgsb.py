@@ -17,15 +17,13 @@ of mesh axes are covered, ``Explicit`` and ``Auto``.
 
 from __future__ import annotations
 
-import math
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.sharding import AxisType, NamedSharding
+from common import collectives, largest_result, on_one_device, place, replicate
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jaxbounds as jb
@@ -59,52 +57,9 @@ def objective(target, scale):
     return fun
 
 
-def place(mesh, params, lower, upper, target, scale):
-    """Every array sharded like its parameter; floats stay floats."""
-
-    def put(tree):
-        return {
-            k: jax.device_put(v, NamedSharding(mesh, SPECS[k]))
-            if isinstance(v, np.ndarray)
-            else v
-            for k, v in tree.items()
-        }
-
-    return put(params), put(lower), put(upper), put(target), put(scale)
-
-
-def one_device(params, lower, upper, target, scale):
-    dev = jax.devices("cpu")[0]
-
-    def put(tree):
-        return {
-            k: jax.device_put(v, dev) if isinstance(v, np.ndarray) else v
-            for k, v in tree.items()
-        }
-
-    return put(params), put(lower), put(upper), put(target), put(scale)
-
-
-_COLLECTIVE = re.compile(
-    r"=\s*(?P<shape>\([^=]*?\)|\S+)\s+"
-    r"(?P<op>all-gather|all-to-all|ragged-all-to-all|collective-permute|"
-    r"collective-broadcast|reduce-scatter|all-reduce)(?:-start|-done)?\("
-)
-
-
-def collectives(hlo: str) -> list[tuple[str, int]]:
-    """``(op, elements of its largest result)`` for each communicating op."""
-    out = []
-    for m in _COLLECTIVE.finditer(hlo):
-        dims = re.findall(r"\w+\[([^\]]*)\]", m["shape"])
-        sizes = [math.prod(int(d) for d in s.split(",") if d) for s in dims]
-        out.append((m["op"], max(sizes, default=1)))
-    return out
-
-
 def assert_no_gather_of_the_memory(hlo: str) -> None:
     """Only all-reduces, each smaller than the smallest sharded leaf's memory."""
-    found = collectives(hlo)
+    found = [(op, largest_result(shape)) for op, shape in collectives(hlo)]
     bad = [(op, n) for op, n in found if op != "all-reduce" or n >= M * 32]
     assert not bad, f"the compiled solver moves parameter-sized data: {bad}"
 
@@ -125,8 +80,8 @@ def small_chunks(monkeypatch):
 
 def test_minimize_matches_one_device_keeps_shardings_and_gathers_nothing(mesh):
     host = host_problem()
-    p, lo, up, target, scale = place(mesh, *host)
-    p1, lo1, up1, target1, scale1 = one_device(*host)
+    p, lo, up, target, scale = place(mesh, SPECS, *host)
+    p1, lo1, up1, target1, scale1 = on_one_device(*host)
     run = solve(objective(target, scale))
     r = run(p, lo, up)
     hlo = run.lower(p, lo, up).compile().as_text()
@@ -141,21 +96,14 @@ def test_minimize_matches_one_device_keeps_shardings_and_gathers_nothing(mesh):
     assert_no_gather_of_the_memory(hlo)
     # (and the check does see a gather when there is one)
     with pytest.raises(AssertionError, match="all-gather"):
-        whole = NamedSharding(mesh, P())
-        gather = jax.jit(
-            lambda x: (
-                jax.sharding.reshard(x, whole)
-                if mesh.axis_types[0] == AxisType.Explicit
-                else jax.lax.with_sharding_constraint(x, whole)
-            )
-        )
+        gather = jax.jit(lambda x: replicate(x, mesh))
         assert_no_gather_of_the_memory(gather.lower(p["w"]).compile().as_text())
 
 
 def test_lbfgsb_updates_match_one_device_keep_shardings_and_gather_nothing(mesh):
     host = host_problem()
-    p, lo, up, target, scale = place(mesh, *host)
-    p1, lo1, up1, target1, scale1 = one_device(*host)
+    p, lo, up, target, scale = place(mesh, SPECS, *host)
+    p1, lo1, up1, target1, scale1 = on_one_device(*host)
 
     def run(params, lower, upper, fun, steps=4):
         tx = jb.lbfgsb(lower, upper, memory_size=M)
