@@ -24,6 +24,8 @@ class RuleViolations:
         units: how many units the rule sees there.
         outside: how many units are outside the set (distance > 0, or NaN).
         worst: the largest distance to the set (0.0 if none is outside).
+        summary: the kind's own named quantities (`Constraint.summary`: the
+            matrix kinds' largest singular value, smallest eigenvalue, ...).
     """
 
     rule: str
@@ -31,6 +33,7 @@ class RuleViolations:
     units: int
     outside: int
     worst: float
+    summary: tuple[tuple[str, float], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -64,15 +67,20 @@ class ConstraintReport:
         bad = self.violating
         if not bad:
             return f"all {len(self.rows)} rule/path pairs satisfied"
-        head = ("rule", "path", "units", "outside", "worst")
+        head: tuple[str, ...] = ("rule", "path", "units", "outside", "worst")
         table = [head] + [
             (r.rule, r.path, str(r.units), str(r.outside), f"{r.worst:.6g}")
             for r in bad
         ]
-        widths = [max(len(line[k]) for line in table) for k in range(len(head))]
+        if any(r.summary for r in bad):
+            table = [(*head, "summary")] + [
+                (*line, ", ".join(f"{k} {v:.6g}" for k, v in r.summary))
+                for line, r in zip(table[1:], bad)
+            ]
+        widths = [max(len(line[k]) for line in table) for k in range(len(table[0]))]
         lines = [
             "  ".join(
-                c.ljust(w) if k < 2 else c.rjust(w)
+                c.ljust(w) if k < 2 or k == len(head) else c.rjust(w)
                 for k, (c, w) in enumerate(zip(line, widths))
             ).rstrip()
             for line in table
@@ -91,17 +99,27 @@ def _stats(xs: tuple, kinds: tuple, lows: tuple, ups: tuple, *, res, keys) -> li
         dict(zip(keys, ups)),
         dict(zip(keys, xs)),
     )
+    summaries = [
+        {} if rule == BOUNDS else kinds[rule].summary(xs[keys.index(j)])
+        for j, rules in res.on_leaf
+        for rule in rules
+    ] + [{} for _ in res.relations]
     out = []
-    for _, _, d in found:
+    for (_, _, d), summary in zip(found, summaries):
         bad = (d > 0) | jnp.isnan(d)
         out.append(
             (
                 d.size,
                 jnp.sum(bad),
                 jnp.max(jnp.where(jnp.isnan(d), jnp.inf, d), initial=0),
+                summary,
             )
         )
     return out
+
+
+def _floats(summary: dict) -> tuple[tuple[str, float], ...]:
+    return tuple((k, float(v)) for k, v in summary.items())
 
 
 def violations(params: PyTree, c: Constraints) -> ConstraintReport:
@@ -159,7 +177,7 @@ def violations(params: PyTree, c: Constraints) -> ConstraintReport:
     )
     return ConstraintReport(
         tuple(
-            RuleViolations(rule, path, int(n), int(bad), float(w))
-            for (rule, path), (n, bad, w) in zip(names, stats)
+            RuleViolations(rule, path, int(n), int(bad), float(w), _floats(summary))
+            for (rule, path), (n, bad, w, summary) in zip(names, stats)
         )
     )
