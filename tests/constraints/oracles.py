@@ -133,7 +133,7 @@ def matrices(fn, x: np.ndarray, axes=(-2, -1)) -> np.ndarray:
 
 
 def polar_np(w: np.ndarray) -> np.ndarray:
-    """The orthogonal polar factor by SciPy (tall: ``side='right'``; wide: transposed)."""
+    """The orthogonal polar factor by SciPy (a wide ``w``: transposed)."""
     from scipy.linalg import polar
 
     if w.shape[0] >= w.shape[1]:
@@ -148,7 +148,7 @@ def spectral_clip_np(w: np.ndarray, r: float) -> np.ndarray:
 
 
 def psd_np(w: np.ndarray, lo: float) -> np.ndarray:
-    """``(w + w^T) / 2`` with its eigenvalues clipped below at ``lo`` (``np.linalg.eigh``)."""
+    """``(w + w^T) / 2``, its eigenvalues (``np.linalg.eigh``) clipped at ``lo``."""
     lam, v = np.linalg.eigh((w + w.T) / 2)
     return (v * np.maximum(lam, lo)) @ v.T
 

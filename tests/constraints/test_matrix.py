@@ -1,4 +1,4 @@
-"""Orthogonal, SpectralNorm and PSD against NumPy / SciPy, every enforcement and error."""
+"""Orthogonal, SpectralNorm, PSD against NumPy / SciPy: every enforcement and error."""
 
 import equinox as eqx
 import jax
@@ -222,14 +222,14 @@ def test_vmap_over_max_value_and_no_recompiles():
     batched = jax.vmap(one)(jnp.asarray(radii[:4]))
     for r, b in zip(radii[:4], batched):
         np.testing.assert_allclose(
-            b, matrices(lambda w: spectral_clip_np(w, r), x["w"])
+            b, matrices(lambda w, r=r: spectral_clip_np(w, r), x["w"])
         )
     before = _project._projected._cache_size()
     outs = [one(float(r)) for r in radii]
     assert _project._projected._cache_size() - before <= 1
     for r, out in zip(radii, outs):
         np.testing.assert_allclose(
-            out, matrices(lambda w: spectral_clip_np(w, r), x["w"])
+            out, matrices(lambda w, r=r: spectral_clip_np(w, r), x["w"])
         )
     eigs = jax.vmap(lambda lo: jb.PSD(lo).project(jnp.asarray(_x((4, 4)))))(
         jnp.asarray([0.0, 0.5])
