@@ -8,7 +8,9 @@ leaves are projected in float32 and rounded back), with matrix products at
 margin `margin` (``(16 + 2 k) eps``, ``k`` the longer side), so that the
 singular values or eigenvalues that `distance` and `violations` recompute
 see them inside; 16-bit results are checked after rounding and fixed where
-the rounding moved them out.
+the rounding moved them out. In a metric (weighted) projection,
+`projected`, the matrix kinds take their Euclidean projection: no closed
+form exists in a diagonal metric.
 """
 
 from __future__ import annotations
@@ -79,7 +81,11 @@ def straight(y: jax.Array, fixed: jax.Array) -> jax.Array:
 
 
 class MatrixKind(Constraint):
-    """The shared frame: units over ``axes``, checks, moving axes to the end."""
+    """The shared frame: units over ``axes``, checks, moving axes to the end.
+
+    In `projected` (a diagonal metric) the matrix kinds take their Euclidean
+    projection, as `project` does.
+    """
 
     axes: Any = eqx.field(static=True, default=(-2, -1), converter=_axes, kw_only=True)
     #: The per-unit quantities `violations` reports (name -> "max" or "min").
