@@ -126,10 +126,12 @@ class Orthogonal(MatrixKind):
             q = jnp.linalg.solve(eye - s / 2, (eye + s / 2)[..., :cols])
         else:
             q = jsl.expm(s)[..., :cols]
-        fixed = jnp.where(
-            (gram_error(q) <= self.tolerance(raw))[..., None, None],
-            q,
-            polar(jax.lax.stop_gradient(q)),
+        ok = gram_error(q) <= self.tolerance(raw)
+        fixed = jax.lax.cond(  # the SVD only when some unit is off the set
+            jnp.all(ok),
+            lambda q: q,
+            lambda q: jnp.where(ok[..., None, None], q, polar(q)),
+            jax.lax.stop_gradient(q),
         )
         q = straight(q, jax.lax.stop_gradient(fixed))
         return back(q.mT if wide else q).astype(raw.dtype)
