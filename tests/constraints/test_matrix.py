@@ -16,6 +16,7 @@ from constraints.oracles import (
     matrices,
     polar_np,
     psd_np,
+    skew_np,
     spectral_clip_np,
 )
 from jaxbounds._constraints import _project
@@ -297,3 +298,16 @@ def test_errors_name_the_rule_and_path():
         jb.project(
             {"z": jnp.ones((2, 2), jnp.complex64)}, jb.Constraints(("z", jb.PSD()))
         )
+
+
+def test_orthogonal_constrain_repairs_a_map_that_drifted_off_the_set():
+    """Large raw values: float32 expm is off by more than the tolerance, then fixed."""
+    raw = _x((4, 6, 6), 30.0).astype(np.float32)
+    kind = jb.Orthogonal(map="expm")
+    skews = np.stack([skew_np(r) for r in raw]).astype(np.float32)
+    drifted = np.asarray(jax.scipy.linalg.expm(jnp.asarray(skews)), np.float64)
+    gram = np.abs(np.swapaxes(drifted, -1, -2) @ drifted - np.eye(6)).max(axis=(1, 2))
+    assert gram.max() > kind.tolerance(jnp.asarray(raw))  # the fix-up is needed
+    got = constrain(kind, jnp.asarray(raw))
+    np.testing.assert_array_equal(distance(kind, got), 0)
+    np.testing.assert_allclose(got, matrices(expm_orthogonal_np, raw), atol=1e-3)
