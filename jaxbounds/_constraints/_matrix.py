@@ -156,7 +156,7 @@ class SpectralNorm(MatrixKind):
     itself). ``sigma_max`` is exact (an SVD) by default; with
     ``power_iterations=k > 0`` it is estimated as PyTorch's
     ``spectral_norm`` does, by ``k`` steps of the power method on ``W^T W``
-    from a fixed start vector (recomputed per call, no state), with
+    from a fixed start vector, all ones (recomputed per call, no state), with
     ``u^T W v`` differentiated at fixed ``u``, ``v``. That estimate is never
     above ``sigma_max`` and its relative error decays as ``(s_2 / s_1)^(4k)``
     (``s_2``: the second singular value), so the result can exceed
@@ -219,15 +219,19 @@ class SpectralNorm(MatrixKind):
         if not self.power_iterations:
             return sigma_max(m)
         fixed = jax.lax.stop_gradient(m)
-        v = jnp.ones(m.shape[:-2] + m.shape[-1:], m.dtype)
-        for _ in range(self.power_iterations):
+
+        def unit(v: jax.Array) -> jax.Array:
+            n = jnp.linalg.norm(v, axis=-1, keepdims=True)
+            return v / jnp.maximum(n, jnp.finfo(v.dtype).tiny)
+
+        def step(_: int, v: jax.Array) -> jax.Array:  # v <- W^T W v, normalised
             w = jnp.einsum("...ij,...j->...i", fixed, v, precision=HIGHEST)
-            v = jnp.einsum("...ij,...i->...j", fixed, w, precision=HIGHEST)
-            v = v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-30)
+            return unit(jnp.einsum("...ij,...i->...j", fixed, w, precision=HIGHEST))
+
+        v0 = unit(jnp.ones(m.shape[:-2] + m.shape[-1:], m.dtype))
+        v = jax.lax.fori_loop(0, self.power_iterations, step, v0)
         u = jnp.einsum("...ij,...j->...i", fixed, v, precision=HIGHEST)
-        u = jax.lax.stop_gradient(
-            u / jnp.maximum(jnp.linalg.norm(u, axis=-1, keepdims=True), 1e-30)
-        )
+        u = jax.lax.stop_gradient(unit(u))
         return jnp.einsum("...i,...ij,...j->...", u, m, v, precision=HIGHEST)
 
     def constrain(self, raw: jax.Array) -> jax.Array:
