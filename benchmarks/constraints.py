@@ -33,6 +33,7 @@ Usage::
     python benchmarks/constraints.py            # about a minute on 2 cores
     python benchmarks/constraints.py --quick    # tiny sizes, a few seconds
     python benchmarks/constraints.py --rounds 7 --out /tmp/c.json
+    python benchmarks/constraints.py --cases 7,8 --stack-shape 16,128,128
 """
 
 from __future__ import annotations
