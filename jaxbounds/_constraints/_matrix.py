@@ -15,6 +15,7 @@ form exists in a diagonal metric.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 
 from .._boxmap import raw_limit, softplus_inverse
 from .._rounding import compute_dtype, directed
-from ._kind import Constraint, norm2, positive
+from ._kind import Constraint, concrete, norm2, positive
 
 HIGHEST = jax.lax.Precision.HIGHEST
 #: Unrolled checks of a 16-bit result after rounding (each one SVD / eigh).
@@ -84,7 +85,10 @@ class MatrixKind(Constraint):
     """The shared frame: units over ``axes``, checks, moving axes to the end.
 
     In `projected` (a diagonal metric) the matrix kinds take their Euclidean
-    projection, as `project` does.
+    projection, as `project` does. In `project_to_constraints` they land on
+    the nearest stored value: exact in float32 and float64; a 16-bit update
+    that cannot land exactly on the projection (a first step from far
+    outside) can leave the stored value a rounding outside.
     """
 
     axes: Any = eqx.field(static=True, default=(-2, -1), converter=_axes, kw_only=True)
@@ -287,7 +291,8 @@ class PSD(MatrixKind):
         axes: the (row, column) axes of a unit (of equal sizes).
 
     Raises:
-        ValueError: (at `check`) a non-square unit.
+        ValueError: a concrete ``min_eig`` that is not finite; (at `check`)
+            a non-square unit.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -299,6 +304,11 @@ class PSD(MatrixKind):
 
     min_eig: Any = 0.0
     reported: ClassVar[dict[str, str]] = {"eig_min": "min", "asymmetry": "max"}
+
+    def __check_init__(self) -> None:
+        v = concrete(self.min_eig)
+        if v is not None and not math.isfinite(v):
+            raise ValueError(f"PSD's min_eig must be a finite number, got {v!r}")
 
     def check(self, leaf: Any) -> None:
         super().check(leaf)

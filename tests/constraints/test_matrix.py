@@ -292,6 +292,10 @@ def test_errors_name_the_rule_and_path():
         jb.project(p, jb.Constraints(("r", jb.PSD())))
     with pytest.raises(ValueError, match="max_value must be a finite number > 0"):
         jb.SpectralNorm(0.0)
+    with pytest.raises(ValueError, match="min_eig must be a finite number"):
+        jb.PSD(float("nan"))
+    with pytest.raises(TypeError, match="axes must be two ints"):
+        jb.Orthogonal(axes=(0,))
     with pytest.raises(ValueError, match="map must be"):
         jb.Orthogonal(map="householder")
     with pytest.raises(ValueError, match="unitary"):
