@@ -86,9 +86,10 @@ class MatrixKind(Constraint):
 
     In `projected` (a diagonal metric) the matrix kinds take their Euclidean
     projection, as `project` does. In `project_to_constraints` they land on
-    the nearest stored value: exact in float32 and float64; a 16-bit update
-    that cannot land exactly on the projection (a first step from far
-    outside) can leave the stored value a rounding outside.
+    the nearest stored value; in float32 and float64 the margin absorbs the
+    ulp a landing can miss by, but a 16-bit update that cannot land exactly
+    on the projection (a first step from far outside) can leave the stored
+    value a rounding outside, until the next step.
     """
 
     axes: Any = eqx.field(static=True, default=(-2, -1), converter=_axes, kw_only=True)
