@@ -19,6 +19,7 @@ from . import tree_utils
 from ._bounds import Box, make_bounds
 from ._clip import clip_to_bounds
 from ._constraints import (
+    PSD,
     Constraint,
     ConstraintReport,
     Constraints,
@@ -27,7 +28,9 @@ from ._constraints import (
     MaxNorm,
     MinMaxNorm,
     Ordered,
+    Orthogonal,
     Simplex,
+    SpectralNorm,
     UnitNorm,
     add_constraint_penalty,
     constraint_cost,
@@ -65,7 +68,10 @@ __all__ = [
     "MaxNorm",
     "MinMaxNorm",
     "Ordered",
+    "Orthogonal",
+    "PSD",
     "Simplex",
+    "SpectralNorm",
     "UnitNorm",
     "Box",
     "BoundsPenaltyState",

@@ -43,6 +43,7 @@ QUICK_ARGS = {
     ],
     "nnx_lif.py": ["--steps=20", "--log-every=10"],
     "snn_relations.py": ["--out={out}"],
+    "orthogonal_rnn.py": ["--steps=40", "--log-every=20", "--out={out}"],
 }
 
 #: Modules of the ``examples`` extra: missing ones skip a script, not fail it.
@@ -247,6 +248,28 @@ def nnx_lif_stays_inside_its_declared_bounds(result: Finished):
     assert "'project':\nall 56 parameters within bounds" in out
 
 
+SPECTRUM = re.compile(
+    r"^  (?P<run>\w+): final loss (?P<loss>[\d.]+); singular values of w_rec: "
+    r"max (?P<max>[\d.]+), min (?P<min>[\d.]+)$",
+    re.MULTILINE,
+)
+
+
+def orthogonal_rnn_keeps_its_spectra(result: Finished):
+    out = result.stdout
+    for run in ("free", "orthogonal", "spectral"):
+        steps = re.findall(rf"^\s+\[{run}\] step\s+(\d+)/40 ", out, re.M)
+        assert steps == ["20", "40"], (run, out)
+    found = {m["run"]: m for m in SPECTRUM.finditer(out)}
+    assert list(found) == ["free", "orthogonal", "spectral"], out
+    orth, spec = found["orthogonal"], found["spectral"]
+    assert abs(float(orth["max"]) - 1) <= 1e-5 and abs(float(orth["min"]) - 1) <= 1e-5
+    assert float(spec["max"]) <= 1.0
+    assert all(float(m["loss"]) < 1.0 for m in found.values())
+    data = (result.out / "orthogonal_rnn.png").read_bytes()
+    assert data.startswith(b"\x89PNG") and len(data) > 10_000
+
+
 #: What a script claims, checked on the output of its one run.
 CLAIMS = {
     "lif_constraints.py": lif_demo_reports_progress_plots_and_outcome,
@@ -254,6 +277,7 @@ CLAIMS = {
     "rockpool_migration.py": rockpool_migration_agrees_with_rockpool,
     "rockpool_migration.py[no rockpool]": rockpool_migration_runs_without_rockpool,
     "nnx_lif.py": nnx_lif_stays_inside_its_declared_bounds,
+    "orthogonal_rnn.py": orthogonal_rnn_keeps_its_spectra,
 }
 
 

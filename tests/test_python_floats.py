@@ -215,7 +215,7 @@ def test_constraints_act_on_python_floats():
     expected = math.exp(distance) + math.exp(2.0) + math.exp(3.0)
     np.testing.assert_allclose(jb.constraint_cost(params, c), expected, rtol=1e-6)
     assert [r.path for r in jb.violations(params, c).violating] == [
+        "tau_syn <= tau_mem",  # rule 0, as declared
         "w.0",
         "w.1",
-        "tau_syn <= tau_mem",
     ]

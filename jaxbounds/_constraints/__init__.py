@@ -12,9 +12,11 @@ enforcements `_project`, `_cost`, `_report`, `_optax`, `_bijection`,
 from ._bijection import constrain, unconstrain
 from ._cost import constraint_cost
 from ._kind import Constraint, Interval
+from ._matrix import PSD, SpectralNorm
 from ._norms import MaxNorm, MinMaxNorm, UnitNorm
 from ._optax import add_constraint_penalty, project_to_constraints, projected
 from ._ordered import Ordered
+from ._orthogonal import Orthogonal
 from ._project import project
 from ._relations import LessEqual
 from ._report import ConstraintReport, RuleViolations, violations
@@ -41,6 +43,9 @@ __all__ = [
     "MaxNorm",
     "MinMaxNorm",
     "Ordered",
+    "Orthogonal",
+    "PSD",
     "Simplex",
+    "SpectralNorm",
     "UnitNorm",
 ]

@@ -155,6 +155,15 @@ class Constraint(eqx.Module):
         target = jax.lax.stop_gradient(self.project(x)).astype(cd)
         return norm2(x.astype(cd) - target, self.units(x.ndim))
 
+    def summary(self, x: jax.Array) -> dict[str, jax.Array]:
+        """Named scalars `violations` reports beside the distance (none here).
+
+        A kind whose set is best read through its own quantity (the largest
+        singular value, the smallest eigenvalue) returns it, the worst over
+        ``x``'s units, under a short name.
+        """
+        return {}
+
     def has_bijection(self) -> bool:
         """Whether the kind maps free values into its set (`constrain`)."""
         return type(self).constrain is not Constraint.constrain

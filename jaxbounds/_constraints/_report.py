@@ -15,17 +15,21 @@ from ._resolve import BOUNDS, Resolution, resolve
 from ._rules import Constraints
 
 
-def aligned(table: list[tuple[str, ...]], left: int) -> list[str]:
+def aligned(
+    table: list[tuple[str, ...]], left: int, last_left: bool = False
+) -> list[str]:
     """The rows of a text table with aligned columns, the first ``left`` to the left.
 
     The one table layout of the reports (`ViolationReport`,
     `ConstraintReport`): two spaces between columns, text columns
-    left-aligned, numbers right-aligned.
+    left-aligned (the first ``left``, and the last with ``last_left``),
+    numbers right-aligned.
     """
     widths = [max(len(line[k]) for line in table) for k in range(len(table[0]))]
+    last = len(widths) - 1
     return [
         "  ".join(
-            c.ljust(w) if k < left else c.rjust(w)
+            c.ljust(w) if k < left or (last_left and k == last) else c.rjust(w)
             for k, (c, w) in enumerate(zip(line, widths))
         ).rstrip()
         for line in table
@@ -46,6 +50,8 @@ class RuleViolations:
             ``a - (b - margin)``, in the parameters' own units (a pair 0.01
             out of order reads 0.01, where its Euclidean distance to the
             half-plane, which `constraint_cost` penalises, is 0.01 / sqrt(2)).
+        summary: the kind's own named quantities (`Constraint.summary`: the
+            matrix kinds' largest singular value, smallest eigenvalue, ...).
     """
 
     rule: str
@@ -53,6 +59,7 @@ class RuleViolations:
     units: int
     outside: int
     worst: float
+    summary: tuple[tuple[str, float], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -86,15 +93,17 @@ class ConstraintReport:
         bad = self.violating
         if not bad:
             return f"all {len(self.rows)} rule/path pairs satisfied"
-        head = ("rule", "path", "units", "outside", "worst")
-        lines = aligned(
-            [head]
-            + [
-                (r.rule, r.path, str(r.units), str(r.outside), f"{r.worst:.6g}")
-                for r in bad
-            ],
-            left=2,
-        )
+        head: tuple[str, ...] = ("rule", "path", "units", "outside", "worst")
+        table = [head] + [
+            (r.rule, r.path, str(r.units), str(r.outside), f"{r.worst:.6g}")
+            for r in bad
+        ]
+        if any(r.summary for r in bad):
+            table = [(*head, "summary")] + [
+                (*line, ", ".join(f"{k} {v:.6g}" for k, v in r.summary))
+                for line, r in zip(table[1:], bad)
+            ]
+        lines = aligned(table, left=2, last_left=len(table[0]) > len(head))
         return "\n".join(
             [f"{len(bad)} of {len(self.rows)} rule/path pairs violated:", *lines]
         )
@@ -102,13 +111,21 @@ class ConstraintReport:
 
 @functools.partial(compiled, static=("res",))
 def _stats(xs: tuple, lows: list, ups: list, kinds: tuple, *, res: Resolution) -> list:
-    """Per rule and path: ``(units, outside, worst)``; a relation's worst is its gap."""
+    """Per rule and path: ``(units, outside, worst, summary)``.
+
+    A relation's worst is its gap, in the rule's own units.
+    """
     keys = res.constrained()
     by_key = dict(zip(keys, xs))
     found = distances(res, kinds, dict(zip(keys, lows)), dict(zip(keys, ups)), by_key)
+    summaries = [
+        {} if rule == BOUNDS else kinds[rule].summary(by_key[j])
+        for j, rules in res.on_leaf
+        for rule in rules
+    ] + [{} for _ in res.relations]
     first_relation = len(found) - len(res.relations)
     out = []
-    for i, (_, _, d) in enumerate(found):
+    for i, ((_, _, d), summary) in enumerate(zip(found, summaries)):
         if i >= first_relation:  # a relation: its gap, in the rule's units
             rule, a, b = res.relations[i - first_relation]
             d = jnp.maximum(kinds[rule].gap(by_key[a], by_key[b]), 0)
@@ -118,9 +135,14 @@ def _stats(xs: tuple, lows: list, ups: list, kinds: tuple, *, res: Resolution) -
                 d.size,
                 jnp.sum(bad),
                 jnp.max(jnp.where(jnp.isnan(d), jnp.inf, d), initial=0),
+                summary,
             )
         )
     return out
+
+
+def _floats(summary: dict) -> tuple[tuple[str, float], ...]:
+    return tuple((k, float(v)) for k, v in summary.items())
 
 
 def violations(params: PyTree, c: Constraints) -> ConstraintReport:
@@ -175,8 +197,8 @@ def violations(params: PyTree, c: Constraints) -> ConstraintReport:
         return ConstraintReport(())
     stats = jax.device_get(_stats(xs, lows, ups, c.kinds, res=r.res))
     rows = [
-        RuleViolations(rule, path, int(n), int(bad), float(w))
-        for (rule, path), (n, bad, w) in zip(names, stats)
+        RuleViolations(rule, path, int(n), int(bad), float(w), _floats(summary))
+        for (rule, path), (n, bad, w, summary) in zip(names, stats)
     ]
     # rule order as declared (the bound trees first), paths in tree order
     order = sorted(range(len(rows)), key=lambda i: rules[i])

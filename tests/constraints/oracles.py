@@ -152,6 +152,72 @@ def max_norm_low_precision(x: np.ndarray, r: float, axis: int) -> np.ndarray:
     return np.where(outside, toward_zero(shrunk, x.dtype), x)
 
 
+# -- matrix kinds: NumPy / SciPy references (float64, one matrix at a time) ----
+
+
+def matrices(fn, x: np.ndarray, axes=(-2, -1)) -> np.ndarray:
+    """``fn`` applied to every matrix of ``x`` over ``axes`` (rows, columns)."""
+    m = np.moveaxis(np.asarray(x, np.float64), axes, (-2, -1))
+    flat = m.reshape((-1,) + m.shape[-2:])
+    out = np.stack([fn(a) for a in flat]).reshape(m.shape[:-2] + flat.shape[-2:])
+    return np.moveaxis(out, (-2, -1), axes)
+
+
+def polar_np(w: np.ndarray) -> np.ndarray:
+    """The orthogonal polar factor by SciPy (a wide ``w``: transposed)."""
+    from scipy.linalg import polar
+
+    if w.shape[0] >= w.shape[1]:
+        return polar(w)[0]
+    return polar(w.T)[0].T
+
+
+def spectral_clip_np(w: np.ndarray, r: float) -> np.ndarray:
+    """The singular values of ``w`` clipped at ``r`` (``np.linalg.svd``)."""
+    u, s, vh = np.linalg.svd(w, full_matrices=False)
+    return (u * np.minimum(s, r)) @ vh
+
+
+def psd_np(w: np.ndarray, lo: float) -> np.ndarray:
+    """``(w + w^T) / 2``, its eigenvalues (``np.linalg.eigh``) clipped at ``lo``."""
+    lam, v = np.linalg.eigh((w + w.T) / 2)
+    return (v * np.maximum(lam, lo)) @ v.T
+
+
+def skew_np(raw: np.ndarray) -> np.ndarray:
+    """PyTorch's ``parametrizations.orthogonal`` skew matrix of a tall raw matrix."""
+    m, n = raw.shape
+    a = np.zeros((m, m))
+    for i in range(m):
+        for j in range(min(i, n)):
+            a[i, j] = raw[i, j]
+    return a - a.T
+
+
+def cayley_np(raw: np.ndarray) -> np.ndarray:
+    """First columns of ``(I - S/2)^-1 (I + S/2)`` (wide raw: transposed)."""
+    if raw.shape[0] < raw.shape[1]:
+        return cayley_np(raw.T).T
+    s = skew_np(raw)
+    eye = np.eye(len(s))
+    return np.linalg.solve(eye - s / 2, eye + s / 2)[:, : raw.shape[1]]
+
+
+def expm_orthogonal_np(raw: np.ndarray) -> np.ndarray:
+    """First columns of ``scipy.linalg.expm(S)`` (wide raw: transposed)."""
+    from scipy.linalg import expm
+
+    if raw.shape[0] < raw.shape[1]:
+        return expm_orthogonal_np(raw.T).T
+    return expm(skew_np(raw))[:, : raw.shape[1]]
+
+
+def lower_cholesky_np(raw: np.ndarray, lo: float) -> np.ndarray:
+    """``L L^T + lo I``, ``L`` the lower triangle of raw with a softplus diagonal."""
+    low = np.tril(raw, -1) + np.diag(np.logaddexp(0, np.diag(raw)))
+    return low @ low.T + lo * np.eye(len(raw))
+
+
 # -- projections in a diagonal metric d: argmin sum(d * (y - x)**2) -------------
 
 
