@@ -123,6 +123,11 @@ class MatrixKind(Constraint):
         """A value per matrix as an array with the unit axes kept (size 1)."""
         return back(v[..., None, None])
 
+    def project_in_metric(self, x: jax.Array, d: Any) -> jax.Array:
+        """Euclidean `project`: matrix sets have no closed form in a metric."""
+        del d
+        return self.project(x)
+
     def measures(self, x: jax.Array) -> dict[str, jax.Array]:
         """The quantities of `reported` per unit (compute dtype, unit axes kept)."""
         raise NotImplementedError

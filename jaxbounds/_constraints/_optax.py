@@ -210,7 +210,9 @@ def projected(
     that projection of ``params + tx's update``, landing exactly as with
     `project_to_constraints` (the inequalities hold on the stored params).
     Boxes (`Interval`, bound trees) are separable: every metric gives the
-    box projection. Unconstrained leaves keep ``tx``'s updates. The state is
+    box projection. The matrix kinds (`Orthogonal`, `SpectralNorm`, `PSD`)
+    have no closed form in a diagonal metric and take their Euclidean
+    projection, as in `project_to_constraints`. Unconstrained leaves keep ``tx``'s updates. The state is
     ``(tx's state, optax.EmptyState())``, as the chain's.
 
     ``metric="auto"`` reads the metric from ``tx``'s state after its update

@@ -225,3 +225,17 @@ def test_zero_second_moments_under_debug_nans():
         new = jax.jit(lambda p, g: one_step(tx, p, g))(p, g)
     assert all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(new))
     assert jb.violations(new, c).ok
+
+
+def test_matrix_kinds_take_their_euclidean_projection():
+    c = jb.Constraints(("w", jb.SpectralNorm(0.5)), jb.LessEqual("tau_syn", "tau_mem"))
+    p = start()
+    g = jax.tree.map(lambda x: jnp.full_like(x, -1.0), p)
+    new = one_step(jb.projected(optax.adam(0.3), c), p, g)
+    chain = one_step(optax.chain(optax.adam(0.3), jb.project_to_constraints(c)), p, g)
+    np.testing.assert_array_equal(new["w"], chain["w"])
+    d = {k: jnp.full(np.shape(v), 3.0, F32) for k, v in p.items()}
+    d["w"] = jnp.exp(jnp.asarray(RNG.normal(size=(6, 4)), F32))
+    np.testing.assert_array_equal(
+        jb.project(p, c, metric=d)["w"], jb.project(p, c)["w"]
+    )
