@@ -184,7 +184,9 @@ def project(params: PyTree, c: Constraints, *, metric: PyTree = None) -> PyTree:
     0)``, `Ordered` pools by weighted means, the 2-norm ball and spheres
     scale ``d x / (d + lam)``, and intersections run Dykstra's algorithm in
     the d inner product; the inequalities hold exactly as in the Euclidean
-    case. Only ratios of ``d`` matter (a uniform metric is Euclidean).
+    case. Only ratios of ``d`` matter (a uniform metric is Euclidean). The
+    matrix kinds have no closed form in a metric and take their Euclidean
+    projection.
     ``metric`` is data: traced, vmapped, never a recompile. It is how an
     adaptive optimizer's step is projected (`projected`).
 
