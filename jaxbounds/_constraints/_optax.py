@@ -212,8 +212,9 @@ def projected(
     Boxes (`Interval`, bound trees) are separable: every metric gives the
     box projection. The matrix kinds (`Orthogonal`, `SpectralNorm`, `PSD`)
     have no closed form in a diagonal metric and take their Euclidean
-    projection, as in `project_to_constraints`. Unconstrained leaves keep ``tx``'s updates. The state is
-    ``(tx's state, optax.EmptyState())``, as the chain's.
+    projection, as in `project_to_constraints`. Unconstrained leaves keep
+    ``tx``'s updates. The state is ``(tx's state, optax.EmptyState())``, as
+    the chain's.
 
     ``metric="auto"`` reads the metric from ``tx``'s state after its update
     (the preconditioner that step used): ``sqrt(nu_hat) + eps`` for adam,
