@@ -10,7 +10,7 @@ import pytest
 
 from jaxbounds import lbfgsb, minimize
 
-from .problems import N, rosen
+from .problems import PROBLEMS, N, rosen
 from helpers import count_compilations, linesearch_step
 
 
@@ -104,3 +104,54 @@ def test_changing_float_bounds_and_starts_compiles_nothing():
             params = two_updates(k)
             assert 0.1 * k <= float(params["tau"]) <= 1.0
     assert compiled == []
+
+
+#: The problems moved by this much: every iterate stays within a factor 2 of
+#: the last, so each update lands exactly (Sterbenz) and the optax form
+#: evaluates where minimize does. (Near 0, ``params + update`` can miss a
+#: point by an ulp: no update of the params' dtype reaches it.)
+SHIFT = 16.0
+
+
+def shifted(fun):
+    return lambda x: fun(x - SHIFT)
+
+
+def tree_quad(p):
+    x = jnp.concatenate([p["a"].reshape(-1), p["b"]])
+    return PROBLEMS["quartic QP in a box"][0](x - SHIFT)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [*PROBLEMS, "a tree"])
+def test_minimize_and_lbfgsb_take_the_same_iterates(name):
+    # one init / step: k steps of minimize and k updates of lbfgsb land on
+    # the same points, bit for bit (m = 2: the tree path, not the dense one)
+    if name == "a tree":
+        fun = tree_quad
+        x0 = {"a": jnp.full((2, 2), SHIFT), "b": jnp.full(6, SHIFT + 1)}
+        lo = {"a": jnp.full((2, 2), SHIFT - 0.3), "b": jnp.full(6, SHIFT - 0.2)}
+        up = {"a": jnp.full((2, 2), SHIFT + 0.4), "b": jnp.full(6, SHIFT + 0.3)}
+    else:
+        fun, start, lo, up = PROBLEMS[name]
+        fun = shifted(fun)
+        x0 = jnp.full(N, start + SHIFT, jnp.float64)
+        lo, up = (
+            jnp.broadcast_to(jnp.asarray(v, jnp.float64) + SHIFT, (N,))
+            for v in (lo, up)
+        )
+    solve = jax.jit(
+        lambda x0, k: minimize(fun, x0, lo, up, memory_size=2, max_steps=k),
+        static_argnums=1,
+    )
+    solver = lbfgsb(lo, up, memory_size=2)
+    step = linesearch_step(solver, fun)
+    params, state = x0, solver.init(x0)
+    for k in range(1, 7):
+        params, state, _ = step(params, state)
+        r = solve(x0, k)
+        if int(r.num_steps) < k:  # minimize converged: stop comparing
+            break
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(r.params)):
+            np.testing.assert_array_equal(a, b)
+        assert float(state.value) == float(r.value)
