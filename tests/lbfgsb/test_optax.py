@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -155,3 +160,33 @@ def test_minimize_and_lbfgsb_take_the_same_iterates(name):
         for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(r.params)):
             np.testing.assert_array_equal(a, b)
         assert float(state.value) == float(r.value)
+
+
+#: The crash check: 5 processes, 2 at a time (2 CPU cores), each 2 updates
+#: at 1M parameters in float32 (10-20 s each on a loaded 2-core machine).
+CRASH_RUNS, CRASH_N, CRASH_STEPS = 5, 1_000_000, 2
+
+
+@pytest.mark.slow
+def test_lbfgsb_at_a_million_parameters_never_crashes():
+    # jb.lbfgsb at 1M once segfaulted inside XLA's CPU runtime on this
+    # problem now and then; a crash takes the whole process, so each run is
+    # a subprocess, and any death (a signal, a non-zero exit) fails the test
+    script = Path(__file__).with_name("deconvolution_updates.py")
+    root = Path(__file__).parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    args = [sys.executable, str(script), str(CRASH_N), str(CRASH_STEPS), "float32"]
+    results = []
+    for first in range(0, CRASH_RUNS, 2):
+        runs = [
+            subprocess.Popen(
+                args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            for _ in range(min(2, CRASH_RUNS - first))
+        ]
+        for p in runs:
+            out, _ = p.communicate(timeout=300)
+            results.append((p.returncode, out.decode()[-2000:]))
+    for code, out in results:
+        assert code == 0 and "ok" in out, (code, out)
+    assert len({out.split()[-1] for _, out in results}) == 1  # the same value
