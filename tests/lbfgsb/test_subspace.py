@@ -21,23 +21,7 @@ from jaxbounds._lbfgsb._subspace import (
     sync,
 )
 
-from .problems import dense_bfgs, memory_of, random_pairs
-from .test_cauchy import problem
-
-
-def reference(x, g, xc, lo, up, b):
-    """Byrd et al. section 5.1 with a dense solve, then projection / truncation."""
-    free = (xc > lo) & (xc < up)
-    r = g + b @ (xc - x)
-    du = np.zeros_like(x)
-    du[free] = -np.linalg.solve(b[np.ix_(free, free)], r[free])
-    projected = np.clip(xc + du, lo, up)
-    if g @ (projected - x) < 0:
-        return du, projected, "projected"
-    with np.errstate(divide="ignore", invalid="ignore"):
-        room = np.where(du > 0, (up - xc) / du, np.where(du < 0, (lo - xc) / du, 1))
-    alpha = np.clip(room, 0, 1).min()
-    return du, np.clip(xc + alpha * du, lo, up), "truncated"
+from .problems import dense_bfgs, memory_of, problem, random_pairs, reference
 
 
 @pytest.mark.parametrize("seed", range(10))
