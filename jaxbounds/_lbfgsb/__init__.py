@@ -18,10 +18,11 @@ One idea per module, as optimistix splits solver, search and helpers:
 - `_dense`: small problems, the Cauchy point and subspace step densely;
 - `_subspace`: subspace minimisation over the free variables;
 - `_search`: the strong Wolfe line search inside the box;
-- `_iteration`: one iteration of the four;
+- `_iteration`: the solver as optimistix shapes one: a `SolverState`,
+  `start`, `init`, `step` (one iteration of the four) and `terminate`;
 - `_progress`: the progress lines of ``verbose``;
-- `_minimize`: `minimize`, one `jax.lax.while_loop`;
-- `_optax`: `lbfgsb`, the optax transformation.
+- `_minimize`: `minimize`, one `jax.lax.while_loop` of `step` until `terminate`;
+- `_optax`: `lbfgsb`, the optax transformation (one `step` per update).
 """
 
 from ._minimize import MinimizeResult, minimize

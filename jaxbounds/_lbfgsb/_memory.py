@@ -5,11 +5,8 @@ quasi-Newton matrix is ``B = theta I - W M W^T`` with ``W = [Y, theta S]``
 and ``M^{-1} = [[-D, L^T], [L, theta S^T S]]`` (Byrd, Nocedal and Schnabel
 1994). ``D`` is the diagonal of ``S^T Y``, ``L`` its strictly lower part in
 the order the pairs were stored. Only these ``2m x 2m`` matrices are dense.
-
-The memory also carries what the subspace step keeps from one iteration to
-the next (scipy's ``formk``): the Gram matrices of the pairs over the free
-variables of the last subspace step, the free mask they belong to, and which
-slots were written since (see `jaxbounds._lbfgsb._subspace.sync`).
+(What the subspace step keeps from one iteration to the next is its own
+state, `jaxbounds._lbfgsb._subspace.Kept`.)
 """
 
 from __future__ import annotations
@@ -25,12 +22,8 @@ from ._tree import mem_combine, mem_dot, tmap, vdot
 class Memory(NamedTuple):
     """The stored pairs, in slots; ``age`` orders them (``-1``: empty slot).
 
-    ``free``, ``grams``, ``written`` and ``stale`` are the subspace step's
-    kept products: ``grams`` stacks ``Y_F^T Y_F``, ``S_F^T Y_F`` and
-    ``S_A^T S_A`` (``F`` the variables free in ``free``, ``A`` the others)
-    over the leaves that keep them (the large ones); ``written`` marks the
-    slots `push` wrote since they were computed; ``stale`` counts, per slot,
-    the incremental updates since its row was last computed from scratch.
+    `push` gives the slot it writes a new ``age`` (larger than every other),
+    so a slot's age changes exactly when it is written.
     """
 
     s: Any  # tree, leaves (m, *shape)
@@ -39,10 +32,6 @@ class Memory(NamedTuple):
     sy: jax.Array  # (m, m): s_i . y_j
     age: jax.Array  # (m,) int
     theta: jax.Array  # scalar
-    free: Any  # bool tree shaped like a point: the mask ``grams`` belong to
-    grams: jax.Array  # (3, m, m)
-    written: jax.Array  # (m,) bool
-    stale: jax.Array  # (m,) int
 
 
 def new_memory(x: Any, m: int, dtype: Any) -> Memory:
@@ -56,11 +45,6 @@ def new_memory(x: Any, m: int, dtype: Any) -> Memory:
         sy=jnp.zeros((m, m), dtype),
         age=jnp.full((m,), -1, jnp.int32),
         theta=jnp.ones((), dtype),
-        # (zero pairs: their products are zero over any mask)
-        free=tmap(lambda p: jnp.zeros_like(p, dtype=jnp.bool_), x),
-        grams=jnp.zeros((3, m, m), dtype),
-        written=jnp.zeros((m,), jnp.bool_),
-        stale=jnp.zeros((m,), jnp.int32),
     )
 
 
@@ -75,8 +59,7 @@ def push(mem: Memory, s: Any, y: Any, dtype: Any, keep: Any = True) -> Memory:
     With ``keep`` false the memory comes back unchanged. Either way only one
     row of each stored tree is written (in place under `jax.jit`): no select
     over the whole memory. The new products ``s_i . s``, ``s_i . y`` and
-    ``y_i . s`` take one pass over the memory; the slot is marked ``written``
-    for the subspace step's kept products.
+    ``y_i . s`` take one pass over the memory.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -106,7 +89,6 @@ def push(mem: Memory, s: Any, y: Any, dtype: Any, keep: Any = True) -> Memory:
         sy=jnp.where(keep, sy, mem.sy),
         age=jnp.where(keep, age, mem.age),
         theta=jnp.where(keep, theta, mem.theta),
-        written=mem.written.at[slot].set(mem.written[slot] | keep),
     )
 
 

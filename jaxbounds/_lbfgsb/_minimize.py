@@ -1,8 +1,8 @@
 """`minimize`: L-BFGS-B to convergence in one `jax.lax.while_loop`.
 
-One loop of `iteration` until the projected gradient is small (or the value
-stops decreasing), so a solve compiles once, runs under `jax.jit`, and a
-batch of problems is one `jax.vmap`.
+One loop of `step` until `terminate` (the projected gradient is small, or
+the value stops decreasing), so a solve compiles once, runs under
+`jax.jit`, and a batch of problems is one `jax.vmap`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,10 @@ import jax
 import jax.numpy as jnp
 
 from .._constraints import NO_UPPER
-from ._iteration import Point, iteration, pg_norm
-from ._memory import Memory, new_memory
+from ._iteration import SolverState, init, problem_of, start, step, terminate
 from ._params import Split, as_data, join, split
 from ._progress import active_bounds, reporter
-from ._tree import clip_tree, leaves
-
-#: Steps in a row without a decrease of the value (at the precision limit,
-#: the Armijo test passes with none) after which `minimize` gives up.
-MAX_STALL = 10
+from ._tree import leaves
 
 
 class MinimizeResult(NamedTuple):
@@ -57,13 +52,7 @@ class MinimizeResult(NamedTuple):
 
 
 class _Loop(NamedTuple):
-    here: Point
-    mem: Memory
-    steps: jax.Array
-    evals: jax.Array
-    done: jax.Array
-    converged: jax.Array
-    stall: jax.Array
+    state: SolverState
     values: jax.Array  # (max_steps + 1,)
     pg_norms: jax.Array
 
@@ -79,84 +68,53 @@ def _solve(
     verbose: int,
 ) -> tuple[Any, ...]:
     dtype = sp.dtype
-    lo, up = sp.lo, sp.up
-
-    def value_and_grad(x: Any) -> tuple[Any, Any]:
-        return jax.value_and_grad(lambda x: fun(join(sp, x)))(x)
-
-    x0 = clip_tree(sp.x, lo, up)
-    f0, g0 = value_and_grad(x0)
-    here = Point(x0, f0, g0)
-    pg = pg_norm(x0, g0, lo, up, dtype)
-    nan = ~jnp.isfinite(f0)
+    problem = problem_of(fun, sp, relative=False)
+    state = init(problem, start(problem, sp.x), memory_size)
     history = jnp.full((max_steps + 1,), jnp.nan, dtype)
     report = reporter(verbose) if verbose else None
-    init = _Loop(
-        here=here,
-        mem=new_memory(x0, memory_size, dtype),
-        steps=jnp.zeros((), jnp.int32),
-        evals=jnp.ones((), jnp.int32),
-        done=nan | (pg <= tol),
-        converged=~nan & (pg <= tol),
-        stall=jnp.zeros((), jnp.int32),
-        values=history.at[0].set(f0.astype(dtype)),
-        pg_norms=history.at[0].set(pg),
+    first = _Loop(
+        state=state,
+        values=history.at[0].set(state.here.f.astype(dtype)),
+        pg_norms=history.at[0].set(state.pg),
     )
 
-    def cond(s: _Loop) -> Any:
-        return ~s.done & (s.steps < max_steps)
+    def cond(loop: _Loop) -> Any:
+        done, _ = terminate(loop.state, tol, ftol)
+        return ~done & (loop.state.steps < max_steps)
 
-    def body(s: _Loop) -> _Loop:
+    def body(loop: _Loop) -> _Loop:
         # under vmap the body runs for every fit: a finished one (skip) takes
         # no inner trips, and the loop's select keeps its state
-        skip = ~cond(s)
-        empty = jnp.all(s.mem.age < 0)
-        new, _, mem, evals, ok = iteration(
-            value_and_grad, s.here, None, lo, up, s.mem, s.steps == 0, dtype, skip
-        )
-        pg = pg_norm(new.x, new.g, lo, up, dtype)
-        f_old = s.here.f.astype(dtype)
-        f_new = new.f.astype(dtype)
-        scale = jnp.maximum(jnp.maximum(jnp.abs(f_old), jnp.abs(f_new)), 1.0)
-        # the relative decrease counts when the step was the full quasi-Newton
-        # one: after backtracking, a small decrease says the direction was poor
-        full = evals == 1
-        small = ok & full & (ftol > 0) & (f_old - f_new <= ftol * scale)
-        converged = ok & ((pg <= tol) | small)
-        failed = ~ok & empty  # a second failure, with no memory left to drop
-        stall = jnp.where(f_new < f_old, 0, s.stall + 1)
-        steps = s.steps + 1
-        done = converged | failed | (stall >= MAX_STALL)
+        skip = ~cond(loop)
+        new = step(problem, loop.state, skip)
+        f_new = new.here.f.astype(dtype)
         if report is not None:
+            done, _ = terminate(new, tol, ftol)
             report(
-                jnp.where(skip, s.steps, steps),
+                jnp.where(skip, loop.state.steps, new.steps),
                 f_new,
-                pg,
-                s.evals + evals,
-                active_bounds(new.x, lo, up),
-                ~skip & ~done & (steps < max_steps),
+                new.pg,
+                new.evals,
+                active_bounds(new.here.x, sp.lo, sp.up),
+                ~skip & ~done & (new.steps < max_steps),
             )
         return _Loop(
-            here=new,
-            mem=mem,
-            steps=steps,
-            evals=s.evals + evals,
-            done=done,
-            converged=converged,
-            stall=stall,
-            values=s.values.at[steps].set(f_new),
-            pg_norms=s.pg_norms.at[steps].set(pg),
+            state=new,
+            values=loop.values.at[new.steps].set(f_new),
+            pg_norms=loop.pg_norms.at[new.steps].set(new.pg),
         )
 
-    out = jax.lax.while_loop(cond, body, init)
+    last = jax.lax.while_loop(cond, body, first)
+    out = last.state
+    _, converged = terminate(out, tol, ftol)
     return (
         out.here.x,
         out.here.f,
         out.steps,
         out.evals,
-        out.converged,
-        out.values,
-        out.pg_norms,
+        converged,
+        last.values,
+        last.pg_norms,
     )
 
 

@@ -1,7 +1,8 @@
 """`lbfgsb`: L-BFGS-B as an optax transformation (`optax.lbfgs`'s convention).
 
-Each update is one full iteration (see `iteration`), its line search calling
-``value_fn``; the updates land the params exactly on the accepted point.
+Each update is one `step` of the solver (`jaxbounds._lbfgsb._iteration`),
+its line search calling ``value_fn``; the updates land the params exactly on
+the accepted point.
 """
 
 from __future__ import annotations
@@ -12,24 +13,15 @@ from typing import Any, NamedTuple
 
 import chex  # type: ignore[import-untyped]
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import optax  # type: ignore[import-untyped]
 
 from .._constraints import NO_UPPER
-from ._iteration import Point, iteration
+from ._iteration import init, problem_of, start, step
 from ._memory import new_memory
-from ._params import (
-    Split,
-    as_data,
-    grads_like,
-    join,
-    land_update,
-    param_part,
-    split,
-    updates_like,
-)
-from ._tree import clip_tree, leaves, smallest, tmap
+from ._params import Split, as_data, grads_like, param_part, split, updates_like
+from ._subspace import new_kept
+from ._tree import tmap
 
 
 class LbfgsbState(NamedTuple):
@@ -37,11 +29,13 @@ class LbfgsbState(NamedTuple):
 
     ``value`` and ``grad`` are the objective and its gradient at the params
     after the last update (read by `optax.value_and_grad_from_state`; ``inf``
-    before the first update).
+    before the first update). ``memory`` holds the stored pairs and ``kept``
+    the subspace step's products kept from one update to the next.
     """
 
     count: chex.Array
     memory: Any
+    kept: Any  # the subspace step's free-set products, kept between updates
     value: chex.Array
     grad: chex.ArrayTree
 
@@ -117,6 +111,7 @@ def lbfgsb(
         return LbfgsbState(
             count=jnp.zeros((), jnp.int32),
             memory=new_memory(sp.x, memory_size, sp.dtype),
+            kept=new_kept(sp.x, memory_size, sp.dtype),
             value=jnp.asarray(jnp.inf, sp.dtype),
             grad=grads_like(sp, zeros),
         )
@@ -151,49 +146,23 @@ def _update(
     value: Any,
     fn_kwargs: dict[str, Any],
 ) -> tuple[Any, LbfgsbState]:
-    """One update, compiled once per ``value_fn`` and structure (floats are data)."""
-    dtype = sp.dtype
+    """One update, one `step`, compiled once per ``value_fn`` and structure.
 
-    def value_and_grad(x: Any) -> tuple[Any, Any]:
-        return jax.value_and_grad(lambda x: value_fn(join(sp, x), **fn_kwargs))(x)
-
-    g_in = param_part(sp, grad)
-    # the start, projected into the box the way apply_updates would land it
-    u0 = tmap(land_update, sp.x, clip_tree(sp.x, sp.lo, sp.up), sp.lo, sp.up)
-    x0 = tmap(lambda b, u: (b + u).astype(b.dtype), sp.x, u0)
-    x0 = clip_tree(x0, sp.lo, sp.up)
-    inside = smallest(
-        [jnp.all(a == b) for a, b in zip(leaves(x0), leaves(sp.x))], jnp.bool_, 1
-    )
-    if value is None:
-        f_in, g_in = value_and_grad(x0)
-    else:
-        f_in = jnp.asarray(value)
-
-        def recompute() -> tuple[Any, Any]:
-            fv, gv = value_and_grad(x0)
-            return fv.astype(f_in.dtype), tmap(lambda a, b: a.astype(b.dtype), gv, g_in)
-
-        f_in, g_in = jax.lax.cond(inside, lambda: (f_in, g_in), recompute)
-    here = Point(x0, f_in, g_in)
-    new, u, mem, _, _ = iteration(
-        value_and_grad,
-        here,
-        sp.x,
-        sp.lo,
-        sp.up,
-        state.memory,
-        state.count == 0,
-        dtype,
-    )
-    u = tmap(land_update, sp.x, new.x, sp.lo, sp.up)
-    new_state = LbfgsbState(
+    The start is the solver's (`start`: the params projected in the way the
+    update lands them); the memory and the kept products come from the state.
+    """
+    problem = problem_of(value_fn, sp, relative=True, **fn_kwargs)
+    here = start(problem, sp.x, value, param_part(sp, grad))
+    solver = init(problem, here, state.memory.age.shape[0])
+    solver = solver._replace(memory=state.memory, kept=state.kept, steps=state.count)
+    new = step(problem, solver)
+    return new.update, LbfgsbState(
         count=optax.safe_increment(state.count),
-        memory=mem,
-        value=jnp.asarray(new.f, state.value.dtype),
-        grad=grads_like(sp, new.g),
+        memory=new.memory,
+        kept=new.kept,
+        value=jnp.asarray(new.here.f, state.value.dtype),
+        grad=grads_like(sp, new.here.g),
     )
-    return u, new_state
 
 
 def kwargs_for(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -9,17 +9,17 @@ projected back into the box; if the projected point is not a descent
 direction from ``x``, the unprojected step is truncated at the box instead
 (Morales and Nocedal 2011).
 
-The Gram matrices over the free variables are kept from step to step in the
-memory, as scipy's ``formk`` keeps them (`sync`): each step recomputes the
-row of the pair stored since with one pass over the memory, and adds or
-subtracts the outer products of the few variables that entered or left the
-free set.
+The Gram matrices over the free variables are kept from step to step in
+their own state (`Kept`), as scipy's ``formk`` keeps them (`sync`): each
+step recomputes the row of the pair stored since with one pass over the
+memory, and adds or subtracts the outer products of the few variables that
+entered or left the free set.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,11 +46,38 @@ from ._tree import (
 )
 
 #: Leaves with fewer elements get their free-set products from scratch at
-#: every step (a pass over a small leaf); larger ones keep them in the memory.
+#: every step (a pass over a small leaf); larger ones keep them (`Kept`).
 KEEP_FROM = 4096
 #: Drift: the kept diagonals of the stalest slot may differ from fresh sums by
 #: this many ulps of their value before all is refreshed.
 DRIFT_ULPS = 1024
+
+
+class Kept(NamedTuple):
+    """The subspace step's kept products, carried from step to step.
+
+    ``grams`` stacks ``Y_F^T Y_F``, ``S_F^T Y_F`` and ``S_A^T S_A`` (``F``
+    the variables free in ``free``, ``A`` the others) over the leaves that
+    keep them (the large ones); ``written`` marks the memory slots written
+    since they were computed; ``stale`` counts, per slot, the incremental
+    updates since its row was last computed from scratch.
+    """
+
+    free: Any  # bool tree shaped like a point: the mask ``grams`` belong to
+    grams: jax.Array  # (3, m, m)
+    written: jax.Array  # (m,) bool
+    stale: jax.Array  # (m,) int
+
+
+def new_kept(x: Any, m: int, dtype: Any) -> Kept:
+    """Nothing kept yet, for points shaped like ``x`` and ``m`` slots."""
+    return Kept(
+        # (zero pairs: their products are zero over any mask)
+        free=tmap(lambda p: jnp.zeros_like(p, dtype=jnp.bool_), x),
+        grams=jnp.zeros((3, m, m), dtype),
+        written=jnp.zeros((m,), jnp.bool_),
+        stale=jnp.zeros((m,), jnp.int32),
+    )
 
 
 def budget(size: int) -> int:
@@ -70,13 +97,13 @@ def keeps(leaf: Any) -> bool:
 
 
 def sync(
-    mem: Memory, free: Any, dtype: Any, refresh: Any = False
-) -> tuple[Memory, jax.Array]:
+    mem: Memory, cache: Kept, free: Any, dtype: Any, refresh: Any = False
+) -> tuple[Kept, jax.Array]:
     """The free-set Gram matrices at the mask ``free``, kept up to date.
 
-    Returns ``(memory, grams)``: ``grams`` stacks ``Y_F^T Y_F``, ``S_F^T Y_F``
+    Returns ``(cache, grams)``: ``grams`` stacks ``Y_F^T Y_F``, ``S_F^T Y_F``
     and ``S_A^T S_A`` (``F`` the variables free in ``free``, ``A`` the
-    others), ``(3, m, m)``; the memory keeps them (its large leaves' part)
+    others), ``(3, m, m)``; ``cache`` holds them (its large leaves' part)
     for the next step. From the kept products at the previous mask, in the
     usual case:
 
@@ -103,17 +130,18 @@ def sync(
         >>> from jaxbounds._lbfgsb._memory import new_memory, push
         >>> x = jnp.zeros(5000)
         >>> mem = push(new_memory(x, 2, jnp.float32), x + 1, x + 2, jnp.float32)
-        >>> mem, grams = sync(mem, x < 1, jnp.float32)  # all free
+        >>> kept = new_kept(x, 2, jnp.float32)._replace(written=mem.age >= 0)
+        >>> kept, grams = sync(mem, kept, x < 1, jnp.float32)  # all free
         >>> print(grams[:, 0, 0].tolist())
         [20000.0, 10000.0, 0.0]
         >>> free = jnp.arange(5000) >= 10  # ten leave the free set
-        >>> mem, grams = sync(mem, free, jnp.float32)
+        >>> kept, grams = sync(mem, kept, free, jnp.float32)
         >>> print(grams[:, 0, 0].tolist())
         [19960.0, 9980.0, 10.0]
     """
     m = mem.age.shape[0]
     flags = [keeps(z) for z in leaves(free)]
-    parts = [leaves(t) for t in (mem.s, mem.y, mem.free, free)]
+    parts = [leaves(t) for t in (mem.s, mem.y, cache.free, free)]
     kept = [[v for v, f in zip(p, flags) if f] for p in parts]
     redo = [[v for v, f in zip(p, flags) if not f] for p in parts]
     small = (
@@ -122,31 +150,31 @@ def sync(
         else jnp.zeros((3, m, m), dtype)
     )
     s_k, y_k, was, now = kept
-    done = mem._replace(free=free, written=jnp.zeros_like(mem.written))
+    done = cache._replace(free=free, written=jnp.zeros_like(cache.written))
     if not s_k:
         return done, small
 
     def scratch(_: Any) -> tuple[jax.Array, jax.Array]:
-        return jnp.stack(free_grams(s_k, y_k, now, dtype)), jnp.zeros_like(mem.stale)
+        return jnp.stack(free_grams(s_k, y_k, now, dtype)), jnp.zeros_like(cache.stale)
 
     changed = [(a != b).reshape(-1) for a, b in zip(was, now)]
     counts = [jnp.sum(c, dtype=jnp.int32) for c in changed]
-    over = jnp.sum(mem.written) > 1
+    over = jnp.sum(cache.written) > 1
     for c, n in zip(counts, changed):
         over = over | (c > budget(n.shape[0]))
 
     def update(_: Any) -> tuple[jax.Array, jax.Array]:
-        grams, stale, drift = _update(mem, s_k, y_k, now, changed, counts, dtype)
+        grams, stale, drift = _update(cache, s_k, y_k, now, changed, counts, dtype)
         return jax.lax.cond(drift, scratch, lambda _: (grams, stale), None)
 
     grams, stale = jax.lax.cond(over | refresh, scratch, update, None)
-    return done._replace(grams=grams.astype(mem.grams.dtype), stale=stale), (
+    return done._replace(grams=grams.astype(cache.grams.dtype), stale=stale), (
         grams + small
     )
 
 
 def _update(
-    mem: Memory,
+    cache: Kept,
     s_k: list[Any],
     y_k: list[Any],
     now: list[Any],
@@ -154,9 +182,9 @@ def _update(
     counts: list[Any],
     dtype: Any,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """`sync`'s incremental step on the kept leaves: ``(grams, stale, drift)``."""
-    m = mem.age.shape[0]
-    grams = mem.grams.astype(dtype)
+    """`sync`'s incremental step on the cache leaves: ``(grams, stale, drift)``."""
+    m = cache.stale.shape[0]
+    grams = cache.grams.astype(dtype)
     # (b) the variables that entered (+) or left (-) the free set
     for s, y, z, c, count in zip(s_k, y_k, now, changed, counts):
         cap = budget(c.shape[0])
@@ -171,8 +199,8 @@ def _update(
         )
     # (a) a fresh row: the slot written since, else the stalest (so no row
     # carries more than m - 1 updates); one pass over the memory
-    written = jnp.any(mem.written)
-    j = jnp.where(written, jnp.argmax(mem.written), jnp.argmax(mem.stale))
+    written = jnp.any(cache.written)
+    j = jnp.where(written, jnp.argmax(cache.written), jnp.argmax(cache.stale))
     ry: Any = 0  # y_i . (z y_j, z s_j, (1 - z) s_j)
     rs: Any = 0  # s_i . (the same)
     for y, s, z in zip(y_k, s_k, now):
@@ -186,8 +214,8 @@ def _update(
         out = replicated(z)
         ry = ry + jnp.tensordot(y, vecs, axes=axes, out_sharding=out).astype(dtype)
         rs = rs + jnp.tensordot(s, vecs, axes=axes, out_sharding=out).astype(dtype)
-    # drift: the kept diagonals of the stalest other slot against fresh sums
-    k = jnp.argmax(jnp.where(jnp.arange(m) == j, -1, mem.stale))
+    # drift: the cache diagonals of the stalest other slot against fresh sums
+    k = jnp.argmax(jnp.where(jnp.arange(m) == j, -1, cache.stale))
     fresh_yy = total(
         [jnp.sum(jnp.where(z, y[k], 0) ** 2) for y, z in zip(y_k, now)], dtype
     )
@@ -205,20 +233,28 @@ def _update(
     grams = jnp.stack([yy, sy, ss])
     diag = jnp.concatenate([jnp.diagonal(yy), jnp.diagonal(ss)])
     drift = drift | jnp.any(diag < 0) | ~jnp.all(jnp.isfinite(grams))
-    stale = (mem.stale + 1).at[j].set(0)
+    stale = (cache.stale + 1).at[j].set(0)
     return grams, stale, drift
 
 
 def free_step(
-    x: Any, g: Any, xc: Any, lo: Any, up: Any, mem: Memory, cp: Compact, dtype: Any
-) -> tuple[Any, Any, Memory]:
+    x: Any,
+    g: Any,
+    xc: Any,
+    lo: Any,
+    up: Any,
+    mem: Memory,
+    kept: Kept,
+    cp: Compact,
+    dtype: Any,
+) -> tuple[Any, Any, Kept]:
     """The Newton step of the model over the variables free at ``x_c``.
 
     Returns:
-        ``(free, du, memory)``: the mask of free variables (strictly inside
+        ``(free, du, kept)``: the mask of free variables (strictly inside
         at ``x_c``), the step ``du = -(Z^T B Z)^{-1} Z^T (g + B (x_c - x))``,
-        zero on the others, and the memory with its free-set products kept
-        at this mask (`sync`).
+        zero on the others, and the free-set products kept at this mask
+        (`sync`).
     """
     theta = cp.theta
     free = tmap(lambda v, lo, up: (v > lo) & (v < up), xc, lo, up)
@@ -239,7 +275,7 @@ def free_step(
     m = mem.age.shape[0]
     valid = cp.valid[:m]
     pair = valid[:, None] & valid[None, :]
-    mem, (yy, sy, ss) = sync(mem, free, dtype)
+    kept, (yy, sy, ss) = sync(mem, kept, free, dtype)
     yy = jnp.where(pair, yy, 0.0)
     sy = jnp.where(pair, sy, 0.0)
     ss = jnp.where(pair, ss, 0.0)
@@ -256,12 +292,20 @@ def free_step(
         r,
         wu,
     )
-    return free, du, mem
+    return free, du, kept
 
 
 def subspace(
-    x: Any, g: Any, xc: Any, lo: Any, up: Any, mem: Memory, cp: Compact, dtype: Any
-) -> tuple[Any, Memory]:
+    x: Any,
+    g: Any,
+    xc: Any,
+    lo: Any,
+    up: Any,
+    mem: Memory,
+    kept: Kept,
+    cp: Compact,
+    dtype: Any,
+) -> tuple[Any, Kept]:
     """``x_bar``: the subspace minimiser from ``x_c``, inside the box.
 
     Args:
@@ -271,14 +315,15 @@ def subspace(
         lo: lower bounds.
         up: upper bounds.
         mem: the memory.
+        kept: the free-set products kept from the last step (`Kept`).
         cp: its compact form.
         dtype: the dtype of the scalars.
 
     Returns:
-        ``(x_bar, memory)``: ``x_c + du`` projected into the box when that
+        ``(x_bar, kept)``: ``x_c + du`` projected into the box when that
         descends from ``x``, else ``x_c + alpha du`` with the largest
-        ``alpha <= 1`` inside; and the memory with its free-set products
-        kept for the next step (see `sync`).
+        ``alpha <= 1`` inside; and the free-set products kept for the
+        next step (see `sync`).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -286,11 +331,12 @@ def subspace(
         >>> x, g = jnp.array([0.5, 0.5]), jnp.array([1.0, -2.0])
         >>> mem = new_memory(x, 2, jnp.float32)  # empty: B = I
         >>> xc = jnp.array([0.4, 0.6])
-        >>> xbar, mem = subspace(x, g, xc, 0.0, 0.6, mem, compact(mem), jnp.float32)
+        >>> kept = new_kept(x, 2, jnp.float32)
+        >>> xbar, _ = subspace(x, g, xc, 0.0, 0.6, mem, kept, compact(mem), jnp.float32)
         >>> print(xbar)
         [0.  0.6]
     """
-    _, du, mem = free_step(x, g, xc, lo, up, mem, cp, dtype)
+    _, du, kept = free_step(x, g, xc, lo, up, mem, kept, cp, dtype)
     projected = tmap(lambda v, d, lo, up: jnp.clip(v + d, lo, up), xc, du, lo, up)
     descent = vdot(g, tmap(jnp.subtract, projected, x), dtype) < 0
     alpha = reach(xc, du, lo, up, dtype, 1.0)
@@ -301,4 +347,4 @@ def subspace(
         lo,
         up,
     )
-    return tmap(lambda a, b: jnp.where(descent, a, b), projected, truncated), mem
+    return tmap(lambda a, b: jnp.where(descent, a, b), projected, truncated), kept

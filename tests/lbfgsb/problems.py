@@ -1,4 +1,5 @@
-"""Problems and independent references shared by the solver's tests.
+"""Problems and independent references shared by the solver's tests (oracles:
+the segment walk of the Cauchy point, the dense subspace step, dense BFGS).
 
 scipy's L-BFGS-B (Fortran) for optima, the KKT conditions from `jax.grad`.
 Functions are defined once, so each compiles once per test session.
@@ -107,3 +108,71 @@ def dense_bfgs(pairs, m):
         bs = b @ s
         b = b - np.outer(bs, bs) / (s @ bs) + np.outer(y, y) / (y @ s)
     return b
+
+
+# -- Cauchy-point problems and the segment walk in NumPy ------------------------------
+
+
+def model_on_path(t, x, g, lo, up, b):
+    """``q(t) = g.z + z.B z / 2`` with ``z = P(x - t g) - x``."""
+    z = np.clip(x - t * g, lo, up) - x
+    return g @ z + 0.5 * z @ b @ z
+
+
+def first_minimiser(x, g, lo, up, b):
+    """The first local minimiser of ``q`` along the path: the segment walk."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tb = np.where(g < 0, (x - up) / g, np.where(g > 0, (x - lo) / g, np.inf))
+    tb = np.maximum(tb, 0)
+    starts = np.unique(np.concatenate([[0.0], tb[np.isfinite(tb)]]))
+    ends = np.append(starts[1:], np.inf)
+    for t0, t1 in zip(starts, ends):
+        z = np.clip(x - t0 * g, lo, up) - x
+        d = np.where(tb > t0, -g, 0.0)
+        f1 = g @ d + d @ b @ z
+        f2 = d @ b @ d
+        if f1 >= 0:
+            return t0
+        if f2 > 0 and t0 - f1 / f2 < t1:
+            return t0 - f1 / f2
+    return starts[-1]
+
+
+def problem(seed, n=12, m=4, pushes=6, ties=False):
+    rng = np.random.default_rng(seed)
+    pairs = random_pairs(n, pushes, rng)
+    lo = -rng.uniform(0.1, 2.0, n)
+    up = rng.uniform(0.1, 2.0, n)
+    lo[0], up[1] = -np.inf, np.inf
+    x = rng.uniform(lo.clip(-2), up.clip(max=2))
+    g = 3 * rng.normal(size=n)
+    if ties:  # several variables meet their bounds at the same time
+        x[:6] = 0.0
+        lo[:6], up[:6] = -1.0, 1.0
+        g[:6] = np.array([2.0, -2.0, 2.0, 0.5, -0.5, 0.0])
+    x[2] = lo[2]  # at a bound, pushed against it: blocked from the start
+    g[2] = abs(g[2])
+    return x, g, lo, up, pairs, m
+
+
+def grouped_problem(seed, n=24, m=4):
+    rng = np.random.default_rng(seed)
+    pairs = random_pairs(n, 6, rng)
+    x, lo, up = np.zeros(n), -np.ones(n), np.ones(n)
+    g = rng.choice([0.5, 1.0, 2.0, 4.0], n) * rng.choice([-1.0, 1.0], n)
+    return x, g, lo, up, pairs, m
+
+
+def reference(x, g, xc, lo, up, b):
+    """Byrd et al. section 5.1 with a dense solve, then projection / truncation."""
+    free = (xc > lo) & (xc < up)
+    r = g + b @ (xc - x)
+    du = np.zeros_like(x)
+    du[free] = -np.linalg.solve(b[np.ix_(free, free)], r[free])
+    projected = np.clip(xc + du, lo, up)
+    if g @ (projected - x) < 0:
+        return du, projected, "projected"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(du > 0, (up - xc) / du, np.where(du < 0, (lo - xc) / du, 1))
+    alpha = np.clip(room, 0, 1).min()
+    return du, np.clip(xc + alpha * du, lo, up), "truncated"

@@ -16,9 +16,14 @@ import pytest
 from jaxbounds._lbfgsb._dense import dense_matrix, dense_step, use_dense
 from jaxbounds._lbfgsb._memory import compact
 
-from .problems import dense_bfgs, memory_of
-from .test_cauchy import first_minimiser, model_on_path, problem
-from .test_subspace import reference
+from .problems import (
+    dense_bfgs,
+    first_minimiser,
+    memory_of,
+    model_on_path,
+    problem,
+    reference,
+)
 
 #: Compiled once for every seed (the solver calls these under its jit as well).
 jit_dense_matrix = jax.jit(dense_matrix, static_argnums=3)

@@ -74,12 +74,15 @@ def test_inverse_of_small_spd_matrices():
         )
 
 
-def test_push_marks_the_written_slot_for_the_kept_products():
+def test_push_gives_the_written_slot_a_new_age_and_nothing_else():
+    # (the solver marks a slot written for the kept products by its new age)
     mem = new_memory(jnp.zeros(3), 2, jnp.float64)
-    assert not np.any(mem.written) and not np.any(mem.free)
     one = jnp.ones(3)
-    kept = push(mem, one, 2 * one, jnp.float64)
-    np.testing.assert_array_equal(kept.written, [True, False])
-    skipped = push(mem, one, 2 * one, jnp.float64, keep=False)
-    np.testing.assert_array_equal(skipped.written, [False, False])
+    for _ in range(3):  # the slots wrap: the oldest is written, ages grow
+        before = np.asarray(mem.age)
+        mem = push(mem, one, 2 * one, jnp.float64)
+        changed = np.asarray(mem.age) != before
+        assert changed.sum() == 1 and np.asarray(mem.age)[changed] > before.max()
+    skipped = push(mem, one, 3 * one, jnp.float64, keep=False)
+    np.testing.assert_array_equal(skipped.age, mem.age)
     np.testing.assert_array_equal(skipped.s, mem.s)

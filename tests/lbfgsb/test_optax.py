@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +15,7 @@ import pytest
 
 from jaxbounds import lbfgsb, minimize
 
-from .problems import N, rosen
+from .problems import PROBLEMS, N, rosen
 from helpers import count_compilations, linesearch_step
 
 
@@ -104,3 +109,84 @@ def test_changing_float_bounds_and_starts_compiles_nothing():
             params = two_updates(k)
             assert 0.1 * k <= float(params["tau"]) <= 1.0
     assert compiled == []
+
+
+#: The problems moved by this much: every iterate stays within a factor 2 of
+#: the last, so each update lands exactly (Sterbenz) and the optax form
+#: evaluates where minimize does. (Near 0, ``params + update`` can miss a
+#: point by an ulp: no update of the params' dtype reaches it.)
+SHIFT = 16.0
+
+
+def shifted(fun):
+    return lambda x: fun(x - SHIFT)
+
+
+def tree_quad(p):
+    x = jnp.concatenate([p["a"].reshape(-1), p["b"]])
+    return PROBLEMS["quartic QP in a box"][0](x - SHIFT)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [*PROBLEMS, "a tree"])
+def test_minimize_and_lbfgsb_take_the_same_iterates(name):
+    # one init / step: k steps of minimize and k updates of lbfgsb land on
+    # the same points, bit for bit (m = 2: the tree path, not the dense one)
+    if name == "a tree":
+        fun = tree_quad
+        x0 = {"a": jnp.full((2, 2), SHIFT), "b": jnp.full(6, SHIFT + 1)}
+        lo = {"a": jnp.full((2, 2), SHIFT - 0.3), "b": jnp.full(6, SHIFT - 0.2)}
+        up = {"a": jnp.full((2, 2), SHIFT + 0.4), "b": jnp.full(6, SHIFT + 0.3)}
+    else:
+        fun, start, lo, up = PROBLEMS[name]
+        fun = shifted(fun)
+        x0 = jnp.full(N, start + SHIFT, jnp.float64)
+        lo, up = (
+            jnp.broadcast_to(jnp.asarray(v, jnp.float64) + SHIFT, (N,))
+            for v in (lo, up)
+        )
+    solve = jax.jit(
+        lambda x0, k: minimize(fun, x0, lo, up, memory_size=2, max_steps=k),
+        static_argnums=1,
+    )
+    solver = lbfgsb(lo, up, memory_size=2)
+    step = linesearch_step(solver, fun)
+    params, state = x0, solver.init(x0)
+    for k in range(1, 7):
+        params, state, _ = step(params, state)
+        r = solve(x0, k)
+        if int(r.num_steps) < k:  # minimize converged: stop comparing
+            break
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(r.params)):
+            np.testing.assert_array_equal(a, b)
+        assert float(state.value) == float(r.value)
+
+
+#: The crash check: 5 processes, 2 at a time (2 CPU cores), each 2 updates
+#: at 1M parameters in float32 (10-20 s each on a loaded 2-core machine).
+CRASH_RUNS, CRASH_N, CRASH_STEPS = 5, 1_000_000, 2
+
+
+@pytest.mark.slow
+def test_lbfgsb_at_a_million_parameters_never_crashes():
+    # jb.lbfgsb at 1M once segfaulted inside XLA's CPU runtime on this
+    # problem now and then; a crash takes the whole process, so each run is
+    # a subprocess, and any death (a signal, a non-zero exit) fails the test
+    script = Path(__file__).with_name("deconvolution_updates.py")
+    root = Path(__file__).parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    args = [sys.executable, str(script), str(CRASH_N), str(CRASH_STEPS), "float32"]
+    results = []
+    for first in range(0, CRASH_RUNS, 2):
+        runs = [
+            subprocess.Popen(
+                args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            for _ in range(min(2, CRASH_RUNS - first))
+        ]
+        for p in runs:
+            out, _ = p.communicate(timeout=300)
+            results.append((p.returncode, out.decode()[-2000:]))
+    for code, out in results:
+        assert code == 0 and "ok" in out, (code, out)
+    assert len({out.split()[-1] for _, out in results}) == 1  # the same value

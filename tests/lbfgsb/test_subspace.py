@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,25 +12,16 @@ import pytest
 
 from jaxbounds._lbfgsb._cauchy import cauchy
 from jaxbounds._lbfgsb._memory import compact, new_memory, push
-from jaxbounds._lbfgsb._subspace import budget, free_step, subspace, sync
+from jaxbounds._lbfgsb._subspace import (
+    Kept,
+    budget,
+    free_step,
+    new_kept,
+    subspace,
+    sync,
+)
 
-from .problems import dense_bfgs, memory_of, random_pairs
-from .test_cauchy import problem
-
-
-def reference(x, g, xc, lo, up, b):
-    """Byrd et al. section 5.1 with a dense solve, then projection / truncation."""
-    free = (xc > lo) & (xc < up)
-    r = g + b @ (xc - x)
-    du = np.zeros_like(x)
-    du[free] = -np.linalg.solve(b[np.ix_(free, free)], r[free])
-    projected = np.clip(xc + du, lo, up)
-    if g @ (projected - x) < 0:
-        return du, projected, "projected"
-    with np.errstate(divide="ignore", invalid="ignore"):
-        room = np.where(du > 0, (up - xc) / du, np.where(du < 0, (lo - xc) / du, 1))
-    alpha = np.clip(room, 0, 1).min()
-    return du, np.clip(xc + alpha * du, lo, up), "truncated"
+from .problems import dense_bfgs, memory_of, problem, random_pairs, reference
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -39,10 +33,11 @@ def test_subspace_step_is_the_dense_reduced_newton_step(seed):
     args = [jnp.asarray(v) for v in (x, g, lo, up)]
     xc = cauchy(*args, mem, cp, jnp.float64)
     xa, ga, la, ua = args
-    free, du, _ = free_step(xa, ga, xc, la, ua, mem, cp, jnp.float64)
+    kept = new_kept(xa, m, jnp.float64)
+    free, du, _ = free_step(xa, ga, xc, la, ua, mem, kept, cp, jnp.float64)
     du_ref, xbar_ref, _ = reference(x, g, np.asarray(xc), lo, up, b)
     np.testing.assert_allclose(du, du_ref, rtol=1e-8, atol=1e-10)
-    xbar = np.asarray(subspace(xa, ga, xc, la, ua, mem, cp, jnp.float64)[0])
+    xbar = np.asarray(subspace(xa, ga, xc, la, ua, mem, kept, cp, jnp.float64)[0])
     np.testing.assert_allclose(xbar, xbar_ref, rtol=1e-8, atol=1e-10)
     assert np.all(xbar >= lo) and np.all(xbar <= up)
 
@@ -62,6 +57,7 @@ def test_the_step_leaves_the_box_and_is_projected_back():
     xbar, _ = subspace(
         *[jnp.asarray(v) for v in (x, g, xc, lo, up)],
         mem,
+        new_kept(jnp.zeros(n), mem.age.shape[0], jnp.float64),
         compact(mem),
         jnp.float64,
     )
@@ -85,6 +81,7 @@ def test_no_descent_after_projection_truncates_at_the_box():
     xbar, _ = subspace(
         *[jnp.asarray(v) for v in (x, g, xc, lo, up)],
         mem,
+        new_kept(jnp.zeros(n), mem.age.shape[0], jnp.float64),
         compact(mem),
         jnp.float64,
     )
@@ -95,8 +92,34 @@ def test_no_descent_after_projection_truncates_at_the_box():
 # -- the free-set products kept from step to step (sync) -----------------------------
 
 SHAPES = {"big": (64, 80), "small": (3,)}  # 5120 >= KEEP_FROM; 3 redone every step
-SYNC = jax.jit(sync, static_argnums=2)
-PUSH = jax.jit(push, static_argnums=3)
+
+
+class Both(NamedTuple):
+    """A memory with its kept products, as the solver's state carries them."""
+
+    mem: Any
+    kept: Kept
+
+    def __getattr__(self, name):  # (the fields of either)
+        return getattr(self.kept if name in Kept._fields else self.mem, name)
+
+
+def fresh(x, m, dtype):
+    return Both(new_memory(x, m, dtype), new_kept(x, m, dtype))
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def PUSH(both, s, y, dtype, keep=True):
+    """`push`, marking the written slot as the solver's step does (a new age)."""
+    mem = push(both.mem, s, y, dtype, keep)
+    written = both.kept.written | (mem.age != both.mem.age)
+    return Both(mem, both.kept._replace(written=written))
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def SYNC(both, free, dtype, refresh=False):
+    kept, grams = sync(both.mem, both.kept, free, dtype, refresh)
+    return Both(both.mem, kept), grams
 
 
 def numpy_grams(mem, free, keys=tuple(SHAPES)):
@@ -129,7 +152,7 @@ def test_kept_products_equal_the_masked_products_over_many_steps(dtype, rtol):
     # every step but the first is incremental, and equals NumPy from scratch
     rng = np.random.default_rng(5)
     m = 4
-    mem = new_memory(random_tree(rng, dtype), m, dtype)
+    mem = fresh(random_tree(rng, dtype), m, dtype)
     free = {k: jnp.asarray(rng.uniform(size=v) < 0.5) for k, v in SHAPES.items()}
     incremental = 0
     for step in range(14):
@@ -151,7 +174,7 @@ def test_kept_products_equal_the_masked_products_over_many_steps(dtype, rtol):
 def test_more_changes_than_the_budget_or_two_pushes_recompute_from_scratch():
     rng = np.random.default_rng(6)
     dtype = jnp.float64
-    mem = new_memory(random_tree(rng, dtype), 3, dtype)
+    mem = fresh(random_tree(rng, dtype), 3, dtype)
     for _ in range(3):
         mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
     free = {k: jnp.asarray(rng.uniform(size=v) < 0.5) for k, v in SHAPES.items()}
@@ -172,7 +195,7 @@ def test_more_changes_than_the_budget_or_two_pushes_recompute_from_scratch():
 def test_drifted_products_are_refreshed(corrupt):
     rng = np.random.default_rng(7)
     dtype = jnp.float64
-    mem = new_memory(random_tree(rng, dtype), 3, dtype)
+    mem = fresh(random_tree(rng, dtype), 3, dtype)
     free = {k: jnp.asarray(rng.uniform(size=v) < 0.5) for k, v in SHAPES.items()}
     for _ in range(4):
         mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
@@ -184,7 +207,7 @@ def test_drifted_products_are_refreshed(corrupt):
     k = int(order[1])
     yy = mem.grams[0]
     bad = yy[k, k] * (1 + 1e-9) if corrupt == "drift" else -1.0
-    mem = mem._replace(grams=mem.grams.at[0, k, k].set(bad))
+    mem = mem._replace(kept=mem.kept._replace(grams=mem.grams.at[0, k, k].set(bad)))
     mem, grams = SYNC(mem, free, dtype)  # no change, no push: a check only
     np.testing.assert_array_equal(mem.stale, 0)  # refreshed from scratch
     np.testing.assert_allclose(grams, numpy_grams(mem, free), rtol=1e-12)
@@ -204,13 +227,13 @@ def test_kept_products_under_vmap():
         trees = [make() for _ in range(batch)]
         return jax.tree_util.tree_map(lambda *v: jnp.stack(v), *trees)
 
-    mem = jax.vmap(lambda x: new_memory(x, 3, dtype))(
+    mem = jax.vmap(lambda x: fresh(x, 3, dtype))(
         stacked(lambda: random_tree(rng, dtype))
     )
     frees = [{k: jnp.asarray(rng.uniform(size=v) < 0.5) for k, v in SHAPES.items()}]
     frees = frees * batch
     vsync = jax.jit(jax.vmap(lambda mem, free: SYNC(mem, free, dtype)))
-    vpush = jax.jit(jax.vmap(lambda mem, s, y: push(mem, s, y, dtype)))
+    vpush = jax.jit(jax.vmap(lambda mem, s, y: PUSH(mem, s, y, dtype)))
     for _ in range(5):
         s = stacked(lambda: random_tree(rng, dtype))
         mem = vpush(mem, s, stacked(lambda: random_tree(rng, dtype)))
