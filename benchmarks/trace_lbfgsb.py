@@ -93,10 +93,50 @@ def rosenbrocks() -> dict[str, dict[str, Any]]:
     }  # fmt: skip
 
 
-def all_problems(quick: bool = False) -> dict[str, dict[str, Any]]:
+def extra() -> dict[str, dict[str, Any]]:
+    """More of the kinds the issue names: fits from other data and starts."""
+    out = {}
+    for seed in (1, 2, 3):
+        rng = np.random.default_rng(seed)
+        t, trace = bench.neuron_trace(rng, 200)
+        amp0 = jnp.asarray(rng.uniform(0.2, 5.0, 3))
+        tau0 = jnp.asarray(np.sort(rng.uniform(1.0, 300.0, 3)))
+        out[f"time-constant fit {seed}"] = dict(
+            fun=lambda p, t=t, y=trace: bench.exp_fit_loss(p, t, y),
+            x0={"amp": amp0, "tau": tau0},
+            lower={"amp": 0.0, "tau": 0.5}, upper={"amp": 20.0, "tau": 500.0},
+            label=f"3 exponentials, seed {seed}",
+        )  # fmt: skip
+    ts = jnp.linspace(0.0, 10.0, 300)
+    true = {"amp": 2.0, "decay": 0.3, "freq": 1.7, "phase": 0.4, "offset": -0.5}
+    for seed in (1, 2):
+        rng = np.random.default_rng(seed)
+        target = bench.damped(true, ts) + 0.05 * jnp.asarray(rng.normal(size=300))
+        x0 = {k: jnp.asarray(float(v)) for k, v in zip(
+            true, rng.uniform([0.5, 0.1, 1.2, -1, -1], [4, 1, 2.2, 1, 1]))}  # fmt: skip
+        out[f"pytree fit {seed}"] = dict(
+            fun=lambda p, y=target: jnp.sum((bench.damped(p, ts) - y) ** 2),
+            x0=x0,
+            lower={"amp": 0.0, "decay": 0.0, "freq": 0.1, "phase": -3.2,
+                   "offset": -5.0},
+            upper={"amp": 10.0, "decay": 5.0, "freq": 5.0, "phase": 3.2,
+                   "offset": 5.0},
+            label=f"damped oscillation, seed {seed}",
+        )  # fmt: skip
+    for lo, up in ((-0.5, 0.5), (-3.0, 3.0), (-100.0, 100.0)):
+        out[f"Rosenbrock box [{lo:g}, {up:g}]"] = dict(
+            fun=bench.rosenbrock, x0=jnp.full(30, -1.2), lower=lo, upper=up,
+            label="n=30 from -1.2",
+        )  # fmt: skip
+    return out
+
+
+def all_problems(quick: bool = False, more: bool = False) -> dict[str, dict]:
     out = dict(bench.problems(quick))
     out.update(rosenbrocks())
     out.update(box_qps())
+    if more:
+        out.update(extra())
     return out
 
 
@@ -139,8 +179,8 @@ def inside(x: Any, p: dict[str, Any]) -> bool:
     return bool(np.all(v >= lo) & np.all(v <= up))
 
 
-def counts(only: str | None) -> None:
-    probs = all_problems()
+def counts(only: str | None, more: bool = False) -> None:
+    probs = all_problems(more=more)
     if only:
         probs = {k: v for k, v in probs.items() if only in k}
     print(f"{'problem':<24} {'label':<30} {'scipy':>6} {'ours':>6} {'ratio':>6} "
@@ -168,7 +208,7 @@ def trace(name: str, steps: int) -> None:
     from jaxbounds._lbfgsb._memory import compact, new_memory
     from jaxbounds._lbfgsb._subspace import subspace
 
-    p = all_problems()[name]
+    p = all_problems(more=True)[name]
     flat0, unravel = ravel_pytree(p["x0"])
     lo, up = bench.flat_bounds(p["x0"], p["lower"], p["upper"])
     lo, up = jnp.asarray(lo), jnp.asarray(up)
@@ -260,10 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("what", choices=["counts", "trace"])
     ap.add_argument("name", nargs="?")
     ap.add_argument("--only")
+    ap.add_argument("--more", action="store_true", help="and the extra fits")
     ap.add_argument("--steps", type=int, default=30)
     a = ap.parse_args(argv)
     if a.what == "counts":
-        counts(a.only)
+        counts(a.only, a.more)
     else:
         trace(a.name, a.steps)
     return 0
