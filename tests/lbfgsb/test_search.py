@@ -28,6 +28,8 @@ def search(f, lam0=1.0, lam_max=1e10, skip=False):
 FUNCTIONS = {
     "quadratic, far minimum": lambda t: (t - 30.0) ** 2,
     "quadratic, near minimum": lambda t: (t - 0.1) ** 2,
+    # at 1: lower, but not by enough (scipy's modified function)
+    "quadratic, minimum near half": lambda t: (t - 0.5001) ** 2,
     "quartic": lambda t: (t - 2.0) ** 4 - 3 * t,
     "cosine": lambda t: jnp.cos(3 * t + 0.3),
     "steep then flat": lambda t: -jnp.tanh(20 * t) + 0.01 * t**2,
