@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbounds._lbfgsb._search import C1, C2, MAX_EVALS, XTOL, dcstep, line_search
+from jaxbounds._lbfgsb._search import C1, C2, MAX_EVALS, dcstep, line_search
 
 from .oracles_search import dcsrch_trials
 
@@ -25,6 +25,25 @@ def search(f, lam0=1.0, lam_max=1e10, skip=False):
     return float(lam), float(f_lam), int(evals), float(f0), float(d0)
 
 
+def _wiggly(t, beta=0.01, k=39):
+    # a kink smoothed over [1 - beta, 1 + beta], and a ripple: long searches
+    phi0 = jnp.where(
+        t <= 1 - beta,
+        1 - t,
+        jnp.where(t >= 1 + beta, t - 1, (t - 1) ** 2 / (2 * beta) + beta / 2),
+    )
+    return phi0 + 2 * (1 - beta) / (k * jnp.pi) * jnp.sin(k * jnp.pi * t / 2)
+
+
+def _yanai(t, b1, b2):
+    def gamma(b):
+        return (1 + b**2) ** 0.5 - b
+
+    return gamma(b1) * jnp.sqrt((1 - t) ** 2 + b2**2) + gamma(b2) * jnp.sqrt(
+        t**2 + b1**2
+    )
+
+
 FUNCTIONS = {
     "quadratic, far minimum": lambda t: (t - 30.0) ** 2,
     "quadratic, near minimum": lambda t: (t - 0.1) ** 2,
@@ -35,6 +54,12 @@ FUNCTIONS = {
     "steep then flat": lambda t: -jnp.tanh(20 * t) + 0.01 * t**2,
     # (Moré and Thuente's first test function)
     "more-thuente 1": lambda t: -t / (t**2 + 2.0),
+}
+#: Long searches that may end on a collapsed bracket, as scipy's do (Moré
+#: and Thuente's third and fifth test functions)
+HARD = {
+    "more-thuente 3": lambda t: _wiggly(t),
+    "more-thuente 5": lambda t: _yanai(t, 0.01, 0.001),
 }
 
 
@@ -88,15 +113,16 @@ def test_skip_evaluates_nothing():
     assert float(lam) == 0.0 and int(evals) == 0 and not calls
 
 
-@pytest.mark.parametrize("name", list(FUNCTIONS))
+@pytest.mark.parametrize("name", [*FUNCTIONS, *HARD])
 @pytest.mark.parametrize(
     "lam0, lam_max", [(1e-3, 1e10), (1.0, 1e10), (10.0, 1e10), (1.0, 1.5)]
 )
 def test_trials_are_scipys(name, lam0, lam_max):
     # the same trial steps, one for one, as scipy's own dcsrch (its pure
     # Python port), so the same evaluations; and the same accepted step
-    f = FUNCTIONS[name]
-    ref, ref_stp, again = dcsrch_trials(f, lam0, lam_max, C1, C2, XTOL)
+    f = {**FUNCTIONS, **HARD}[name]
+    # (scipy's lnsrlb's constants, written out: not ours)
+    ref, ref_stp, again = dcsrch_trials(f, lam0, lam_max, 1e-3, 0.9, 0.1)
     trials = []
 
     def phi(lam):
