@@ -5,7 +5,7 @@ for both solvers (``gtol``, ``ftol`` as in ``benchmarks/lbfgsb.py``):
 
 * ``counts``: function evaluations of `jaxbounds.minimize` against scipy's on
   the public set (``benchmarks/lbfgsb.py``'s problems), bounded Rosenbrock
-  with a tight and a wide box, and ten random box QPs (`box_qps`); the
+  with a tight and a wide box, and its ten random box QPs; the
   ratio, the final values, and whether our points stay inside the box;
 * ``trace``: both solvers iteration by iteration on one problem. For scipy
   every call of ``fun`` is recorded and grouped by its ``callback``; for ours
@@ -45,36 +45,6 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import lbfgsb as bench  # noqa: E402
 
 GTOL, FTOL, MEMORY = bench.GTOL, bench.FTOL, bench.MEMORY
-
-
-def box_qps(count: int = 10, seed: int = 25) -> dict[str, dict[str, Any]]:
-    """``count`` random convex box QPs: ``n`` from 50 to 500, boxes tight to loose.
-
-    ``f(x) = x^T Q x / 2 - b^T x`` with ``Q = U diag(e) U^T`` (``U`` a random
-    rotation, eigenvalues ``e`` log-spaced over three decades), ``b`` normal,
-    the box ``[-w, w]`` with half-widths ``w`` from 0.05 (most bounds active)
-    to 50 (none), the start a random point inside.
-    """
-    rng = np.random.default_rng(seed)
-    sizes = np.linspace(50, 500, count).astype(int)
-    widths = np.geomspace(0.05, 50.0, count)
-    order = rng.permutation(count)  # sizes and widths not in step
-    out = {}
-    for i, (n, w) in enumerate(zip(sizes, widths[order])):
-        u, _ = np.linalg.qr(rng.normal(size=(n, n)))
-        e = np.geomspace(1e-2, 10.0, n)
-        q = jnp.asarray((u * e) @ u.T)
-        b = jnp.asarray(rng.normal(size=n))
-        x0 = jnp.asarray(rng.uniform(-w, w, size=n))
-
-        def fun(x: jax.Array, q: jax.Array = q, b: jax.Array = b) -> jax.Array:
-            return 0.5 * x @ (q @ x) - b @ x
-
-        out[f"box QP {i + 1}"] = dict(
-            fun=fun, x0=x0, lower=-float(w), upper=float(w),
-            label=f"n={n}, box [-{w:.3g}, {w:.3g}]",
-        )  # fmt: skip
-    return out
 
 
 def rosenbrocks() -> dict[str, dict[str, Any]]:
@@ -134,7 +104,7 @@ def extra() -> dict[str, dict[str, Any]]:
 def all_problems(quick: bool = False, more: bool = False) -> dict[str, dict]:
     out = dict(bench.problems(quick))
     out.update(rosenbrocks())
-    out.update(box_qps())
+    out.update(bench.box_qps(False))
     if more:
         out.update(extra())
     return out
