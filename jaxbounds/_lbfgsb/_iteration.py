@@ -102,12 +102,17 @@ def iteration(
     lam0 = jnp.where(first & ~boxed, jnp.minimum(1 / dnorm, lam_max), 1.0)
 
     def point(lam: Any) -> tuple[Any, Any]:
+        # the full step is x_bar itself, as in scipy's lnsrlb: a variable it
+        # puts on a bound lands there exactly (x + (x_bar - x) may round off)
         target = tmap(
-            lambda x, d, lo, up: jnp.clip(x + lam.astype(x.dtype) * d, lo, up),
+            lambda x, d, lo, up, xb: jnp.where(
+                lam == 1, xb, jnp.clip(x + lam.astype(x.dtype) * d, lo, up)
+            ),
             x,
             d,
             lo,
             up,
+            xbar,
         )
         if base is None:
             return target, None
