@@ -304,10 +304,12 @@ def cauchy(
         [0.  0.6]
     """
     tstar, _ = cauchy_walk(x, g, lo, up, mem, cp, dtype, skip)
-    return tmap(
-        lambda x, g, lo, up: jnp.clip(x - tstar.astype(x.dtype) * g, lo, up),
-        x,
-        g,
-        lo,
-        up,
-    )
+
+    def leaf(x: Any, g: Any, lo: Any, up: Any, tb: Any) -> Any:
+        # a passed breakpoint, the last one too, puts its variable exactly
+        # at the bound (x - t g may round just inside: it would count as free)
+        t = tstar.astype(x.dtype)
+        at = jnp.where(g < 0, up, lo)
+        return jnp.where((g != 0) & (tb <= t), at, jnp.clip(x - t * g, lo, up))
+
+    return tmap(leaf, x, g, lo, up, breakpoints(x, g, lo, up))

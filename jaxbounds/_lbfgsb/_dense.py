@@ -71,14 +71,28 @@ def dense_matrix(mem: Memory, cp: Compact, like: Any, dtype: Any) -> jax.Array:
     return cp.theta * jnp.eye(n, dtype=dtype) - wt.T @ m_times(cp, wt)
 
 
+def breaks(x: Any, g: Any, lo: Any, up: Any) -> jax.Array:
+    """``t_i``, where ``x_i - t g_i`` meets its bound (``inf``: never; 0: blocked)."""
+    safe = jnp.where(g == 0, 1, g)
+    tb = jnp.where(g < 0, (x - up) / safe, (x - lo) / safe)
+    return jnp.maximum(jnp.where(g == 0, jnp.inf, tb), 0)
+
+
+def cauchy_point(x: Any, g: Any, lo: Any, up: Any, t: Any) -> jax.Array:
+    """``P(x - t g)``, with every variable whose breakpoint is passed exactly at
+    its bound (as scipy's ``cauchy`` fixes it), also when ``t`` is the
+    breakpoint itself: ``x - t g`` may round just inside, and the variable
+    would count as free."""
+    passed = (g != 0) & (breaks(x, g, lo, up) <= t)
+    return jnp.where(passed, jnp.where(g < 0, up, lo), jnp.clip(x - t * g, lo, up))
+
+
 def cauchy_time(x: Any, g: Any, lo: Any, up: Any, b: jax.Array) -> jax.Array:
     """``t*``, the first local minimiser of the model on the path ``P(x - t g)``.
 
     Vectors and the dense ``B``; the breakpoint walk, every segment at once.
     """
-    safe = jnp.where(g == 0, 1, g)
-    tb = jnp.where(g < 0, (x - up) / safe, (x - lo) / safe)
-    tb = jnp.maximum(jnp.where(g == 0, jnp.inf, tb), 0)
+    tb = breaks(x, g, lo, up)
     starts = jnp.concatenate([jnp.zeros((1,), tb.dtype), jnp.sort(tb)])
     ends = jnp.concatenate([starts[1:], jnp.full((1,), jnp.inf, tb.dtype)])
     finite = jnp.isfinite(starts)
@@ -132,7 +146,7 @@ def dense_step(
     lv, uv = flat(lo, x, dtype), flat(up, x, dtype)
     b = dense_matrix(mem, cp, x, dtype)
     t = cauchy_time(xv, gv, lv, uv, b)
-    xc = jnp.clip(xv - t * gv, lv, uv)
+    xc = cauchy_point(xv, gv, lv, uv, t)
     # subspace: B_FF du_F = -(g + B (x_c - x))_F, by a masked SPD solve
     free = (xc > lv) & (xc < uv)
     r = gv + b @ (xc - xv)

@@ -53,6 +53,14 @@ def test_lbfgsb_benchmark_quick_run(tmp_path: Path):
             assert 0 < r["seconds_min"] <= r["seconds"] <= r["seconds_max"]
         assert row["jaxbounds"]["converged"], name
         assert row["evals_ratio"] == row["jaxbounds"]["evals"] / row["scipy"]["evals"]
+    qps = results["box_qps"]
+    assert len(qps) == 3
+    for name, row in qps.items():
+        ours, ref = row["jaxbounds"], row["scipy"]
+        assert ours["evals"] > 0 and ref["evals"] > 0, name
+        assert ours["inside"] and ours["converged"], name
+        assert row["evals_ratio"] == ours["evals"] / ref["evals"]
+        assert name in proc.stdout
     batch = results["batch"]
     assert batch["jaxbounds"]["seconds"] > 0 and batch["scipy"]["seconds"] > 0
     assert batch["speedup_vs_scipy"] == (

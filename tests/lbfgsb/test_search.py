@@ -1,4 +1,4 @@
-"""The line search against the strong Wolfe conditions, on 1-D functions."""
+"""The line search against the strong Wolfe conditions and scipy's ``dcsrch``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbounds._lbfgsb._search import C1, C2, MAX_EVALS, cubic_min, line_search
+from jaxbounds._lbfgsb._search import C1, C2, MAX_EVALS, dcstep, line_search
+
+from .oracles_search import dcsrch_trials
 
 F64 = jnp.float64
 
@@ -23,14 +25,41 @@ def search(f, lam0=1.0, lam_max=1e10, skip=False):
     return float(lam), float(f_lam), int(evals), float(f0), float(d0)
 
 
+def _wiggly(t, beta=0.01, k=39):
+    # a kink smoothed over [1 - beta, 1 + beta], and a ripple: long searches
+    phi0 = jnp.where(
+        t <= 1 - beta,
+        1 - t,
+        jnp.where(t >= 1 + beta, t - 1, (t - 1) ** 2 / (2 * beta) + beta / 2),
+    )
+    return phi0 + 2 * (1 - beta) / (k * jnp.pi) * jnp.sin(k * jnp.pi * t / 2)
+
+
+def _yanai(t, b1, b2):
+    def gamma(b):
+        return (1 + b**2) ** 0.5 - b
+
+    return gamma(b1) * jnp.sqrt((1 - t) ** 2 + b2**2) + gamma(b2) * jnp.sqrt(
+        t**2 + b1**2
+    )
+
+
 FUNCTIONS = {
     "quadratic, far minimum": lambda t: (t - 30.0) ** 2,
     "quadratic, near minimum": lambda t: (t - 0.1) ** 2,
+    # at 1: lower, but not by enough (scipy's modified function)
+    "quadratic, minimum near half": lambda t: (t - 0.5001) ** 2,
     "quartic": lambda t: (t - 2.0) ** 4 - 3 * t,
     "cosine": lambda t: jnp.cos(3 * t + 0.3),
     "steep then flat": lambda t: -jnp.tanh(20 * t) + 0.01 * t**2,
     # (Moré and Thuente's first test function)
     "more-thuente 1": lambda t: -t / (t**2 + 2.0),
+}
+#: Long searches that may end on a collapsed bracket, as scipy's do (Moré
+#: and Thuente's third and fifth test functions)
+HARD = {
+    "more-thuente 3": lambda t: _wiggly(t),
+    "more-thuente 5": lambda t: _yanai(t, 0.01, 0.001),
 }
 
 
@@ -84,11 +113,47 @@ def test_skip_evaluates_nothing():
     assert float(lam) == 0.0 and int(evals) == 0 and not calls
 
 
-def test_cubic_minimiser():
-    # through f(t) = t^3 - 3t at 0 and 2: its minimiser is 1; and a parabola's
-    assert float(cubic_min(0.0, 0.0, -3.0, 2.0, 2.0, 9.0)) == pytest.approx(1.0)
-    p = np.polynomial.Polynomial([1.0, -4.0, 2.0])  # vertex at 1
-    d = p.deriv()
-    got = cubic_min(0.0, p(0.0), d(0.0), 3.0, p(3.0), d(3.0))
-    assert float(got) == pytest.approx(1.0)
-    assert float(cubic_min(1.0, 0.0, -1.0, 1.0, 0.0, -1.0)) == np.inf
+@pytest.mark.parametrize("name", [*FUNCTIONS, *HARD])
+@pytest.mark.parametrize(
+    "lam0, lam_max", [(1e-3, 1e10), (1.0, 1e10), (10.0, 1e10), (1.0, 1.5)]
+)
+def test_trials_are_scipys(name, lam0, lam_max):
+    # the same trial steps, one for one, as scipy's own dcsrch (its pure
+    # Python port), so the same evaluations; and the same accepted step
+    f = {**FUNCTIONS, **HARD}[name]
+    # (scipy's lnsrlb's constants, written out: not ours)
+    ref, ref_stp, again = dcsrch_trials(f, lam0, lam_max, 1e-3, 0.9, 0.1)
+    trials = []
+
+    def phi(lam):
+        jax.debug.callback(lambda v: trials.append(float(v)), lam)
+        return f(lam), jax.grad(f)(lam), None
+
+    f0 = f(jnp.zeros((), F64))
+    d0 = jax.grad(f)(jnp.zeros((), F64))
+    lam, _, _, evals = line_search(phi, f0, d0, lam0, lam_max, None, F64)
+    jax.effects_barrier()
+    assert int(evals) == len(trials)
+    assert ref_stp is not None
+    # on a collapsed bracket, scipy's evaluates its best step once more: here
+    # it was kept, and comes back without an evaluation
+    np.testing.assert_allclose(trials, ref[:-1] if again else ref, rtol=1e-10)
+    assert float(lam) == pytest.approx(ref_stp, rel=1e-10)
+
+
+def test_dcstep_cases():
+    # hand-computed: phi(t) = (t - 2)^2, from (0, 4, -4)
+    def nxt(stp, brackt=False, stmin=1.1, stmax=5.0):
+        fp, dp = (stp - 2.0) ** 2, 2 * (stp - 2.0)
+        out = dcstep(0.0, 4.0, -4.0, 0.0, 4.0, -4.0, stp, fp, dp, brackt, stmin, stmax)
+        return float(out[6]), bool(out[7]), bool(out[8])
+
+    # slope shrinks: the secant (exact on a parabola) is the minimiser
+    assert nxt(1.0) == (2.0, False, True)
+    # opposite slopes: bracketed, the secant again
+    assert nxt(3.0) == (pytest.approx(2.0), True, True)
+    # a higher value at 5 (9 > 4): bracketed; cubic = quadratic = 2
+    assert nxt(5.0) == (pytest.approx(2.0), True, False)
+    # a steeper descent (linear): the extrapolation limit
+    out = dcstep(0.0, 0.0, -1.0, 0.0, 0.0, -1.0, 1.0, -1.0, -1.0, False, 1.1, 5.0)
+    assert float(out[6]) == 5.0 and not bool(out[7])
