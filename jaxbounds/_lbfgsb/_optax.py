@@ -131,6 +131,8 @@ def lbfgsb(
         sp = split(params, lower, upper, "lbfgsb")
         fn_kwargs = kwargs_for(value_fn, extra_args)
         grad = updates if grad is None else grad
+        if value is not None:  # (a Python float would be static: data instead)
+            value = jnp.asarray(value)
         u, new_state = _update(value_fn, as_data(sp), state, grad, value, fn_kwargs)
         return updates_like(sp, u), new_state
 

@@ -97,8 +97,8 @@ def test_changing_float_bounds_and_starts_compiles_nothing():
         state = solver.init(params)
         for _ in range(2):
             value, grad = jax.value_and_grad(tau_fit)(params)
-            updates, state = solver.update(
-                grad, state, params, value=value, grad=grad, value_fn=tau_fit
+            updates, state = solver.update(  # (a float value: data too)
+                grad, state, params, value=float(value), grad=grad, value_fn=tau_fit
             )
             params = optax.apply_updates(params, updates)
         return params
