@@ -200,8 +200,8 @@ def line_search(
         ...     return (lam - 30.0) ** 2, 2 * (lam - 30.0), None
         >>> f32 = jnp.float32
         >>> lam, f, _, evals = line_search(phi, 900.0, -60.0, 1.0, 1e10, None, f32)
-        >>> print(float(lam), int(evals))  # 1, then 5 (4x further), then 30
-        30.0 3
+        >>> print(float(lam), int(evals))  # 1 is too short; 5 (4x further) is Wolfe
+        5.0 2
     """
     f0 = jnp.asarray(f0, dtype)
     d0 = jnp.asarray(d0, dtype)

@@ -76,5 +76,8 @@ def test_a_tree_is_flattened_and_cut_back():
 
 
 def test_which_problems_are_small():
-    assert use_dense(jnp.zeros(40), 10) and not use_dense(jnp.zeros(41), 10)
+    # at most 4 per pair, and 16 in all (measured: the dense path's n^3 loses
+    # to the walk beyond)
+    assert use_dense(jnp.zeros(16), 10) and not use_dense(jnp.zeros(17), 10)
+    assert use_dense(jnp.zeros(12), 3) and not use_dense(jnp.zeros(13), 3)
     assert use_dense({"a": jnp.zeros(3), "b": jnp.zeros((2, 2))}, 2)
