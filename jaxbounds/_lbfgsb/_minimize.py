@@ -15,7 +15,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._constraints import NO_UPPER
+from .._constraints._rules import NO_UPPER
 from ._iteration import SolverState, init, problem_of, start, step, terminate
 from ._params import Split, as_data, join, split
 from ._progress import active_bounds, reporter

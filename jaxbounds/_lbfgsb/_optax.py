@@ -16,7 +16,8 @@ import equinox as eqx
 import jax.numpy as jnp
 import optax  # type: ignore[import-untyped]
 
-from .._constraints import NO_UPPER
+from .._constraints._rules import NO_UPPER
+from .._transform import needs_params
 from ._iteration import init, problem_of, start, step
 from ._memory import new_memory
 from ._params import Split, as_data, grads_like, param_part, split, updates_like
@@ -126,8 +127,12 @@ def lbfgsb(
         value_fn: Callable[..., chex.Array] | None = None,
         **extra_args: Any,
     ) -> tuple[chex.ArrayTree, LbfgsbState]:
-        if params is None or value_fn is None:
-            raise ValueError("lbfgsb needs params and value_fn in update")
+        needs_params(params, "lbfgsb")
+        if value_fn is None:
+            raise ValueError(
+                "lbfgsb needs value_fn: call update(updates, state, params, "
+                "value=..., grad=..., value_fn=fun), as for optax.lbfgs"
+            )
         sp = split(params, lower, upper, "lbfgsb")
         fn_kwargs = kwargs_for(value_fn, extra_args)
         grad = updates if grad is None else grad

@@ -9,17 +9,16 @@ elementwise, and the way back into the params' own tree.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._constraints import NO_UPPER, given_constraints
 from .._constraints._boxes import interval_bounds
+from .._constraints._rules import NO_UPPER, given_constraints
 from .._plan import Plan, plan
-from .._rounding import inward, land
+from .._rounding import inward_edges, land
 
 
 class Split(NamedTuple):
@@ -34,9 +33,7 @@ class Split(NamedTuple):
 
 def _box(p: jax.Array, lo: Any, up: Any) -> tuple[jax.Array, jax.Array]:
     """A leaf's bounds as arrays of its shape and dtype, rounded inwards."""
-    a = inward(-math.inf if lo is None else lo, p.dtype, "lower")
-    b = inward(math.inf if up is None else up, p.dtype, "upper")
-    a, b = (jnp.broadcast_to(v, np.shape(p)) for v in (a, b))
+    a, b = (jnp.broadcast_to(v, np.shape(p)) for v in inward_edges(lo, up, p.dtype))
     # a fixed parameter whose value is not representable rounds to lo > up
     return jnp.minimum(a, b), b
 
