@@ -134,6 +134,25 @@ def test_add_constraint_penalty_adds_the_gradient():
         tx.update(zeros, tx.init(p))
 
 
+def test_add_constraint_penalty_takes_a_schedule_and_counts_its_steps():
+    c = jb.Constraints(("w", jb.MaxNorm(1.0, axis=0)))
+    p = {"w": jnp.asarray([[3.0, 0.1], [4.0, 0.1]])}
+    zeros = {"w": jnp.zeros((2, 2))}
+    # d/dw (||w_col|| - 1) = w_col / ||w_col|| for the column outside, 0 inside
+    unit = np.array([[0.6, 0.0], [0.8, 0.0]])
+    tx = jb.add_constraint_penalty(
+        c, optax.linear_schedule(0.0, 1.0, 4), penalty="linear"
+    )
+    state = tx.init(p)
+    assert isinstance(state, jb.BoundsPenaltyState) and int(state.count) == 0
+    for k in range(2):
+        u, state = tx.update(zeros, state, p)
+        np.testing.assert_allclose(u["w"], k / 4 * unit, rtol=1e-6, atol=1e-12)
+    u, state = jax.jit(tx.update)(zeros, state, p)
+    np.testing.assert_allclose(u["w"], 2 / 4 * unit, rtol=1e-6, atol=1e-12)
+    assert int(state.count) == 3
+
+
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.float32])
 def test_landing_keeps_relations_and_norms_exact(dtype):
     # many pairs and units moved far by one step: a nearest-rounded update
