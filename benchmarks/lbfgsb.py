@@ -337,11 +337,11 @@ def box_qps(quick: bool, seed: int = 25) -> dict[str, dict[str, Any]]:
     ``f(x) = x^T Q x / 2 - b^T x`` with ``Q = U diag(e) U^T`` (``U`` a random
     rotation, eigenvalues ``e`` log-spaced over three decades), ``b`` normal,
     the box ``[-w, w]`` with half-widths from 0.05 (most bounds active) to 50
-    (none), the start a random point inside. ``quick``: three, n 20 to 50.
+    (none), the start a random point inside. ``quick``: one, n 20.
     """
     rng = np.random.default_rng(seed)
-    count = 3 if quick else 10
-    sizes = np.linspace(20, 50, count) if quick else np.linspace(50, 500, count)
+    count = 1 if quick else 10
+    sizes = np.linspace(20, 20, count) if quick else np.linspace(50, 500, count)
     widths = np.geomspace(0.05, 50.0, count)
     order = rng.permutation(count)  # sizes and widths not in step
     out = {}
