@@ -148,9 +148,9 @@ def directed(v: jax.Array, dtype: Any, direction: str) -> jax.Array:
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> v = jnp.float32(0.1)
-        >>> print(directed(v, jnp.float16, "down"), directed(v, jnp.float16, "up"))
-        0.09998 0.1001
+        >>> v, f16 = jnp.float32(0.1), jnp.float16
+        >>> float(directed(v, f16, "down")), float(directed(v, f16, "up"))
+        (0.0999755859375, 0.10003662109375)
     """
     if jnp.dtype(dtype) == v.dtype:  # nothing to round
         return v
