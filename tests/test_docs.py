@@ -168,6 +168,23 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def run_blocks(blocks: list[dict], tmp_path: Path, **env_extra: str) -> list[dict]:
+    """Run ``blocks`` in order in one fresh interpreter; one result each."""
+    (tmp_path / "blocks.json").write_text(json.dumps(blocks))
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(JAX_PLATFORMS="cpu", **env_extra)
+    run = subprocess.run(
+        [sys.executable, "-c", _RUNNER, "blocks.json", "results.json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads((tmp_path / "results.json").read_text())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "page", [p for p in PAGES if p.name not in TESTED_ELSEWHERE], ids=lambda p: p.name
@@ -178,19 +195,7 @@ def test_page_code_runs_and_prints_what_the_page_shows(page: Path, tmp_path: Pat
         pytest.skip(f"{page.name} has no Python blocks")
     runnable = [b for b in blocks if b["requires"] is None or installed(b["requires"])]
     skipped = [b for b in blocks if b not in runnable]
-    (tmp_path / "blocks.json").write_text(json.dumps(runnable))
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(MPLBACKEND="Agg", JAX_PLATFORMS="cpu")
-    run = subprocess.run(
-        [sys.executable, "-c", _RUNNER, "blocks.json", "results.json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = run_blocks(runnable, tmp_path, MPLBACKEND="Agg")
     for block, result in zip(runnable, results):
         assert result["error"] is None, (
             f"block at {block['where']} failed:\n{result['error']}"
@@ -313,19 +318,7 @@ def test_equinox_maxnorm_advice_is_a_checked_block():
 def test_readme_code_runs_and_prints_what_its_comments_say(tmp_path: Path):
     """The README's ```python blocks run in order; ``print(...)  # X`` prints X."""
     blocks = [b for b in blocks_of(ROOT / "README.md") if b["lang"] == "python"]
-    (tmp_path / "blocks.json").write_text(json.dumps(blocks))
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(JAX_PLATFORMS="cpu")
-    run = subprocess.run(
-        [sys.executable, "-c", _RUNNER, "blocks.json", "results.json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = run_blocks(blocks, tmp_path)
     assert len(results) == len(blocks)
     for block, result in zip(blocks, results):
         assert result["error"] is None, f"{block['where']}:\n{result['error']}"
