@@ -30,7 +30,7 @@ from ._cauchy import cauchy
 from ._dense import dense_step, use_dense
 from ._memory import Memory, compact, new_memory, push, reset
 from ._params import Split, join, land_update
-from ._search import MAX_EVALS, line_search
+from ._search import line_search
 from ._subspace import Kept, new_kept, subspace
 from ._tree import clip_tree, largest, leaves, reach, smallest, tmap, vdot
 
@@ -246,10 +246,7 @@ def step(problem: Problem, state: SolverState, skip: Any = False) -> SolverState
     lam, f_new, (x_new, g_new, u), evals = line_search(
         phi, f.astype(dtype), slope0, lam0, lam_max, aux0, dtype, skip
     )
-    # a search that used every evaluation without lowering f failed (scipy
-    # restores the iterate after 20 backtracks): its step rounds back to x
-    exhausted = (evals >= MAX_EVALS) & ~(f_new < f.astype(dtype))
-    ok = (lam > 0) & (slope0 < 0) & ~exhausted
+    ok = (lam > 0) & (slope0 < 0)
     s = tmap(jnp.subtract, x_new, x)
     y = tmap(jnp.subtract, g_new, g)
     keep = ok & keep_pair(s, y, g, dtype)

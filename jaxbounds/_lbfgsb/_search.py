@@ -308,8 +308,11 @@ def line_search(
         aux_x=aux0,
     )
     s = jax.lax.while_loop(cond, body, init)
-    # out of evaluations: the best step, if it decreased enough
-    enough = (s.stx > 0) & (s.fx <= f0 + C1 * s.stx * d0)
+    # out of evaluations: the best step, if it decreased enough; a value equal
+    # to f0 (a step so short that x + step rounds back to x, where the test
+    # above rounds to true) is no decrease: the search failed, as scipy's
+    # after 20 backtracks
+    enough = (s.stx > 0) & (s.fx < f0) & (s.fx <= f0 + C1 * s.stx * d0)
     lam = jnp.where(s.done, s.lam, jnp.where(enough, s.stx, 0))
     f_lam = jnp.where(s.done, s.f_lam, s.fx)
     aux = tmap(lambda a, b: jnp.where(s.done & s.last, a, b), s.aux, s.aux_x)
