@@ -13,9 +13,10 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import jaxbounds as jb
+
+from helpers import linesearch_step
 
 
 def main(n: int, steps: int, dtype: str) -> None:
@@ -33,20 +34,11 @@ def main(n: int, steps: int, dtype: str) -> None:
 
     # a one-sided box: the wall at +inf (an earlier crash's trigger)
     solver = jb.lbfgsb(jnp.zeros(n), jnp.full(n, jnp.inf))
-    value_and_grad = optax.value_and_grad_from_state(fun)
-
-    @jax.jit
-    def step(params, state):
-        value, grad = value_and_grad(params, state=state)
-        updates, state = solver.update(
-            grad, state, params, value=value, grad=grad, value_fn=fun
-        )
-        return optax.apply_updates(params, updates), state
-
+    step = linesearch_step(solver, fun)
     params = jnp.zeros(n)
     state = solver.init(params)
     for _ in range(steps):
-        params, state = step(params, state)
+        params, state, _ = step(params, state)
     value = float(state.value)
     assert np.isfinite(value) and value < float(fun(jnp.zeros(n)))
     assert bool(jnp.all(params >= 0))

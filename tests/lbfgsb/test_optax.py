@@ -170,7 +170,11 @@ def test_lbfgsb_at_a_million_parameters_never_crashes():
     # a subprocess, and any death (a signal, a non-zero exit) fails the test
     script = Path(__file__).with_name("deconvolution_updates.py")
     root = Path(__file__).parents[2]
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    # the package, and tests/ for the shared helpers
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")]),
+    }
     args = [sys.executable, str(script), str(CRASH_N), str(CRASH_STEPS), "float32"]
     results = []
     for first in range(0, CRASH_RUNS, 2):
