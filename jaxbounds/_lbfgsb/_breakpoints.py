@@ -181,11 +181,13 @@ def gather_chunk(
     ):
         local = every - o
         mine = (every >= 0) & (local >= 0) & (local < n)
-        k = jnp.unravel_index(jnp.where(mine, local, 0), t.shape)
+        flat = jnp.where(mine, local, 0)
+        k = jnp.unravel_index(flat, t.shape)
         one = replicated(t)
         t_out = jnp.where(mine, t.at[k].get(out_sharding=one).astype(dtype), t_out)
         g_out = jnp.where(mine, gl.at[k].get(out_sharding=one).astype(dtype), g_out)
-        column = (slice(None), *k)
+        # (a memory row may be stored flat: its own shape indexes it)
+        column = (slice(None), *jnp.unravel_index(flat, s.shape[1:]))
         rows = w_rows(
             y.at[column].get(out_sharding=one),
             s.at[column].get(out_sharding=one),

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._tree import mem_combine, mem_dot, tmap, vdot
+from ._tree import as_row, mem_combine, mem_dot, row_shape, tmap, vdot
 
 
 class Memory(NamedTuple):
@@ -26,7 +26,7 @@ class Memory(NamedTuple):
     so a slot's age changes exactly when it is written.
     """
 
-    s: Any  # tree, leaves (m, *shape)
+    s: Any  # tree, leaves (m, *row_shape(leaf)): rows flat
     y: Any
     ss: jax.Array  # (m, m): s_i . s_j
     sy: jax.Array  # (m, m): s_i . y_j
@@ -36,8 +36,14 @@ class Memory(NamedTuple):
 
 def new_memory(x: Any, m: int, dtype: Any) -> Memory:
     """An empty memory of ``m`` slots for points shaped like ``x``."""
-    # broadcast from the leaf, so the memory keeps the leaf's sharding
-    zeros = tmap(lambda p: jnp.broadcast_to(jnp.zeros_like(p)[None], (m, *p.shape)), x)
+
+    # broadcast from the leaf, so the memory keeps the leaf's sharding; rows
+    # flat (see `row_shape`)
+    def rows(p: Any) -> Any:
+        row = jnp.reshape(jnp.zeros_like(p), row_shape(p))
+        return jnp.broadcast_to(row[None], (m, *row.shape))
+
+    zeros = tmap(rows, x)
     return Memory(
         s=zeros,
         y=zeros,
@@ -71,7 +77,8 @@ def push(mem: Memory, s: Any, y: Any, dtype: Any, keep: Any = True) -> Memory:
     slot = jnp.argmin(mem.age)
 
     def write(a: Any, v: Any) -> Any:
-        return a.at[slot].set(jnp.where(keep, v.astype(a.dtype), a[slot]))
+        v = as_row(v, a).astype(a.dtype)
+        return a.at[slot].set(jnp.where(keep, v, a[slot]))
 
     new_s = tmap(write, mem.s, s)
     new_y = tmap(write, mem.y, y)
@@ -191,17 +198,17 @@ def w_dot(mem: Memory, cp: Compact, vs: Any, dtype: Any) -> jax.Array:
     return jnp.where(cp.valid[:, None], out, 0.0)
 
 
-def w_times(mem: Memory, cp: Compact, u: jax.Array) -> Any:
-    """``W u`` as a tree (``u`` of length ``2m``)."""
+def w_times(mem: Memory, cp: Compact, u: jax.Array, like: Any) -> Any:
+    """``W u`` as a tree shaped like the point ``like`` (``u`` of length ``2m``)."""
     m = mem.age.shape[0]
     u = jnp.where(cp.valid, u, 0.0)
-    a = mem_combine(u[:m], mem.y)
-    b = mem_combine(cp.theta * u[m:], mem.s)
+    a = mem_combine(u[:m], mem.y, like)
+    b = mem_combine(cp.theta * u[m:], mem.s, like)
     return tmap(jnp.add, a, b)
 
 
 def b_times(mem: Memory, cp: Compact, v: Any, dtype: Any) -> Any:
     """``B v = theta v - W M W^T v`` as a tree (for tests and the dense check)."""
     wv = w_dot(mem, cp, tmap(lambda a: a[None], v), dtype)[:, 0]
-    wmv = w_times(mem, cp, m_times(cp, wv))
+    wmv = w_times(mem, cp, m_times(cp, wv), v)
     return tmap(lambda a, b: cp.theta.astype(a.dtype) * a - b, v, wmv)

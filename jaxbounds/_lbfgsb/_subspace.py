@@ -35,6 +35,7 @@ from ._memory import (
     w_times,
 )
 from ._tree import (
+    as_row,
     free_grams,
     leaves,
     reach,
@@ -204,6 +205,8 @@ def _update(
     ry: Any = 0  # y_i . (z y_j, z s_j, (1 - z) s_j)
     rs: Any = 0  # s_i . (the same)
     for y, s, z in zip(y_k, s_k, now):
+        out = replicated(z)
+        z = as_row(z, y)
         # (the columns last: XLA's CPU dot then reads the memory once, uncopied)
         vecs = jnp.stack(
             [jnp.where(z, y[j], 0), jnp.where(z, s[j], 0), jnp.where(z, 0, s[j])],
@@ -211,16 +214,17 @@ def _update(
         )
         nd = jnp.ndim(z)
         axes = (list(range(1, nd + 1)), list(range(nd)))
-        out = replicated(z)
         ry = ry + jnp.tensordot(y, vecs, axes=axes, out_sharding=out).astype(dtype)
         rs = rs + jnp.tensordot(s, vecs, axes=axes, out_sharding=out).astype(dtype)
     # drift: the cache diagonals of the stalest other slot against fresh sums
     k = jnp.argmax(jnp.where(jnp.arange(m) == j, -1, cache.stale))
     fresh_yy = total(
-        [jnp.sum(jnp.where(z, y[k], 0) ** 2) for y, z in zip(y_k, now)], dtype
+        [jnp.sum(jnp.where(as_row(z, y), y[k], 0) ** 2) for y, z in zip(y_k, now)],
+        dtype,
     )
     fresh_ss = total(
-        [jnp.sum(jnp.where(z, 0, s[k]) ** 2) for s, z in zip(s_k, now)], dtype
+        [jnp.sum(jnp.where(as_row(z, s), 0, s[k]) ** 2) for s, z in zip(s_k, now)],
+        dtype,
     )
     tol = DRIFT_ULPS * jnp.finfo(dtype).eps
     drift = (jnp.abs(grams[0, k, k] - fresh_yy) > tol * fresh_yy) | (
@@ -261,7 +265,7 @@ def free_step(
     zc = tmap(jnp.subtract, xc, x)
     stack = tmap(lambda a: a[None], zc)
     c = w_dot(mem, cp, stack, dtype)[:, 0]
-    wmc = w_times(mem, cp, m_times(cp, c))
+    wmc = w_times(mem, cp, m_times(cp, c), g)
     r = tmap(
         lambda f, g, z, w: jnp.where(f, g + theta.astype(g.dtype) * z - w, 0),
         free,
@@ -283,7 +287,7 @@ def free_step(
     system = block(inv_spd(jnp.diag(cp.d) + yy / theta), cp.low - sy, ss)
     u = jnp.where(cp.valid, block_solve(system, jnp.where(cp.valid, v, 0.0)), 0.0)
     u = jnp.where(jnp.all(jnp.isfinite(u)), u, 0.0)
-    wu = w_times(mem, cp, u)
+    wu = w_times(mem, cp, u, g)
     du = tmap(
         lambda f, r, w: jnp.where(
             f, -r / theta.astype(r.dtype) - w / (theta**2).astype(r.dtype), 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -86,3 +87,40 @@ def test_push_gives_the_written_slot_a_new_age_and_nothing_else():
     skipped = push(mem, one, 3 * one, jnp.float64, keep=False)
     np.testing.assert_array_equal(skipped.age, mem.age)
     np.testing.assert_array_equal(skipped.s, mem.s)
+
+
+def test_rows_are_stored_flat_and_read_back_in_the_point_shape():
+    # a matrix leaf's pairs are stored as flat rows (XLA's CPU backend copies a
+    # multi-dimensional memory around its in-place writes); products and W u
+    # are those of the pairs in their own shape
+    rng = np.random.default_rng(7)
+    x = {"w": jnp.zeros((3, 4)), "b": jnp.zeros(2)}
+    mem = new_memory(x, 2, jnp.float64)
+    assert mem.s["w"].shape == (2, 12) and mem.y["b"].shape == (2, 2)
+    s = {"w": rng.normal(size=(3, 4)), "b": rng.normal(size=2)}
+    y = {"w": s["w"] + 0.1 * rng.normal(size=(3, 4)), "b": 2 * s["b"]}
+    mem = push(
+        mem, *(jax.tree_util.tree_map(jnp.asarray, t) for t in (s, y)), jnp.float64
+    )
+    np.testing.assert_array_equal(mem.s["w"][0], s["w"].reshape(-1))
+    flat_s = np.concatenate([s["w"].reshape(-1), s["b"]])
+    flat_y = np.concatenate([y["w"].reshape(-1), y["b"]])
+    np.testing.assert_allclose(mem.sy[0, 0], flat_s @ flat_y, rtol=1e-13)
+    v = {
+        "w": jnp.asarray(rng.normal(size=(3, 4))),
+        "b": jnp.asarray(rng.normal(size=2)),
+    }
+    bv = b_times(mem, compact(mem), v, jnp.float64)
+    assert bv["w"].shape == (3, 4)
+    # one pair: B v = theta v - W M W^T v, the BFGS update of theta I
+    theta = (flat_y @ flat_y) / (flat_s @ flat_y)
+    b0 = theta * np.eye(14)
+    bs = b0 @ flat_s
+    dense = (
+        b0
+        - np.outer(bs, bs) / (flat_s @ bs)
+        + np.outer(flat_y, flat_y) / (flat_s @ flat_y)
+    )
+    flat_v = np.concatenate([np.asarray(v["w"]).reshape(-1), np.asarray(v["b"])])
+    got = np.concatenate([np.asarray(bv["w"]).reshape(-1), np.asarray(bv["b"])])
+    np.testing.assert_allclose(got, dense @ flat_v, rtol=1e-10)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from jaxbounds._lbfgsb._tree import (
+    GRAM_BLOCK,
     clip_tree,
     free_grams,
     largest,
@@ -22,6 +23,7 @@ from jaxbounds._lbfgsb._tree import (
     mem_combine,
     mem_dot,
     reach,
+    row_shape,
     smallest,
     total,
     vdot,
@@ -119,18 +121,47 @@ def test_clip_tree_is_numpy_clip():
     assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(x)
 
 
-def test_mem_dot_and_mem_combine_are_matrix_products():
+@pytest.mark.parametrize("flat_rows", [False, True], ids=["shaped rows", "flat rows"])
+def test_mem_dot_and_mem_combine_are_matrix_products(flat_rows):
     rng = np.random.default_rng(3)
     m, k = 4, 3
     mem = random_tree(rng, (m,))
     vs = random_tree(rng, (k,))
-    got = mem_dot(as_jax(mem), as_jax(vs), jnp.float64)
+    stored = {key: v.reshape(m, -1) for key, v in mem.items()} if flat_rows else mem
+    got = mem_dot(as_jax(stored), as_jax(vs), jnp.float64)
     assert got.shape == (m, k)
     np.testing.assert_allclose(got, ravel(mem, (m,)) @ ravel(vs, (k,)).T, rtol=1e-13)
     coef = rng.normal(size=m)
-    comb = mem_combine(jnp.asarray(coef), as_jax(mem))
+    like = as_jax({key: np.zeros(sh) for key, sh in SHAPES.items()})
+    comb = mem_combine(jnp.asarray(coef), as_jax(stored), like)
     assert {k: v.shape for k, v in comb.items()} == SHAPES
     np.testing.assert_allclose(ravel(comb), coef @ ravel(mem, (m,)), rtol=1e-13)
+
+
+def test_memory_rows_are_flat_and_free_grams_read_them():
+    assert row_shape(jnp.zeros((3, 4, 5))) == (60,)
+    assert row_shape(jnp.zeros(())) == (1,)
+    rng = np.random.default_rng(5)
+    m = 3
+    s, y = random_tree(rng, (m,)), random_tree(rng, (m,))
+    free = {k: rng.uniform(size=sh) < 0.5 for k, sh in SHAPES.items()}
+    flat = [{k: v.reshape(m, -1) for k, v in t.items()} for t in (s, y)]
+    shaped = free_grams(*map(as_jax, (s, y, free)), jnp.float64)
+    flat_rows = free_grams(*map(as_jax, (*flat, free)), jnp.float64)
+    for a, b in zip(shaped, flat_rows):
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+
+
+def test_free_grams_of_a_long_row_add_up_its_blocks():
+    # a row past two blocks, with a tail: the blocked sum equals NumPy's
+    rng = np.random.default_rng(6)
+    m, n = 3, 2 * GRAM_BLOCK + 37
+    s, y = rng.normal(size=(m, n)), rng.normal(size=(m, n))
+    z = rng.uniform(size=n) < 0.5
+    yy, sy, ss = free_grams(jnp.asarray(s), jnp.asarray(y), jnp.asarray(z), jnp.float64)
+    np.testing.assert_allclose(yy, y[:, z] @ y[:, z].T, rtol=1e-12)
+    np.testing.assert_allclose(sy, s[:, z] @ y[:, z].T, rtol=1e-12)
+    np.testing.assert_allclose(ss, s[:, ~z] @ s[:, ~z].T, rtol=1e-12)
 
 
 def test_free_grams_are_the_masked_gram_matrices():
