@@ -58,8 +58,13 @@ FUNCTIONS = {
 #: Long searches that may end on a collapsed bracket, as scipy's do (Moré
 #: and Thuente's third and fifth test functions)
 HARD = {
+    "more-thuente 2": lambda t: (t + 0.004) ** 5 - 2 * (t + 0.004) ** 4,
     "more-thuente 3": lambda t: _wiggly(t),
+    "more-thuente 4": lambda t: _yanai(t, 0.001, 0.001),
     "more-thuente 5": lambda t: _yanai(t, 0.01, 0.001),
+    "more-thuente 6": lambda t: _yanai(t, 0.001, 0.01),
+    # a bracket that shrinks too slowly: the search bisects it (from 1)
+    "ripple": lambda t: (t - 0.3) ** 2 + 0.05 * jnp.sin(10 * t),
 }
 
 
@@ -157,3 +162,60 @@ def test_dcstep_cases():
     # a steeper descent (linear): the extrapolation limit
     out = dcstep(0.0, 0.0, -1.0, 0.0, 0.0, -1.0, 1.0, -1.0, -1.0, False, 1.1, 5.0)
     assert float(out[6]) == 5.0 and not bool(out[7])
+
+
+def test_dcstep_is_scipys_dcstep_in_every_case():
+    # random trials on random cubics with ripples, bracketed or not: our step
+    # is scipy's own dcstep's (its Python port) in each of its four cases,
+    # the bracketed third case's limit (0.66 of the way to sty) included
+    from scipy.optimize._dcsrch import dcstep as scipy_dcstep
+
+    rng = np.random.default_rng(11)
+    ours = jax.jit(dcstep)
+    cases = {"higher": 0, "opposite": 0, "shrinks, bracketed": 0, "steeper": 0}
+    limited = 0
+    for _ in range(400):
+        a, b, c, w = rng.normal(size=4)
+
+        def phi(t, a=a, b=b, c=c, w=w):
+            return a * t**3 + b * t**2 + c * t + 0.1 * w * np.sin(5 * t)
+
+        def dphi(t, a=a, b=b, c=c, w=w):
+            return 3 * a * t**2 + 2 * b * t + c + 0.5 * w * np.cos(5 * t)
+
+        stx, sty = rng.uniform(-1, 1, 2)
+        brackt = bool(rng.uniform() < 0.5)
+        if brackt:
+            stp = stx + rng.uniform(0.05, 0.95) * (sty - stx)
+            stmin, stmax = min(stx, sty), max(stx, sty)
+        else:
+            stp = stx + rng.choice([-1, 1]) * rng.uniform(0.1, 1.0)
+            stmin, stmax = stp + 1.1 * (stp - stx), stp + 4.0 * (stp - stx)
+            stmin, stmax = min(stmin, stmax), max(stmin, stmax)
+        args = (stx, phi(stx), dphi(stx), sty, phi(sty), dphi(sty))
+        args += (stp, phi(stp), dphi(stp), brackt, stmin, stmax)
+        with np.errstate(invalid="ignore"):
+            ref = scipy_dcstep(*args)
+        if not np.isfinite(ref[6]):
+            # (random data a search never meets: scipy's port takes the root
+            # of a negative number, ours of 0)
+            continue
+        got = ours(*(jnp.asarray(v, F64) for v in args[:9]), brackt, stmin, stmax)
+        np.testing.assert_allclose(
+            [float(v) for v in got[:7]], ref[:7], rtol=1e-9, atol=1e-12
+        )
+        assert bool(got[7]) == ref[7]
+        fx, dx, fp, dp = args[1], args[2], args[7], args[8]
+        if fp > fx:
+            cases["higher"] += 1
+        elif dp * np.sign(dx) < 0:
+            cases["opposite"] += 1
+        elif abs(dp) < abs(dx):
+            if brackt:
+                cases["shrinks, bracketed"] += 1
+                reach = stp + 0.66 * (sty - stp)
+                limited += bool(np.isclose(ref[6], reach, rtol=1e-12))
+        else:
+            cases["steeper"] += 1
+    assert min(cases.values()) >= 10, cases
+    assert limited >= 3
