@@ -42,3 +42,13 @@ def _trim(directory: Path) -> None:
         total -= s.st_size
         if total <= CACHE_LIMIT // 2:
             break
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` first, in their order, then the rest.
+
+    pytest-xdist deals tests out in this order: a long test dealt last keeps
+    one worker busy alone at the end of the run, one dealt first runs beside
+    the short ones.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

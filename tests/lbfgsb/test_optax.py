@@ -158,9 +158,12 @@ def test_minimize_and_lbfgsb_take_the_same_iterates(name):
     assert float(state.value) == float(r.value) and int(r.num_steps) >= 3
 
 
-#: The crash check: 5 processes, 2 at a time (2 CPU cores), each 2 updates
-#: at 1M parameters in float32 (10-20 s each on a loaded 2-core machine).
-CRASH_RUNS, CRASH_N, CRASH_STEPS = 5, 1_000_000, 2
+#: The crash check: 2 processes at once (2 CPU cores), each 2 updates at 1M
+#: parameters in float32 (10-20 s each on a loaded 2-core machine). The 1M
+#: crash never came back in 28 runs (fitting.md), so this is a smoke check:
+#: five runs, as before, cost CI half a minute more. (The clip-to-inf crash
+#: of ``_tree.reach`` has its own test at 1e4, which crashed before the fix.)
+CRASH_RUNS, CRASH_N, CRASH_STEPS = 2, 1_000_000, 2
 
 
 @pytest.mark.slow
