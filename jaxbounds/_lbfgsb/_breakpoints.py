@@ -43,6 +43,11 @@ BUCKETS = 4 * CHUNK
 HASHES = 4
 #: Bins of the histogram that places the threshold (per refinement).
 BINS = 64
+#: Rounds after a walk's first take chunks (and hash slots) this many times
+#: larger: a walk that goes on past its first chunk (the first iterations,
+#: where hundreds of thousands of breakpoints may come before the minimiser)
+#: takes fewer rounds, each with the same passes over the variables.
+WIDE = 4
 #: Fibonacci-hashing multipliers (odd, 32-bit), one per hash round.
 _MULTIPLIERS = (2654435761, 2246822519, 3266489917, 668265263)
 
@@ -72,27 +77,31 @@ def w_rows(y: jax.Array, s: jax.Array, cp: Compact, dtype: Any) -> jax.Array:
     return jnp.where(cp.valid, rows, 0.0)
 
 
-def sizes_for(n: int) -> tuple[int, int]:
+def sizes_for(n: int, wide: bool = False) -> tuple[int, int]:
     """``(chunk, hash slots)`` for ``n`` variables: a chunk of about ``n / 64``.
 
     A power of two from `MIN_CHUNK` to `CHUNK`, with `BUCKETS` scaled alike:
     a round's own work grows with its chunk, so smaller problems take smaller
     chunks (at 1e4 variables, chunks of 8192 made an iteration 3x slower).
+    ``wide``: both `WIDE` times larger (the rounds after the first).
     """
     chunk = CHUNK
     while chunk > MIN_CHUNK and chunk * 64 > n:
         chunk //= 2
-    return chunk, BUCKETS * chunk // CHUNK
+    k = WIDE if wide else 1
+    return k * chunk, k * BUCKETS * chunk // CHUNK
 
 
-def threshold(tb: Any, a: Any, t_lo: Any, t_hi: Any, dtype: Any) -> jax.Array:
+def threshold(
+    tb: Any, a: Any, t_lo: Any, t_hi: Any, dtype: Any, wide: bool = False
+) -> jax.Array:
     """A time ``T >= t_lo`` with about ``chunk`` breakpoints in ``(a, T]``.
 
     A histogram of ``log t`` over ``[t_lo, t_hi]`` (one scatter of bin
     counts), then again over the bin where the count passes ``chunk``. Only
     efficiency depends on it: the walk stays exact for any ``T``.
     """
-    chunk, _ = sizes_for(sum(t.size for t in leaves(tb)))
+    chunk, _ = sizes_for(sum(t.size for t in leaves(tb)), wide)
     lo_t, hi_t = t_lo, t_hi
     below = jnp.zeros((), jnp.int32)  # breakpoints in (a, lo_t)
     for _ in range(2):
@@ -118,7 +127,14 @@ def threshold(tb: Any, a: Any, t_lo: Any, t_hi: Any, dtype: Any) -> jax.Array:
 
 
 def gather_chunk(
-    tb: Any, g: Any, a: Any, top: Any, mem: Memory, cp: Compact, dtype: Any
+    tb: Any,
+    g: Any,
+    a: Any,
+    top: Any,
+    mem: Memory,
+    cp: Compact,
+    dtype: Any,
+    wide: bool = False,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """The breakpoints in ``(a, top]``, gathered by hashing their indices.
 
@@ -138,7 +154,7 @@ def gather_chunk(
         raise ValueError(
             "the Cauchy point's chunked walk needs fewer than 2^31 variables"
         )
-    chunk, buckets = sizes_for(sum(sizes))
+    chunk, buckets = sizes_for(sum(sizes), wide)
     shift = 32 - int(math.log2(buckets))
     ids = [
         jnp.arange(n, dtype=jnp.uint32).reshape(t.shape) + jnp.uint32(o)

@@ -27,7 +27,11 @@ cores): after 12 iterations, about 3,900 breakpoints before the minimiser,
 one round of 55-65 ms against 1.4 s for the previous release's probing
 search; in the first iterations, with hundreds of thousands before it, 15-25
 rounds. Chunks of 4096 took twice the rounds there, chunks of 16384 half
-again as long per round.
+again as long per round. So only the first round takes a chunk of 8192;
+the later ones take chunks ``_breakpoints.WIDE`` times larger (issue 25,
+the same fit, iterations 2-7: 25, 14, 6, 5, 4, 3 rounds, 2.8 s in all;
+with chunks 2x, 4x and 8x larger after the first round, 1.8 s, 1.8 s and
+2.2 s).
 """
 
 from __future__ import annotations
@@ -252,9 +256,9 @@ def cauchy_walk(
         t_lo, t_hi = after(a)
         here, t_here = first_stop(a, state, t_lo, cp)
 
-        def chunked() -> tuple:
-            top = threshold(tb, a, t_lo, t_hi, dtype)
-            t, gc, w, missed = gather_chunk(tb, g, a, top, mem, cp, dtype)
+        def chunked(wide: bool) -> tuple:
+            top = threshold(tb, a, t_lo, t_hi, dtype, wide)
+            t, gc, w, missed = gather_chunk(tb, g, a, top, mem, cp, dtype, wide)
             t = jnp.where(t < missed, t, jnp.inf)  # the complete prefix only
             order = jnp.argsort(t)
             return walk(a, state, (t[order], gc[order], w[order]), cp), missed
@@ -265,10 +269,17 @@ def cauchy_walk(
             f1k, _ = slope(t_lo, *after_lo, cp)
             return f1k >= 0, t_lo, t_lo, after_lo
 
-        (stop, t_walk, new_a, new_state), missed = jax.lax.cond(
-            here,
-            lambda: ((jnp.array(True), t_here, a, state), jnp.asarray(jnp.inf, dtype)),
-            chunked,
+        # the first round a chunk, the later ones wide chunks (``WIDE``)
+        (stop, t_walk, new_a, new_state), missed = jax.lax.switch(
+            jnp.where(here, 0, jnp.where(rounds == 0, 1, 2)),
+            [
+                lambda: (
+                    (jnp.array(True), t_here, a, state),
+                    jnp.asarray(jnp.inf, dtype),
+                ),
+                lambda: chunked(False),
+                lambda: chunked(True),
+            ],
         )
         stuck = ~here & ~(missed > t_lo)
         stop, t_walk, new_a, new_state = jax.lax.cond(

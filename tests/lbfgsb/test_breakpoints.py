@@ -28,6 +28,13 @@ def test_chunks_are_about_n_over_64_between_the_bounds():
     assert _breakpoints.sizes_for(300_000) == (4096, _breakpoints.BUCKETS // 2)
     small = (_breakpoints.MIN_CHUNK, _breakpoints.BUCKETS // 8)
     assert _breakpoints.sizes_for(10) == small
+    # the rounds after a walk's first: chunks and slots WIDE times larger
+    wide = _breakpoints.WIDE
+    assert wide > 1
+    assert _breakpoints.sizes_for(10**6, wide=True) == (
+        wide * _breakpoints.CHUNK,
+        wide * _breakpoints.BUCKETS,
+    )
 
 
 @pytest.mark.parametrize("hashes", [1, 2])

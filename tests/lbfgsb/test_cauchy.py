@@ -175,6 +175,26 @@ def test_ties_larger_than_a_chunk_are_stepped_over(monkeypatch):
     assert int(rounds) >= 2
 
 
+def test_rounds_after_the_first_take_wide_chunks(monkeypatch):
+    # B = I (empty memory): the minimiser lies past all 60 breakpoints. With
+    # chunks of 2 the first round walks 2, each later one WIDE x 2; the
+    # point is the one-by-one walk's
+    monkeypatch.setattr(_breakpoints, "CHUNK", 2)
+    monkeypatch.setattr(_breakpoints, "BUCKETS", 16)
+    rng = np.random.default_rng(8)
+    n = 60
+    x, lo, up = np.full(n, 0.5), np.zeros(n), np.ones(n)
+    g = rng.uniform(0.6, 50.0, n) * rng.choice([-1.0, 1.0], n)
+    mem = new_memory(jnp.zeros(n), 3, jnp.float64)
+    args = [jnp.asarray(v) for v in (x, g, lo, up)]
+    t, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64)
+    t_ref = first_minimiser(x, g, lo, up, np.eye(n))
+    assert float(t) == pytest.approx(t_ref, rel=1e-12)
+    width = 2 * _breakpoints.WIDE
+    assert int(rounds) <= 1 + -(-(n - 2) // width) + 2  # (+2: hash misses)
+    assert int(rounds) < n // 2 - 2  # what chunks of 2 would take
+
+
 def test_tree_of_leaves_walks_as_one_vector(walk_time):
     # the same problem as a dict of a matrix and a vector: the same point
     x, g, lo, up, pairs, m = problem(3, ties=True)
