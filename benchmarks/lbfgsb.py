@@ -576,6 +576,101 @@ def at_scale(quick: bool, reps: int) -> dict[str, Any]:
     return out
 
 
+#: Iteration ranges ``(first, last]`` timed at 1M: the first iteration, early
+#: ones (the free set changes most) and late ones (it has settled).
+PHASES = {"first": (0, 1), "early": (1, 6), "late": (30, 40)}
+QUICK_PHASES = {"first": (0, 1), "early": (1, 4), "late": (8, 12)}
+
+
+def phases(quick: bool, reps: int) -> dict[str, Any]:
+    """Time per iteration at 1M in the first, early and late iterations.
+
+    Both solvers run with ``gtol = ftol = 0`` (no early stop), so they take
+    the same iterations (the evaluation counts are printed). scipy's
+    iterations are timed by its callback; ours as differences of whole
+    jitted solves capped at ``k`` steps (the loop a user runs), per
+    repetition, interleaved with scipy's.
+    """
+    table = QUICK_PHASES if quick else PHASES
+    side = 32 if quick else 1000
+    cases = {
+        f"obstacle {side}x{side}": obstacle(side),
+        f"deconvolution n={side * side:.0e}": least_squares(side * side),
+    }
+    return {name: phase_row(name, p, table, reps) for name, p in cases.items()}
+
+
+def phase_row(
+    name: str, p: dict[str, Any], table: dict[str, tuple[int, int]], reps: int
+) -> dict[str, Any]:
+    """`phases` on one problem: a row of per-iteration times per phase."""
+    fun, x0, lower, upper = p["fun"], p["x0"], p["lower"], p["upper"]
+    last = max(b for _, b in table.values())
+    caps = sorted({k for ab in table.values() for k in ab if k > 0})
+    flat0, unravel = ravel_pytree(x0)
+    lo, up = flat_bounds(x0, lower, upper)
+    vg = jax.jit(jax.value_and_grad(lambda v: fun(unravel(v))))
+    vg(flat0)
+
+    def fg(v: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = vg(v)
+        return float(value), np.asarray(grad)
+
+    def ours(k: int) -> Callable[..., Any]:
+        return jax.jit(
+            lambda x, lo, up: jb.minimize(
+                fun, x, lo, up, tol=0.0, ftol=0.0, memory_size=MEMORY, max_steps=k
+            )
+        )
+
+    solves = {k: ours(k) for k in caps}
+    for k in caps:
+        jax.block_until_ready(solves[k](x0, lower, upper))
+    per: dict[str, dict[str, list[float]]] = {
+        ph: {"scipy": [], "jaxbounds": []} for ph in table
+    }
+    opts = dict(maxcor=MEMORY, gtol=0.0, ftol=0.0, maxiter=last)
+    for _ in range(reps):
+        stamps = [time.perf_counter()]
+        res = scipy.optimize.minimize(
+            fg, np.asarray(flat0), jac=True, method="L-BFGS-B",
+            bounds=scipy.optimize.Bounds(lo, up), options=opts,
+            callback=lambda *_, stamps=stamps: stamps.append(time.perf_counter()),
+        )  # fmt: skip
+        ends = {0: 0.0}
+        for k in caps:
+            t0 = time.perf_counter()
+            r = jax.block_until_ready(solves[k](x0, lower, upper))
+            ends[k] = time.perf_counter() - t0
+        for ph, (a, b) in table.items():
+            per[ph]["scipy"].append((stamps[b] - stamps[a]) / (b - a))
+            per[ph]["jaxbounds"].append((ends[b] - ends[a]) / (b - a))
+    row: dict[str, Any] = {
+        "iterations": dict(scipy=int(res.nit), jaxbounds=int(r.num_steps)),
+        "evals": dict(scipy=int(res.nfev), jaxbounds=int(r.num_fun_evals)),
+        "values": dict(scipy=float(res.fun), jaxbounds=float(r.value)),
+    }
+    print(
+        f"{name:<26} {last} iterations: scipy {res.nfev} ev, value {res.fun:.10g};"
+        f" ours {int(r.num_fun_evals)} ev, value {float(r.value):.10g}"
+    )
+    for ph, (a, b) in table.items():
+        cell: dict[str, Any] = {
+            who: dict(
+                seconds=statistics.median(v), seconds_min=min(v), seconds_max=max(v)
+            )
+            for who, v in per[ph].items()
+        }
+        cell["ratio"] = cell["jaxbounds"]["seconds"] / cell["scipy"]["seconds"]
+        row[ph] = dict(cell, iterations=[a + 1, b])
+        print(
+            f"  {ph:<6} iterations {a + 1:>2}-{b:<3} per iteration: scipy "
+            f"{spread(cell['scipy']):<26} ours {spread(cell['jaxbounds']):<26}"
+            f" {cell['ratio']:.2f}x"
+        )
+    return row
+
+
 # -- the report ----------------------------------------------------------------
 
 
@@ -677,6 +772,9 @@ def main(argv: list[str] | None = None) -> int:
     print("at scale, against scipy (median (min-max), iterations, evaluations)")
     scale = at_scale(quick, reps)
     results["scale"] = scale
+    print()
+    print("per iteration at 1M, first / early / late iterations (no early stop)")
+    results["phases"] = phases(quick, reps)
     big = [r for r in scale.values() if r["capped_at"] is None]
     wall_to_optimum = max(r["wall_ratio"] for r in big)
     evals_scale = [r["evals_ratio"] for r in scale.values()] + qp_ratios
