@@ -81,6 +81,26 @@ def test_lbfgsb_benchmark_quick_run(tmp_path: Path):
             ours["per_iteration_s"] / ref["per_iteration_s"]
         )
         assert ours["per_iteration_s"] == ours["seconds"] / ours["steps"]
+    phases = results["phases"]
+    assert set(phases) == {"obstacle 32x32", "deconvolution n=1e+03"}
+    for name, row in phases.items():
+        # no early stop: both solvers take the same iterations
+        assert row["iterations"]["scipy"] == row["iterations"]["jaxbounds"] == 12
+        # (one evaluation apart at most: XLA's CPU rounding may differ by machine)
+        assert abs(row["evals"]["scipy"] - row["evals"]["jaxbounds"]) <= 1, name
+        assert [row[ph]["iterations"] for ph in ("first", "early", "late")] == [
+            [1, 1],
+            [2, 4],
+            [9, 12],
+        ]
+        for ph in ("first", "early", "late"):
+            cell = row[ph]
+            for who in ("scipy", "jaxbounds"):
+                assert cell[who]["seconds_min"] <= cell[who]["seconds"]
+                assert cell[who]["seconds"] <= cell[who]["seconds_max"]
+            ratio = cell["jaxbounds"]["seconds"] / cell["scipy"]["seconds"]
+            assert cell["ratio"] == ratio
+        assert name in proc.stdout
     assert len(results["targets"]) == 6
     assert all(isinstance(t["met"], bool) for t in results["targets"].values())
     for name in [*results["problems"], *scale]:
