@@ -48,6 +48,10 @@ BINS = 64
 #: where hundreds of thousands of breakpoints may come before the minimiser)
 #: takes fewer rounds, each with the same passes over the variables.
 WIDE = 4
+#: Problems with fewer variables take no wide rounds: the wide chunk's code
+#: costs about a second of compile time (1e4 variables: 3.9 -> 5.0 s), and
+#: their walks take few rounds.
+WIDE_FROM = 2**18
 #: Fibonacci-hashing multipliers (odd, 32-bit), one per hash round.
 _MULTIPLIERS = (2654435761, 2246822519, 3266489917, 668265263)
 
@@ -212,6 +216,12 @@ def gather_chunk(
         )
         w_out = jnp.where(mine[:, None], rows, w_out)
     return t_out, g_out, w_out, missed
+
+
+def wide_rounds(tb: Any) -> bool:
+    """Whether a walk over the breakpoints ``tb`` takes wide rounds after its
+    first (at least `WIDE_FROM` variables)."""
+    return sum(t.size for t in leaves(tb)) >= WIDE_FROM
 
 
 def one_chunk(tb: Any) -> bool:

@@ -28,7 +28,8 @@ one round of 55-65 ms against 1.4 s for the previous release's probing
 search; in the first iterations, with hundreds of thousands before it, 15-25
 rounds. Chunks of 4096 took twice the rounds there, chunks of 16384 half
 again as long per round. So only the first round takes a chunk of 8192;
-the later ones take chunks ``_breakpoints.WIDE`` times larger (issue 25,
+the later ones take chunks ``_breakpoints.WIDE`` times larger, on problems
+of at least ``_breakpoints.WIDE_FROM`` variables (issue 25,
 the same fit, iterations 2-7: 25, 14, 6, 5, 4, 3 rounds, 2.8 s in all;
 with chunks 2x, 4x and 8x larger after the first round, 1.8 s, 1.8 s and
 2.2 s).
@@ -42,7 +43,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._breakpoints import breakpoints, gather_chunk, one_chunk, threshold, w_rows
+from ._breakpoints import (
+    breakpoints,
+    gather_chunk,
+    one_chunk,
+    threshold,
+    w_rows,
+    wide_rounds,
+)
 from ._memory import Compact, Memory, m_times, w_dot
 from ._tree import largest, leaves, smallest, tmap, total
 
@@ -238,6 +246,7 @@ def cauchy_walk(
     tb = breakpoints(x, g, lo, up)
     if one_chunk(tb):
         return one_pass(tb, g, mem, cp, dtype, skip)
+    wide = wide_rounds(tb)
     zero = jnp.zeros((), dtype)
 
     def after(a: Any) -> tuple[Any, Any]:
@@ -269,17 +278,18 @@ def cauchy_walk(
             f1k, _ = slope(t_lo, *after_lo, cp)
             return f1k >= 0, t_lo, t_lo, after_lo
 
-        # the first round a chunk, the later ones wide chunks (``WIDE``)
+        # the first round a chunk, the later ones wide chunks on large
+        # problems (``WIDE``, ``WIDE_FROM``)
+        branches = [
+            lambda: ((jnp.array(True), t_here, a, state), jnp.asarray(jnp.inf, dtype)),
+            lambda: chunked(False),
+        ]
+        later = 1
+        if wide:
+            branches.append(lambda: chunked(True))
+            later = 2
         (stop, t_walk, new_a, new_state), missed = jax.lax.switch(
-            jnp.where(here, 0, jnp.where(rounds == 0, 1, 2)),
-            [
-                lambda: (
-                    (jnp.array(True), t_here, a, state),
-                    jnp.asarray(jnp.inf, dtype),
-                ),
-                lambda: chunked(False),
-                lambda: chunked(True),
-            ],
+            jnp.where(here, 0, jnp.where(rounds == 0, 1, later)), branches
         )
         stuck = ~here & ~(missed > t_lo)
         stop, t_walk, new_a, new_state = jax.lax.cond(

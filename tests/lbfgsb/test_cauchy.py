@@ -49,6 +49,7 @@ def walk_time(request, monkeypatch):
     monkeypatch.setattr(_breakpoints, "CHUNK", chunk)
     monkeypatch.setattr(_breakpoints, "BUCKETS", buckets)
     monkeypatch.setattr(_breakpoints, "HASHES", hashes)
+    monkeypatch.setattr(_breakpoints, "WIDE_FROM", 0)  # wide rounds after the first
     if request.param not in _SOLVERS:
         _SOLVERS[request.param] = jax.jit(
             lambda x, g, lo, up, mem: cauchy_walk(
@@ -176,11 +177,14 @@ def test_ties_larger_than_a_chunk_are_stepped_over(monkeypatch):
 
 
 def test_rounds_after_the_first_take_wide_chunks(monkeypatch):
+    assert not _breakpoints.wide_rounds(jnp.zeros(_breakpoints.WIDE_FROM - 1))
+    assert _breakpoints.wide_rounds(jnp.zeros(_breakpoints.WIDE_FROM))
     # B = I (empty memory): the minimiser lies past all 60 breakpoints. With
     # chunks of 2 the first round walks 2, each later one WIDE x 2; the
     # point is the one-by-one walk's
     monkeypatch.setattr(_breakpoints, "CHUNK", 2)
     monkeypatch.setattr(_breakpoints, "BUCKETS", 16)
+    monkeypatch.setattr(_breakpoints, "WIDE_FROM", 0)
     rng = np.random.default_rng(8)
     n = 60
     x, lo, up = np.full(n, 0.5), np.zeros(n), np.ones(n)

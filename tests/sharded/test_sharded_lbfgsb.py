@@ -72,12 +72,11 @@ def solve(fun):
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
-    """Chunks of 2 in 4 slots, and wide chunks (the rounds after a walk's
-    first) of 4 in 8: the chunk's all-reduces (``(8 + 1) x 2`` slots, ``3 x
-    8`` rows of ``m``) stay below ``M * 32`` elements."""
-    monkeypatch.setattr(_breakpoints, "CHUNK", 2)
-    monkeypatch.setattr(_breakpoints, "BUCKETS", 4)
-    monkeypatch.setattr(_breakpoints, "WIDE", 2)
+    """Chunks of 4 in 8 slots: the chunk's all-reduces (``(8 + 1) x 2`` slots,
+    ``3 x 8`` rows of ``m``) stay below ``M * 32`` elements. (The problem is
+    too small for wide rounds, see ``_breakpoints.WIDE_FROM``.)"""
+    monkeypatch.setattr(_breakpoints, "CHUNK", 4)
+    monkeypatch.setattr(_breakpoints, "BUCKETS", 8)
 
 
 def test_minimize_matches_one_device_keeps_shardings_and_gathers_nothing(mesh):
