@@ -213,17 +213,19 @@ def free_grams(
     the others' of ``S`` with ``S``. Per leaf, one contraction of the masked
     ``[Y; S]`` with ``Y`` and one of the complement of ``S`` with ``S``
     (rather than three masked contractions: a quarter less memory traffic);
-    over a long flat row, block by block (`GRAM_BLOCK`).
+    over a long flat row on one device, block by block (`GRAM_BLOCK`).
     """
-    total_: Any = 0
+    m = leaves(s)[0].shape[0]
+    grams = jnp.zeros((3, m, m), dtype)
+    one_device = jax.device_count() == 1  # (blocks of a split row would gather)
     for sl, yl, z in zip(leaves(s), leaves(y), leaves(free)):
         out = replicated(z)
         z = as_row(z, sl)
-        if jnp.ndim(z) == 1 and z.shape[0] >= 2 * GRAM_BLOCK and out is None:
-            total_ = total_ + _blocked_grams(sl, yl, z, dtype)
+        if one_device and jnp.ndim(z) == 1 and z.shape[0] >= 2 * GRAM_BLOCK:
+            grams = grams + _blocked_grams(sl, yl, z, dtype)
         else:
-            total_ = total_ + _grams(sl, yl, z, dtype, out)
-    return total_[0], total_[1], total_[2]
+            grams = grams + _grams(sl, yl, z, dtype, out)
+    return grams[0], grams[1], grams[2]
 
 
 def clip_tree(x: Any, lo: Any, up: Any) -> Any:
