@@ -17,6 +17,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._kernels import one_device
+
 
 def leaves(tree: Any) -> list[Any]:
     """The leaves of ``tree`` (``None`` holes dropped)."""
@@ -120,13 +122,13 @@ def row_shape(x: Any) -> tuple[int, ...]:
     a flattened split leaf would have to be gathered.
 
     Examples:
-        >>> import jax, jax.numpy as jnp
-        >>> one = jax.device_count() == 1
-        >>> row_shape(jnp.zeros((3, 4))) == ((12,) if one else (3, 4))
+        >>> import jax.numpy as jnp
+        >>> from jaxbounds._kernels import one_device
+        >>> row_shape(jnp.zeros((3, 4))) == ((12,) if one_device() else (3, 4))
         True
     """
     shape = tuple(jnp.shape(x))
-    return shape if jax.device_count() > 1 else (math.prod(shape),)
+    return (math.prod(shape),) if one_device() else shape
 
 
 def as_row(v: Any, row: Any, stacked: int = 0) -> Any:
@@ -217,11 +219,11 @@ def free_grams(
     """
     m = leaves(s)[0].shape[0]
     grams = jnp.zeros((3, m, m), dtype)
-    one_device = jax.device_count() == 1  # (blocks of a split row would gather)
+    blocks = one_device()  # (blocks of a split row would gather it)
     for sl, yl, z in zip(leaves(s), leaves(y), leaves(free)):
         out = replicated(z)
         z = as_row(z, sl)
-        if one_device and jnp.ndim(z) == 1 and z.shape[0] >= 2 * GRAM_BLOCK:
+        if blocks and jnp.ndim(z) == 1 and z.shape[0] >= 2 * GRAM_BLOCK:
             grams = grams + _blocked_grams(sl, yl, z, dtype)
         else:
             grams = grams + _grams(sl, yl, z, dtype, out)
