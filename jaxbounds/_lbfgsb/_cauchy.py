@@ -284,12 +284,11 @@ def cauchy_walk(
             lambda: ((jnp.array(True), t_here, a, state), jnp.asarray(jnp.inf, dtype)),
             lambda: chunked(False),
         ]
-        later = 1
         if wide:
             branches.append(lambda: chunked(True))
-            later = 2
+        # round 0 the chunk; later rounds the last branch (wide, if any)
         (stop, t_walk, new_a, new_state), missed = jax.lax.switch(
-            jnp.where(here, 0, jnp.where(rounds == 0, 1, later)), branches
+            jnp.where(here, 0, jnp.minimum(rounds + 1, len(branches) - 1)), branches
         )
         stuck = ~here & ~(missed > t_lo)
         stop, t_walk, new_a, new_state = jax.lax.cond(

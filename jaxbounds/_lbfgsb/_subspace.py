@@ -186,6 +186,8 @@ def _update(
     """`sync`'s incremental step on the cache leaves: ``(grams, stale, drift)``."""
     m = cache.stale.shape[0]
     grams = cache.grams.astype(dtype)
+    outs = [replicated(z) for z in now]
+    now = [as_row(z, y) for z, y in zip(now, y_k)]  # masks shaped like the rows
     # (b) the variables that entered (+) or left (-) the free set
     for s, y, z, c, count in zip(s_k, y_k, now, changed, counts):
         cap = budget(c.shape[0])
@@ -204,9 +206,7 @@ def _update(
     j = jnp.where(written, jnp.argmax(cache.written), jnp.argmax(cache.stale))
     ry: Any = 0  # y_i . (z y_j, z s_j, (1 - z) s_j)
     rs: Any = 0  # s_i . (the same)
-    for y, s, z in zip(y_k, s_k, now):
-        out = replicated(z)
-        z = as_row(z, y)
+    for y, s, z, out in zip(y_k, s_k, now, outs):
         # (the columns last: XLA's CPU dot then reads the memory once, uncopied)
         vecs = jnp.stack(
             [jnp.where(z, y[j], 0), jnp.where(z, s[j], 0), jnp.where(z, 0, s[j])],
@@ -219,12 +219,10 @@ def _update(
     # drift: the cache diagonals of the stalest other slot against fresh sums
     k = jnp.argmax(jnp.where(jnp.arange(m) == j, -1, cache.stale))
     fresh_yy = total(
-        [jnp.sum(jnp.where(as_row(z, y), y[k], 0) ** 2) for y, z in zip(y_k, now)],
-        dtype,
+        [jnp.sum(jnp.where(z, y[k], 0) ** 2) for y, z in zip(y_k, now)], dtype
     )
     fresh_ss = total(
-        [jnp.sum(jnp.where(as_row(z, s), 0, s[k]) ** 2) for s, z in zip(s_k, now)],
-        dtype,
+        [jnp.sum(jnp.where(z, 0, s[k]) ** 2) for s, z in zip(s_k, now)], dtype
     )
     tol = DRIFT_ULPS * jnp.finfo(dtype).eps
     drift = (jnp.abs(grams[0, k, k] - fresh_yy) > tol * fresh_yy) | (
