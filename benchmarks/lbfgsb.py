@@ -218,7 +218,14 @@ def flat_bounds(x0: Any, lower: Any, upper: Any) -> tuple[np.ndarray, np.ndarray
 
 
 def scipy_runner(
-    fun: Callable, x0: Any, lower: Any, upper: Any, maxiter: int = 15000
+    fun: Callable,
+    x0: Any,
+    lower: Any,
+    upper: Any,
+    maxiter: int = 15000,
+    gtol: float = GTOL,
+    ftol: float = FTOL,
+    callback: Callable[..., Any] | None = None,
 ) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Any]]]:
     """scipy's L-BFGS-B on a jitted ``value_and_grad`` (compiled here, untimed)."""
     flat0, unravel = ravel_pytree(x0)
@@ -231,12 +238,12 @@ def scipy_runner(
         return float(value), np.asarray(grad)
 
     bounds = scipy.optimize.Bounds(lo, up)
-    opts = dict(maxcor=MEMORY, gtol=GTOL, ftol=FTOL, maxiter=maxiter)
+    opts = dict(maxcor=MEMORY, gtol=gtol, ftol=ftol, maxiter=maxiter)
 
     def solve() -> Any:
         return scipy.optimize.minimize(
             fg, np.asarray(flat0), jac=True, method="L-BFGS-B", bounds=bounds,
-            options=opts,
+            options=opts, callback=callback,
         )  # fmt: skip
 
     def summary(res: Any) -> dict[str, Any]:
@@ -272,12 +279,18 @@ def jaxopt_runner(
 
 
 def ours_runner(
-    fun: Callable, x0: Any, lower: Any, upper: Any, max_steps: int = 15000
+    fun: Callable,
+    x0: Any,
+    lower: Any,
+    upper: Any,
+    max_steps: int = 15000,
+    gtol: float = GTOL,
+    ftol: float = FTOL,
 ) -> tuple[Callable[[], Any], Callable[[Any], dict[str, Any]], float]:
     """jaxbounds.minimize, jitted with the bounds as arguments (compiled here)."""
     run = jax.jit(
         lambda x, lo, up: jb.minimize(
-            fun, x, lo, up, tol=GTOL, ftol=FTOL, memory_size=MEMORY,
+            fun, x, lo, up, tol=gtol, ftol=ftol, memory_size=MEMORY,
             max_steps=max_steps,
         )
     )  # fmt: skip
@@ -603,43 +616,24 @@ def phase_row(
     name: str, p: dict[str, Any], table: dict[str, tuple[int, int]], reps: int
 ) -> dict[str, Any]:
     """`phases` on one problem: a row of per-iteration times per phase."""
-    fun, x0, lower, upper = p["fun"], p["x0"], p["lower"], p["upper"]
     last = max(b for _, b in table.values())
     caps = sorted({k for ab in table.values() for k in ab if k > 0})
-    flat0, unravel = ravel_pytree(x0)
-    lo, up = flat_bounds(x0, lower, upper)
-    vg = jax.jit(jax.value_and_grad(lambda v: fun(unravel(v))))
-    vg(flat0)
-
-    def fg(v: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = vg(v)
-        return float(value), np.asarray(grad)
-
-    def ours(k: int) -> Callable[..., Any]:
-        return jax.jit(
-            lambda x, lo, up: jb.minimize(
-                fun, x, lo, up, tol=0.0, ftol=0.0, memory_size=MEMORY, max_steps=k
-            )
-        )
-
-    solves = {k: ours(k) for k in caps}
-    for k in caps:
-        jax.block_until_ready(solves[k](x0, lower, upper))
+    args = (p["fun"], p["x0"], p["lower"], p["upper"])
+    stamps: list[float] = []
+    scipy_solve, _ = scipy_runner(
+        *args, last, 0.0, 0.0, lambda *_: stamps.append(time.perf_counter())
+    )
+    solves = {k: ours_runner(*args, k, 0.0, 0.0)[0] for k in caps}
     per: dict[str, dict[str, list[float]]] = {
         ph: {"scipy": [], "jaxbounds": []} for ph in table
     }
-    opts = dict(maxcor=MEMORY, gtol=0.0, ftol=0.0, maxiter=last)
     for _ in range(reps):
-        stamps = [time.perf_counter()]
-        res = scipy.optimize.minimize(
-            fg, np.asarray(flat0), jac=True, method="L-BFGS-B",
-            bounds=scipy.optimize.Bounds(lo, up), options=opts,
-            callback=lambda *_, stamps=stamps: stamps.append(time.perf_counter()),
-        )  # fmt: skip
+        stamps[:] = [time.perf_counter()]
+        res = scipy_solve()
         ends = {0: 0.0}
         for k in caps:
             t0 = time.perf_counter()
-            r = jax.block_until_ready(solves[k](x0, lower, upper))
+            r = jax.block_until_ready(solves[k]())
             ends[k] = time.perf_counter() - t0
         for ph, (a, b) in table.items():
             per[ph]["scipy"].append((stamps[b] - stamps[a]) / (b - a))
