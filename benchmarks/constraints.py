@@ -366,18 +366,8 @@ def _step_pair(params: Any, grads: Any, c: Any) -> dict[str, Callable[[], Any]]:
 def case_projected_norms(cfg: argparse.Namespace) -> dict[str, Any]:
     params = mlp(cfg.dims, seed=6)
     params = jax.tree.map(lambda x: x * 3, params)  # columns outside
-    rng = np.random.default_rng(0)
-    grads = jax.tree.map(
-        lambda x: jnp.asarray(rng.normal(size=x.shape) * 1e-3, x.dtype), params
-    )
     c = jb.Constraints(("*.kernel", jb.MaxNorm(1.0, axis=0)))
-    times = interleaved(_step_pair(params, grads, c), cfg.rounds, cfg.budget)
-    return {
-        "params": int(sum(x.size for x in jax.tree.leaves(params))),
-        "times": times,
-        "reference": "chain(adam, project_to_constraints)",
-        "target": 1.5,
-    }
+    return _projected_case(cfg, params, c, seed=0, target=1.5)
 
 
 def case_projected_relations(cfg: argparse.Namespace) -> dict[str, Any]:
@@ -386,18 +376,25 @@ def case_projected_relations(cfg: argparse.Namespace) -> dict[str, Any]:
         half = layer.pop("bias").shape[0] // 2
         layer["lo"] = jnp.linspace(0.5, -0.5, half)
         layer["hi"] = jnp.zeros(half)
-    rng = np.random.default_rng(1)
+    rules = [jb.LessEqual(f"{k}.lo", f"{k}.hi") for k in params]
+    c = jb.Constraints(("*.lo", jb.Interval(-1.0, 1.0)), *rules)
+    return _projected_case(cfg, params, c, seed=1, target=1.1)
+
+
+def _projected_case(
+    cfg: argparse.Namespace, params: Any, c: Any, seed: int, target: float
+) -> dict[str, Any]:
+    """`projected(adam)` against the chain on ``params``, with small random grads."""
+    rng = np.random.default_rng(seed)
     grads = jax.tree.map(
         lambda x: jnp.asarray(rng.normal(size=x.shape) * 1e-3, x.dtype), params
     )
-    rules = [jb.LessEqual(f"{k}.lo", f"{k}.hi") for k in params]
-    c = jb.Constraints(("*.lo", jb.Interval(-1.0, 1.0)), *rules)
     times = interleaved(_step_pair(params, grads, c), cfg.rounds, cfg.budget)
     return {
         "params": int(sum(x.size for x in jax.tree.leaves(params))),
         "times": times,
         "reference": "chain(adam, project_to_constraints)",
-        "target": 1.1,
+        "target": target,
     }
 
 
