@@ -174,8 +174,9 @@ def trace(name: str, steps: int) -> None:
     """Both solvers side by side, iteration by iteration."""
     from jaxbounds._lbfgsb._cauchy import cauchy
     from jaxbounds._lbfgsb._dense import dense_step, use_dense
-    from jaxbounds._lbfgsb._iteration import Point, iteration
-    from jaxbounds._lbfgsb._memory import compact, new_memory
+    from jaxbounds._lbfgsb._iteration import Problem, SolverState, init, start
+    from jaxbounds._lbfgsb._iteration import step as solver_step
+    from jaxbounds._lbfgsb._memory import compact
     from jaxbounds._lbfgsb._subspace import subspace
 
     p = all_problems(more=True)[name]
@@ -193,21 +194,23 @@ def trace(name: str, steps: int) -> None:
         jax.debug.callback(record, v)
         return jax.value_and_grad(fun)(v)
 
+    problem = Problem(vg, lo, up, None, dtype)
+
     @jax.jit
-    def step(here: Point, mem: Any, first: Any) -> Any:
-        cp = compact(mem)
+    def step(state: SolverState) -> Any:
+        # the step's own parts, for the table, then the step itself
+        here, mem = state.here, state.memory
         if use_dense(here.x, mem.age.shape[0]):
-            xc, xbar = dense_step(here.x, here.g, lo, up, mem, cp, dtype)
+            xc, xbar = dense_step(here.x, here.g, lo, up, mem, dtype)
         else:
+            cp = compact(mem)
             xc = cauchy(here.x, here.g, lo, up, mem, cp, dtype)
-            xbar, _ = subspace(here.x, here.g, xc, lo, up, mem, cp, dtype)
-        new, _, mem2, evals, ok = iteration(vg, here, None, lo, up, mem, first, dtype)
-        return xc, xbar, new, mem2, evals, ok
+            xbar, _ = subspace(here.x, here.g, xc, lo, up, mem, state.kept, cp, dtype)
+        return xc, xbar, solver_step(problem, state)
 
     s = scipy_run(p)
-    x0 = jnp.clip(flat0, lo, up)
-    f0, g0 = jax.value_and_grad(fun)(x0)
-    here, mem = Point(x0, f0, g0), new_memory(x0, MEMORY, dtype)
+    state = init(problem, start(problem, flat0), MEMORY)
+    x0 = state.here.x
     sc_calls, marks = s["calls"], [1] + s["marks"]
     print(f"{name}: {p['label']}; scipy {s['res'].nfev} evals, {s['res'].nit} its")
     print(
@@ -228,9 +231,10 @@ def trace(name: str, steps: int) -> None:
             d_sc = first_x - x_sc
             sc_line = f"{len(group):>5} {'':>9} {'':>9} {group[-1][1]:>14.8g}"
         seen.clear()
-        first = jnp.asarray(k == 0)
-        xc, xbar, new, mem2, evals, ok = step(here, mem, first)
-        jax.block_until_ready(new)
+        here, mem = state.here, state.memory
+        xc, xbar, state = step(state)
+        jax.block_until_ready(state)
+        new, mem2, evals, ok = state.here, state.memory, state.searched, state.ok
         d = np.asarray(xbar - here.x)
         dn = float(np.linalg.norm(d)) or 1.0
         trials = [float(np.dot(v - np.asarray(here.x), d) / dn**2) for v in seen]
@@ -259,7 +263,6 @@ def trace(name: str, steps: int) -> None:
         )
         if d_sc is not None:
             x_sc = x_new
-        here, mem = new, mem2
         if not bool(ok):
             print("  line search failed: memory emptied")
     print(f"ours after {steps} iterations: {total} evaluations")

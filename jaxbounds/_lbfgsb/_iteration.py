@@ -206,11 +206,11 @@ def step(problem: Problem, state: SolverState, skip: Any = False) -> SolverState
     lo, up, dtype = problem.lo, problem.up, problem.dtype
     mem, kept = state.memory, state.kept
     first = state.steps == 0  # scipy's first step
-    cp = compact(mem)
     if use_dense(x, mem.age.shape[0]):
         # a small problem: the exact Cauchy point and one masked solve
-        _, xbar = dense_step(x, g, lo, up, mem, cp, dtype)
+        _, xbar = dense_step(x, g, lo, up, mem, dtype)
     else:
+        cp = compact(mem)
         xc = cauchy(x, g, lo, up, mem, cp, dtype, skip)
         xbar, kept = subspace(x, g, xc, lo, up, mem, kept, cp, dtype)
     d = tmap(jnp.subtract, xbar, x)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from jaxbounds._lbfgsb._dense import dense_matrix, dense_step, use_dense
-from jaxbounds._lbfgsb._memory import compact
+from jaxbounds._lbfgsb._memory import b_times, compact, reset
 
 from .problems import (
     dense_bfgs,
@@ -22,12 +22,13 @@ from .problems import (
     memory_of,
     model_on_path,
     problem,
+    random_pairs,
     reference,
 )
 
 #: Compiled once for every seed (the solver calls these under its jit as well).
-jit_dense_matrix = jax.jit(dense_matrix, static_argnums=3)
-jit_dense_step = jax.jit(dense_step, static_argnums=6)
+jit_dense_matrix = jax.jit(dense_matrix, static_argnums=1)
+jit_dense_step = jax.jit(dense_step, static_argnums=5)
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -36,15 +37,11 @@ def test_exact_cauchy_point_and_subspace_step(seed, ties):
     x, g, lo, up, pairs, m = problem(seed, ties=ties)
     b = dense_bfgs(pairs, m)
     mem = memory_of(pairs, x.size, m)
-    cp = compact(mem)
     np.testing.assert_allclose(
-        jit_dense_matrix(mem, cp, jnp.asarray(x), jnp.float64),
-        b,
-        rtol=1e-10,
-        atol=1e-10,
+        jit_dense_matrix(mem, jnp.float64), b, rtol=1e-10, atol=1e-10
     )
     args = [jnp.asarray(v) for v in (x, g, lo, up)]
-    xc, xbar = jit_dense_step(*args, mem, cp, jnp.float64)
+    xc, xbar = jit_dense_step(*args, mem, jnp.float64)
     t_ref = first_minimiser(x, g, lo, up, b)
     np.testing.assert_allclose(xc, np.clip(x - t_ref * g, lo, up), atol=1e-9)
     q = lambda t: model_on_path(t, x, g, lo, up, b)  # noqa: E731
@@ -57,9 +54,8 @@ def test_exact_cauchy_point_and_subspace_step(seed, ties):
 def test_a_tree_is_flattened_and_cut_back():
     x, g, lo, up, pairs, m = problem(3)
     mem = memory_of(pairs, x.size, m)
-    cp = compact(mem)
     flat_c, flat_b = dense_step(
-        *[jnp.asarray(v) for v in (x, g, lo, up)], mem, cp, jnp.float64
+        *[jnp.asarray(v) for v in (x, g, lo, up)], mem, jnp.float64
     )
 
     def tree(v):
@@ -69,10 +65,34 @@ def test_a_tree_is_flattened_and_cut_back():
         s={"a": mem.s[:, :4].reshape(m, 2, 2), "b": mem.s[:, 4:]},
         y={"a": mem.y[:, :4].reshape(m, 2, 2), "b": mem.y[:, 4:]},
     )
-    xc, xbar = dense_step(tree(x), tree(g), tree(lo), tree(up), mem_t, cp, jnp.float64)
+    xc, xbar = dense_step(tree(x), tree(g), tree(lo), tree(up), mem_t, jnp.float64)
     np.testing.assert_array_equal(xbar["a"].reshape(-1), flat_b[:4])
     np.testing.assert_array_equal(xbar["b"], flat_b[4:])
     np.testing.assert_array_equal(xc["b"], flat_c[4:])
+
+
+@pytest.mark.parametrize("count", [0, 2, 5, 9])
+def test_matrix_is_the_compact_form_with_slots_wrapped(count):
+    # the updates run oldest first whatever slot a pair sits in: after 9
+    # pushes into 4 slots the oldest pair is in slot 1; empty slots add nothing
+    rng = np.random.default_rng(count)
+    n, m = 6, 4
+    pairs = random_pairs(n, count, rng)
+    mem = memory_of(pairs, n, m)
+    eye = jnp.eye(n, dtype=jnp.float64)
+    compact_b = jax.vmap(lambda v: b_times(mem, compact(mem), v, jnp.float64))(eye)
+    got = jit_dense_matrix(mem, jnp.float64)
+    np.testing.assert_allclose(got, compact_b.T, rtol=1e-10, atol=1e-12)
+    if count:
+        np.testing.assert_allclose(got, dense_bfgs(pairs, m), rtol=1e-10, atol=1e-12)
+    else:
+        np.testing.assert_array_equal(got, np.eye(n))
+
+
+def test_an_emptied_memory_is_the_identity():
+    # after a failed line search the slots keep their rows, marked empty
+    mem = reset(memory_of(random_pairs(6, 5, np.random.default_rng(0)), 6, 4))
+    np.testing.assert_array_equal(jit_dense_matrix(mem, jnp.float64), np.eye(6))
 
 
 def test_which_problems_are_small():
