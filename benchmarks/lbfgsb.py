@@ -27,6 +27,11 @@ norm <= ``GTOL``, or a relative decrease of the value <= ``FTOL`` (scipy's
 defaults), ``m = 10``. jaxopt is optional (skipped when not installed).
 
     python benchmarks/lbfgsb.py [--quick] [--reps N] [--json PATH]
+    python benchmarks/lbfgsb.py --dense-threshold 10 16 24 [--reps N]
+
+``--dense-threshold`` times only the dense path of small problems against
+the breakpoint walk, on a vmapped batch of 256 box QPs of each size (the
+measurement behind ``DENSE_MAX``).
 
 ``--quick`` runs tiny sizes and 2 repetitions (a smoke test, numbers
 meaningless).
@@ -509,6 +514,44 @@ def batch(size: int, reps: int) -> dict[str, Any]:
     return out
 
 
+def dense_threshold(sizes: list[int], reps: int) -> dict[int, Any]:
+    """A batch of 256 box QPs of each size: the dense path against the walk."""
+    from jaxbounds._lbfgsb import _iteration
+
+    chosen = _iteration.use_dense
+
+    def solver(a: jax.Array, b: jax.Array, dense: bool) -> Callable[[], Any]:
+        def fit(a: jax.Array, b: jax.Array) -> Any:
+            x0 = jnp.zeros(b.shape[0])
+            fun = lambda x: 0.5 * x @ a @ x - b @ x  # noqa: E731
+            return jb.minimize(fun, x0, -0.5, 0.5, memory_size=MEMORY).value
+
+        run = jax.jit(jax.vmap(fit))
+        _iteration.use_dense = lambda x, m: dense  # the path taken at tracing
+        try:
+            jax.block_until_ready(run(a, b))
+        finally:
+            _iteration.use_dense = chosen
+        return lambda: run(a, b)
+
+    out = {}
+    for n in sizes:
+        rng = np.random.default_rng(n)
+        r = rng.normal(size=(256, n, n))
+        a = jnp.asarray(r @ r.transpose(0, 2, 1) / n + 0.1 * np.eye(n))
+        b = jnp.asarray(rng.normal(size=(256, n)))
+        runs = {"dense": solver(a, b, True), "walk": solver(a, b, False)}
+        timed_ = interleaved(dict(runs), reps)
+        gap = jnp.max(jnp.abs(timed_["dense"]["result"] - timed_["walk"]["result"]))
+        print(
+            f"n = {n:>3}: dense {spread(timed_['dense'])}, walk "
+            f"{spread(timed_['walk'])}, values differ by {float(gap):.1g}",
+            flush=True,
+        )
+        out[n] = {k: v["seconds"] for k, v in timed_.items()}
+    return out
+
+
 # -- problems at scale ----------------------------------------------------------------
 
 
@@ -676,9 +719,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--reps", type=int, help="repetitions (5; 2 with --quick)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument(
+        "--dense-threshold", nargs="+", type=int, metavar="N", help="only this"
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     reps = args.reps or (2 if quick else 5)
+    if args.dense_threshold:
+        dense_threshold(args.dense_threshold, reps)
+        return 0
 
     results: dict[str, Any] = {
         "quick": quick,
@@ -768,6 +817,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("per iteration at 1M, first / early / late iterations (no early stop)")
     results["phases"] = phases(quick, reps)
+    if quick:  # the threshold's own run (--dense-threshold), at one tiny size
+        print()
+        results["dense_threshold"] = dense_threshold([4], reps)
     big = [r for r in scale.values() if r["capped_at"] is None]
     wall_to_optimum = max(r["wall_ratio"] for r in big)
     evals_scale = [r["evals_ratio"] for r in scale.values()] + qp_ratios

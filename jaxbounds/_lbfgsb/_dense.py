@@ -29,9 +29,10 @@ from ._tree import leaves, reach, vdot
 #: The dense path is taken for at most this many parameters per stored pair,
 DENSE_PER_PAIR = 4
 #: and at most this many in all: its segment products cost ``n^3``. Measured
-#: (issue 25, a vmapped batch of 256 box QPs, ``m = 10``, 2 loaded CPU cores):
-#: dense against walked, 60 against 88 ms at n = 10, 191 against 183 ms at 16,
-#: 991 against 368 ms at 24, 1545 against 895 ms at 40, 18.6 against 1.75 s at 80.
+#: (a vmapped batch of 256 box QPs, ``m = 10``, 2 quiet CPU cores, with ``B``
+#: by BFGS updates), dense against walked: 21 against 38 ms at n = 10, 44
+#: against 48 at 16, 62 against 65 at 18, 91 against 79 at 20, 112 against 87
+#: at 24, 217 against 116 at 40 (``benchmarks/lbfgsb.py --dense-threshold``).
 DENSE_MAX = 16
 
 

@@ -45,6 +45,9 @@ def test_lbfgsb_benchmark_quick_run(tmp_path: Path):
         "fixed parameters",
     }
     assert results["reps"] == 2
+    ((n, times),) = results["dense_threshold"].items()
+    assert n == "4" and set(times) == {"dense", "walk"}
+    assert all(math.isfinite(t) and t > 0 for t in times.values())
     for name, row in results["problems"].items():
         for solver in ("scipy", "jaxbounds"):
             r = row[solver]
