@@ -204,8 +204,10 @@ def trace(name: str, steps: int) -> None:
             xc, xbar = dense_step(here.x, here.g, lo, up, mem, dtype)
         else:
             cp = compact(mem)
-            xc = cauchy(here.x, here.g, lo, up, mem, cp, dtype)
-            xbar, _ = subspace(here.x, here.g, xc, lo, up, mem, state.kept, cp, dtype)
+            xc, c = cauchy(here.x, here.g, lo, up, mem, cp, dtype)
+            xbar, _ = subspace(
+                here.x, here.g, xc, lo, up, mem, state.kept, cp, dtype, c
+            )
         return xc, xbar, solver_step(problem, state)
 
     s = scipy_run(p)

@@ -38,7 +38,7 @@ with chunks 2x, 4x and 8x larger after the first round, 1.8 s, 1.8 s and
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +56,14 @@ from ._tree import largest, leaves, smallest, tmap, total
 
 #: Rounds of the walk before it settles for the point reached.
 MAX_ROUNDS = 256
+
+
+class Walked(NamedTuple):
+    """Where the walk ended: the time ``t*``, ``C = W^T z(t*)``, and its rounds."""
+
+    t: jax.Array
+    c: jax.Array  # (2m,)
+    rounds: jax.Array
 
 
 def state_after(
@@ -130,7 +138,7 @@ def walk(
     chunk: tuple[jax.Array, jax.Array, jax.Array],
     cp: Compact,
     whole: bool = False,
-) -> tuple[Any, Any, Any, tuple[Any, Any, Any]]:
+) -> tuple[Any, Any, Any, Any, tuple[Any, Any, Any]]:
     """scipy's recurrences over a sorted, complete chunk, as prefix sums.
 
     Args:
@@ -143,8 +151,9 @@ def walk(
             after its last one runs to infinity (else it is not known yet).
 
     Returns:
-        ``(stop, t*, a', state')``: whether a minimiser was found and where,
-        else the last breakpoint walked and the state just after it.
+        ``(stop, t*, c*, a', state')``: whether a minimiser was found, where,
+        and ``C = W^T z`` there; the last breakpoint walked and the state
+        just after it.
     """
     gg, p, c = state
     t, g, w = chunk
@@ -169,6 +178,7 @@ def walk(
     first = jnp.argmax(stop_at)
     stop = jnp.any(stop_at)
     tstar = jnp.where(rises[first], ts[first], tz[first])
+    cstar = c_at[first] + (tstar - ts[first]) * p_after[first]
     j = jnp.maximum(jnp.sum(real) - 1, 0)
     any_real = jnp.any(real)
     new_a = jnp.where(any_real, ts[j], a)
@@ -177,7 +187,7 @@ def walk(
         jnp.where(any_real, p_after[j], p),
         jnp.where(any_real, c_at[j], c),
     )
-    return stop, tstar, new_a, new_state
+    return stop, tstar, cstar, new_a, new_state
 
 
 def start(
@@ -192,7 +202,7 @@ def start(
 
 def one_pass(
     tb: Any, g: Any, mem: Memory, cp: Compact, dtype: Any, skip: Any
-) -> tuple[jax.Array, jax.Array]:
+) -> Walked:
     """`cauchy_walk` when every variable fits in one chunk: one sorted walk.
 
     The variables are few (at most a chunk), so they are gathered into one
@@ -213,9 +223,16 @@ def one_pass(
     state = start(tb, g, mem, cp, dtype)
     zero = jnp.zeros((), dtype)
     here, t_here = first_stop(zero, state, t[order[0]], cp)
-    stop, t_walk, a, _ = walk(zero, state, (t[order], gv[order], w[order]), cp, True)
+    chunk = (t[order], gv[order], w[order])
+    stop, t_walk, c_walk, a, end = walk(zero, state, chunk, cp, True)
     tstar = jnp.where(here, t_here, jnp.where(stop, t_walk, a))
-    return jnp.where(skip, zero, tstar), jnp.where(skip | here, 0, 1)
+    # (C is 0 at t = 0, so C = t P on the first segment)
+    cstar = jnp.where(here, t_here * state[1], jnp.where(stop, c_walk, end[2]))
+    return Walked(
+        jnp.where(skip, zero, tstar),
+        jnp.where(skip, 0.0, cstar),
+        jnp.where(skip | here, 0, 1),
+    )
 
 
 def cauchy_walk(
@@ -227,8 +244,8 @@ def cauchy_walk(
     cp: Compact,
     dtype: Any,
     skip: Any = False,
-) -> tuple[jax.Array, jax.Array]:
-    """``t*``, the path parameter of the generalized Cauchy point.
+) -> Walked:
+    """``t*``, the path parameter of the generalized Cauchy point, and ``W^T z``.
 
     Args:
         x: the iterate, inside the box.
@@ -241,7 +258,9 @@ def cauchy_walk(
         skip: a flag; when true, no rounds are run (a finished fit in a batch).
 
     Returns:
-        ``(t*, rounds)``: the time and the rounds of the walk taken.
+        A `Walked`: the time, ``C = W^T (x_c - x)`` there (from the walk's
+        own state, as scipy's ``cauchy`` returns it: the subspace step needs
+        no pass over the memory for it), and the rounds of the walk taken.
     """
     tb = breakpoints(x, g, lo, up)
     if one_chunk(tb):
@@ -258,10 +277,11 @@ def cauchy_walk(
         )
 
     def cond(carry: tuple) -> Any:
-        return ~carry[2] & (carry[4] < MAX_ROUNDS)
+        _, _, done, _, _, rounds = carry
+        return ~done & (rounds < MAX_ROUNDS)
 
     def body(carry: tuple) -> tuple:
-        a, state, _, tstar, rounds = carry
+        a, state, _, tstar, cstar, rounds = carry
         t_lo, t_hi = after(a)
         here, t_here = first_stop(a, state, t_lo, cp)
 
@@ -276,31 +296,39 @@ def cauchy_walk(
             # one pass: the state just after every breakpoint equal to t_lo
             after_lo = state_after(t_lo, g, tb, mem, cp, dtype)
             f1k, _ = slope(t_lo, *after_lo, cp)
-            return f1k >= 0, t_lo, t_lo, after_lo
+            return f1k >= 0, t_lo, after_lo[2], t_lo, after_lo
 
         # the first round a chunk, the later ones wide chunks on large
         # problems (``WIDE``, ``WIDE_FROM``)
+        c_here = state[2] + (t_here - a) * state[1]
         branches = [
-            lambda: ((jnp.array(True), t_here, a, state), jnp.asarray(jnp.inf, dtype)),
+            lambda: (
+                (jnp.array(True), t_here, c_here, a, state),
+                jnp.asarray(jnp.inf, dtype),
+            ),
             lambda: chunked(False),
         ]
         if wide:
             branches.append(lambda: chunked(True))
         # round 0 the chunk; later rounds the last branch (wide, if any)
-        (stop, t_walk, new_a, new_state), missed = jax.lax.switch(
+        walked, missed = jax.lax.switch(
             jnp.where(here, 0, jnp.minimum(rounds + 1, len(branches) - 1)), branches
         )
         stuck = ~here & ~(missed > t_lo)
-        stop, t_walk, new_a, new_state = jax.lax.cond(
-            stuck, step_over, lambda: (stop, t_walk, new_a, new_state)
+        stop, t_walk, c_walk, new_a, new_state = jax.lax.cond(
+            stuck, step_over, lambda: walked
         )
         tstar = jnp.where(stop, t_walk, tstar)
-        return new_a, new_state, stop, tstar, rounds + 1
+        cstar = jnp.where(stop, c_walk, cstar)
+        return new_a, new_state, stop, tstar, cstar, rounds + 1
 
     # (a model rising at once is the first round's first_stop, at t* = 0)
-    init = (zero, start(tb, g, mem, cp, dtype), skip, zero, jnp.zeros((), jnp.int32))
-    a, _, done, tstar, rounds = jax.lax.while_loop(cond, body, init)
-    return jnp.where(done, tstar, a), rounds
+    state0 = start(tb, g, mem, cp, dtype)
+    rounds0 = jnp.zeros((), jnp.int32)
+    init = (zero, state0, skip, zero, jnp.zeros_like(state0[2]), rounds0)
+    a, end, done, tstar, cstar, rounds = jax.lax.while_loop(cond, body, init)
+    # a walk cut at MAX_ROUNDS (or a skipped one) stands at a
+    return Walked(jnp.where(done, tstar, a), jnp.where(done, cstar, end[2]), rounds)
 
 
 def cauchy(
@@ -312,18 +340,24 @@ def cauchy(
     cp: Compact,
     dtype: Any,
     skip: Any = False,
-) -> Any:
+) -> tuple[Any, jax.Array]:
     """The generalized Cauchy point ``x_c = P(x - t* g)`` (see `cauchy_walk`).
+
+    Returns:
+        ``(x_c, c)``: the point, and ``c = W^T (x_c - x)`` from the walk
+        (``2m``; for the subspace step).
 
     Examples:
         >>> import jax.numpy as jnp
         >>> from jaxbounds._lbfgsb._memory import compact, new_memory
         >>> x, g = jnp.array([0.5, 0.5]), jnp.array([1.0, -2.0])
         >>> mem = new_memory(x, 2, jnp.float32)  # empty: B = I
-        >>> print(cauchy(x, g, 0.0, 0.6, mem, compact(mem), jnp.float32))
+        >>> xc, _ = cauchy(x, g, 0.0, 0.6, mem, compact(mem), jnp.float32)
+        >>> print(xc)
         [0.  0.6]
     """
-    tstar, _ = cauchy_walk(x, g, lo, up, mem, cp, dtype, skip)
+    walked = cauchy_walk(x, g, lo, up, mem, cp, dtype, skip)
+    tstar = walked.t
 
     def leaf(x: Any, g: Any, lo: Any, up: Any, tb: Any) -> Any:
         # a passed breakpoint, the last one too, puts its variable exactly
@@ -332,4 +366,4 @@ def cauchy(
         at = jnp.where(g < 0, up, lo)
         return jnp.where((g != 0) & (tb <= t), at, jnp.clip(x - t * g, lo, up))
 
-    return tmap(leaf, x, g, lo, up, breakpoints(x, g, lo, up))
+    return tmap(leaf, x, g, lo, up, breakpoints(x, g, lo, up)), walked.c

@@ -211,8 +211,8 @@ def step(problem: Problem, state: SolverState, skip: Any = False) -> SolverState
         _, xbar = dense_step(x, g, lo, up, mem, dtype)
     else:
         cp = compact(mem)
-        xc = cauchy(x, g, lo, up, mem, cp, dtype, skip)
-        xbar, kept = subspace(x, g, xc, lo, up, mem, kept, cp, dtype)
+        xc, c = cauchy(x, g, lo, up, mem, cp, dtype, skip)
+        xbar, kept = subspace(x, g, xc, lo, up, mem, kept, cp, dtype, c)
     d = tmap(jnp.subtract, xbar, x)
     slope0 = vdot(g, d, dtype)
     # the feasible segment and the first trial (as scipy's lnsrlb)

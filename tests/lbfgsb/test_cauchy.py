@@ -59,6 +59,13 @@ def walk_time(request, monkeypatch):
     return _SOLVERS[request.param]
 
 
+def w_transpose(mem):
+    """``W^T = [Y, theta S]^T`` in slot order, empty slots zero (NumPy)."""
+    s_rows, y_rows = np.asarray(mem.s), np.asarray(mem.y)
+    filled = np.tile(np.asarray(mem.age) >= 0, 2)[:, None]
+    return np.vstack([y_rows, float(mem.theta) * s_rows]) * filled
+
+
 # Seed 1 has a local minimiser inside a segment and a lower one later: the
 # probing search of the previous release stepped over the first.
 @pytest.mark.parametrize("seed", range(8))
@@ -67,8 +74,9 @@ def test_cauchy_point_is_the_first_minimiser_of_the_path(seed, ties, walk_time):
     x, g, lo, up, pairs, m = problem(seed, ties=ties)
     b = dense_bfgs(pairs, m)
     mem = memory_of(pairs, x.size, m)
-    t, _ = walk_time(*[jnp.asarray(v) for v in (x, g, lo, up)], mem)
+    t, c, _ = walk_time(*[jnp.asarray(v) for v in (x, g, lo, up)], mem)
     xc = np.clip(x - float(t) * g, lo, up)
+    np.testing.assert_allclose(c, w_transpose(mem) @ (xc - x), rtol=1e-9, atol=1e-10)
     t_ref = first_minimiser(x, g, lo, up, b)
     np.testing.assert_allclose(xc, np.clip(x - t_ref * g, lo, up), atol=1e-9)
     # brute force: q decreases up to t*, and not past it
@@ -84,7 +92,7 @@ def test_groups_of_equal_breakpoints_are_walked_whole(seed, walk_time):
     # inside a group depends on the order it is passed, and is not the path's
     x, g, lo, up, pairs, m = grouped_problem(seed)
     mem = memory_of(pairs, x.size, m)
-    t, _ = walk_time(*[jnp.asarray(v) for v in (x, g, lo, up)], mem)
+    t, _, _ = walk_time(*[jnp.asarray(v) for v in (x, g, lo, up)], mem)
     t_ref = first_minimiser(x, g, lo, up, dense_bfgs(pairs, m))
     assert float(t) == pytest.approx(t_ref, rel=1e-10)
 
@@ -120,7 +128,7 @@ def test_walk_reads_the_slope_only_after_a_whole_group():
         jnp.asarray(np.vstack([w, np.zeros(4)])),
     )
     state = tuple(map(jnp.asarray, (gg, p, c)))
-    stop, _, a_new, (gg_new, p_new, c_new) = walk(a, state, chunk, compact(mem))
+    stop, _, _, a_new, (gg_new, p_new, c_new) = walk(a, state, chunk, compact(mem))
     assert not bool(stop) and float(a_new) == 1.0
     np.testing.assert_allclose(gg_new, gg - g[0] ** 2 - g[1] ** 2)
     np.testing.assert_allclose(p_new, p2)
@@ -131,7 +139,7 @@ def test_cauchy_is_the_projected_point_at_the_time():
     x, g, lo, up, pairs, m = problem(4)
     mem = memory_of(pairs, x.size, m)
     args = [jnp.asarray(v) for v in (x, g, lo, up)]
-    xc = np.asarray(cauchy(*args, mem, compact(mem), jnp.float64))
+    xc = np.asarray(cauchy(*args, mem, compact(mem), jnp.float64)[0])
     t = first_minimiser(x, g, lo, up, dense_bfgs(pairs, m))
     np.testing.assert_allclose(xc, np.clip(x - t * g, lo, up), atol=1e-9)
     assert np.all(xc >= lo) and np.all(xc <= up)
@@ -142,7 +150,7 @@ def test_empty_memory_is_steepest_descent_projected():
     x = jnp.array([0.5, 0.5, 0.0])
     g = jnp.array([0.2, -0.1, 0.3])
     mem = new_memory(x, 3, jnp.float64)
-    t, _ = cauchy_walk(x, g, -1.0, 1.0, mem, compact(mem), jnp.float64)
+    t = cauchy_walk(x, g, -1.0, 1.0, mem, compact(mem), jnp.float64).t
     assert float(t) == pytest.approx(1.0)
 
 
@@ -150,10 +158,10 @@ def test_skip_runs_no_round():
     x, g, lo, up, pairs, m = problem(0)
     mem = memory_of(pairs, x.size, m)
     args = [jnp.asarray(v) for v in (x, g, lo, up)]
-    _, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64)
-    assert int(rounds) > 0
-    _, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64, skip=True)
-    assert int(rounds) == 0
+    assert int(cauchy_walk(*args, mem, compact(mem), jnp.float64).rounds) > 0
+    walked = cauchy_walk(*args, mem, compact(mem), jnp.float64, skip=True)
+    assert int(walked.rounds) == 0 and float(walked.t) == 0
+    np.testing.assert_array_equal(walked.c, 0)
 
 
 def test_ties_larger_than_a_chunk_are_stepped_over(monkeypatch):
@@ -170,10 +178,45 @@ def test_ties_larger_than_a_chunk_are_stepped_over(monkeypatch):
     g[30:] = rng.uniform(0.1, 0.5, 10)
     mem = memory_of(pairs, n, m)
     args = [jnp.asarray(v) for v in (x, g, lo, up)]
-    t, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64)
+    t, c, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64)
     t_ref = first_minimiser(x, g, lo, up, dense_bfgs(pairs, m))
     assert float(t) == pytest.approx(t_ref, rel=1e-10)
     assert int(rounds) >= 2
+    z = np.clip(x - float(t) * g, lo, up) - x
+    np.testing.assert_allclose(c, w_transpose(mem) @ z, rtol=1e-9, atol=1e-10)
+
+
+def test_a_minimiser_at_a_stepped_over_tie_carries_its_c(monkeypatch):
+    # 30 variables meet their bounds at t = 0.5 and the others never move:
+    # past that group nothing moves, so the walk stops there, in the round
+    # that steps over the group (chunks of 4), with C = W^T z at 0.5
+    monkeypatch.setattr(_breakpoints, "CHUNK", 4)
+    monkeypatch.setattr(_breakpoints, "BUCKETS", 8)
+    rng = np.random.default_rng(3)
+    n, m = 40, 3
+    pairs = random_pairs(n, 3, rng)
+    x, lo, up = np.zeros(n), -np.ones(n), np.ones(n)
+    g = np.zeros(n)
+    g[:30] = 2.0 * rng.choice([-1.0, 1.0], 30)
+    mem = memory_of(pairs, n, m)
+    assert first_minimiser(x, g, lo, up, dense_bfgs(pairs, m)) == 0.5
+    args = [jnp.asarray(v) for v in (x, g, lo, up)]
+    t, c, _ = cauchy_walk(*args, mem, compact(mem), jnp.float64)
+    assert float(t) == 0.5
+    z = np.clip(x - 0.5 * g, lo, up) - x
+    np.testing.assert_allclose(c, w_transpose(mem) @ z, rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_minimiser_before_the_first_breakpoint_carries_its_c(seed, walk_time):
+    # a loose box: the model's minimiser comes before any bound is met
+    x, g, _, _, pairs, m = problem(seed)
+    lo, up = x - 1e3, x + 1e3
+    mem = memory_of(pairs, x.size, m)
+    t, c, _ = walk_time(*[jnp.asarray(v) for v in (x, g, lo, up)], mem)
+    tb = np.abs(np.where(g > 0, x - lo, up - x) / np.where(g != 0, g, 1))
+    assert 0 < float(t) < tb.min()
+    np.testing.assert_allclose(c, w_transpose(mem) @ (-float(t) * g), rtol=1e-10)
 
 
 def test_rounds_after_the_first_take_wide_chunks(monkeypatch):
@@ -191,7 +234,7 @@ def test_rounds_after_the_first_take_wide_chunks(monkeypatch):
     g = rng.uniform(0.6, 50.0, n) * rng.choice([-1.0, 1.0], n)
     mem = new_memory(jnp.zeros(n), 3, jnp.float64)
     args = [jnp.asarray(v) for v in (x, g, lo, up)]
-    t, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64)
+    t, _, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64)
     t_ref = first_minimiser(x, g, lo, up, np.eye(n))
     assert float(t) == pytest.approx(t_ref, rel=1e-12)
     width = 2 * _breakpoints.WIDE
@@ -211,7 +254,7 @@ def test_tree_of_leaves_walks_as_one_vector(walk_time):
     mem = new_memory(tree(x), m, jnp.float64)
     for s, y in pairs:
         mem = push(mem, tree(s), tree(y), jnp.float64)
-    t, _ = walk_time(*map(tree, (x, g, lo, up)), mem)
+    t, _, _ = walk_time(*map(tree, (x, g, lo, up)), mem)
     assert float(t) == pytest.approx(t_ref, rel=1e-9)
 
 
@@ -227,10 +270,12 @@ def test_a_walk_cut_at_max_rounds_stops_on_the_path_before_the_minimiser(
     b = dense_bfgs(pairs, m)
     mem = memory_of(pairs, x.size, m)
     args = [jnp.asarray(v) for v in (x, g, lo, up)]
-    t, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64)
+    t, c, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64)
     t_ref = first_minimiser(x, g, lo, up, b)
     q = lambda t: model_on_path(t, x, g, lo, up, b)  # noqa: E731
     assert int(rounds) == 1
+    z = np.clip(x - float(t) * g, lo, up) - x  # C where the walk stands
+    np.testing.assert_allclose(c, w_transpose(mem) @ z, rtol=1e-9, atol=1e-10)
     assert 0 < float(t) < t_ref
     assert q(float(t)) < 0
     # the point walked to is a breakpoint group's time

@@ -83,7 +83,7 @@ def test_a_variable_at_its_last_breakpoint_sits_on_the_bound():
     mem = new_memory(x, 3, f64)
     lo, up = jnp.zeros(2), jnp.ones(2)
     for xc in (
-        cauchy(x, g, lo, up, mem, compact(mem), f64),
+        cauchy(x, g, lo, up, mem, compact(mem), f64)[0],
         dense_step(x, g, lo, up, mem, f64)[0],
         jax.jit(lambda x, g: dense_step(x, g, lo, up, mem, f64)[0])(x, g),
     ):

@@ -31,7 +31,7 @@ def test_subspace_step_is_the_dense_reduced_newton_step(seed):
     mem = memory_of(pairs, x.size, m)
     cp = compact(mem)
     args = [jnp.asarray(v) for v in (x, g, lo, up)]
-    xc = cauchy(*args, mem, cp, jnp.float64)
+    xc, _ = cauchy(*args, mem, cp, jnp.float64)
     xa, ga, la, ua = args
     kept = new_kept(xa, m, jnp.float64)
     free, du, _ = free_step(xa, ga, xc, la, ua, mem, kept, cp, jnp.float64)
