@@ -183,11 +183,15 @@ def gather_chunk(
         math.inf,
     )
     found_all = jnp.concatenate(found)  # global index, or -1
-    # compacted to 2 chunk slots (the threshold keeps about a chunk in the
-    # chunk), so the gather and the walk do not scale with the hash slots; on
-    # an overflow nothing counts as complete and the walk steps over one
+    # compacted to a chunk and an eighth of slots, so the gather, the sort
+    # and the walk do not scale with the hash slots: the threshold leaves at
+    # most a chunk below ``top``, give or take the breakpoints its bin edges
+    # round past, and a tie group at ``top`` itself. On an overflow nothing
+    # counts as complete and the walk steps over one. (Twice a chunk of
+    # slots, as before, sorted and walked mostly padding: 1M deconvolution,
+    # iteration 2, 7 rounds, 386 -> 338 ms; iteration 4, 187 -> 137 ms.)
     hit = found_all >= 0
-    cap = min(2 * chunk, found_all.size)
+    cap = min(chunk + chunk // 8, found_all.size)
     (pos,) = jnp.nonzero(hit, size=cap, fill_value=0)
     kept = jnp.arange(cap) < jnp.sum(hit)
     every = jnp.where(kept, found_all[pos], -1)
