@@ -42,6 +42,7 @@ def test_gather_chunk_takes_each_breakpoint_once_and_reports_the_first_miss(
     monkeypatch, hashes
 ):
     # 60 breakpoints in (a, top] hashed into 64 slots: many collide
+    monkeypatch.setattr(_breakpoints, "hashed", lambda: True)
     monkeypatch.setattr(_breakpoints, "CHUNK", 64)
     monkeypatch.setattr(_breakpoints, "BUCKETS", 64)
     monkeypatch.setattr(_breakpoints, "HASHES", hashes)
@@ -82,3 +83,36 @@ def test_one_chunk_counts_every_leaf(monkeypatch):
     monkeypatch.setattr(_breakpoints, "CHUNK", 10)
     assert one_chunk({"a": jnp.zeros((2, 3)), "b": jnp.zeros(4)})
     assert not one_chunk({"a": jnp.zeros((2, 3)), "b": jnp.zeros(5)})
+
+
+@pytest.mark.parametrize("chunk", [64, 32])
+def test_one_device_compaction_takes_every_breakpoint_or_reports_overflow(
+    monkeypatch, chunk
+):
+    # one compaction of the mask: no misses; 54 slots for a chunk of 64 hold
+    # the breakpoints in (a, top], 36 for a chunk of 32 do not (-inf)
+    monkeypatch.setattr(_breakpoints, "hashed", lambda: False)
+    monkeypatch.setattr(_breakpoints, "CHUNK", chunk)
+    rng = np.random.default_rng(1)
+    tb = {"u": rng.uniform(0, 1, (7, 9)), "v": rng.uniform(0, 1, 40)}
+    g = {k: rng.normal(size=v.shape) for k, v in tb.items()}
+    s = {k: rng.normal(size=v.shape) for k, v in tb.items()}
+    mem = push(new_memory(g, 2, jnp.float64), s, g, jnp.float64)
+    as_jax = lambda tree: {k: jnp.asarray(v) for k, v in tree.items()}  # noqa: E731
+    a, top = 0.3, 0.8
+    t, gc, w, missed = gather_chunk(
+        as_jax(tb), as_jax(g), a, top, mem, compact(mem), jnp.float64
+    )
+    flat_t = np.concatenate([tb["u"].ravel(), tb["v"]])
+    flat_g = np.concatenate([g["u"].ravel(), g["v"]])
+    inside = np.flatnonzero((flat_t > a) & (flat_t <= top))
+    assert t.shape == (chunk + chunk // 8,)
+    assert (inside.size <= t.shape[0]) == (chunk == 64)
+    if inside.size <= t.shape[0]:
+        assert float(missed) == np.inf
+        got = np.isfinite(np.asarray(t))
+        np.testing.assert_array_equal(np.asarray(t)[got], flat_t[inside])
+        np.testing.assert_array_equal(np.asarray(gc)[got], flat_g[inside])
+        assert got.sum() == inside.size
+    else:
+        assert float(missed) == -np.inf

@@ -29,13 +29,15 @@ from .problems import (
     random_pairs,
 )
 
-#: (chunk, buckets, hashes): the default, and settings small enough that a
-#: dozen variables take many rounds, collide in the hash and step over ties.
+#: (chunk, buckets, hashes, hashed): the default, and settings small enough
+#: that a dozen variables take many rounds, collide in the hash and step over
+#: ties (hashed: as on several devices; else one compaction, as on one).
 SETTINGS = {
-    "default": (_breakpoints.CHUNK, _breakpoints.BUCKETS, _breakpoints.HASHES),
-    "chunks of 2": (2, 8, 3),
-    "one hash in 4 slots": (3, 4, 1),
-    "groups split by a miss": (20, 32, 1),
+    "default": (_breakpoints.CHUNK, _breakpoints.BUCKETS, _breakpoints.HASHES, False),
+    "chunks of 2": (2, 8, 3, True),
+    "chunks of 2, compacted": (2, 8, 3, False),
+    "one hash in 4 slots": (3, 4, 1, True),
+    "groups split by a miss": (20, 32, 1, True),
 }
 
 
@@ -45,7 +47,8 @@ _SOLVERS: dict = {}
 @pytest.fixture(params=list(SETTINGS))
 def walk_time(request, monkeypatch):
     """``cauchy_walk`` jitted under one setting (traced once per setting)."""
-    chunk, buckets, hashes = SETTINGS[request.param]
+    chunk, buckets, hashes, hashed = SETTINGS[request.param]
+    monkeypatch.setattr(_breakpoints, "hashed", lambda: hashed)
     monkeypatch.setattr(_breakpoints, "CHUNK", chunk)
     monkeypatch.setattr(_breakpoints, "BUCKETS", buckets)
     monkeypatch.setattr(_breakpoints, "HASHES", hashes)
