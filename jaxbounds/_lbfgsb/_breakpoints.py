@@ -212,13 +212,18 @@ def hashed() -> bool:
     return not one_device()
 
 
+def _first_true(mask: Any, cap: int) -> tuple[Any, Any]:
+    """The indices of ``mask``'s true entries in ``cap`` slots (``-1`` pads),
+    and whether more than ``cap`` were true."""
+    count = jnp.sum(mask, dtype=jnp.int32)
+    (pos,) = jnp.nonzero(mask, size=cap, fill_value=0)
+    return jnp.where(jnp.arange(cap) < count, pos, -1), count > cap
+
+
 def _compacted(pending: list[Any], cap: int, dtype: Any) -> tuple[Any, Any]:
     """``(every, missed)``: the pending indices (``-1`` pads), by one compaction."""
-    flat = jnp.concatenate([p.reshape(-1) for p in pending])
-    count = jnp.sum(flat, dtype=jnp.int32)
-    (pos,) = jnp.nonzero(flat, size=cap, fill_value=0)
-    every = jnp.where(jnp.arange(cap) < count, pos, -1)
-    return every, jnp.where(count > cap, -jnp.inf, jnp.inf).astype(dtype)
+    every, over = _first_true(jnp.concatenate([p.reshape(-1) for p in pending]), cap)
+    return every, jnp.where(over, -jnp.inf, jnp.inf).astype(dtype)
 
 
 def _hashed(
@@ -254,11 +259,9 @@ def _hashed(
     )
     found_all = jnp.concatenate(found)  # global index, or -1
     # compacted, so the gather and the walk do not scale with the hash slots
-    hit = found_all >= 0
-    cap = min(cap, found_all.size)
-    (pos,) = jnp.nonzero(hit, size=cap, fill_value=0)
-    every = jnp.where(jnp.arange(cap) < jnp.sum(hit), found_all[pos], -1)
-    return every, jnp.where(jnp.sum(hit) > cap, -jnp.inf, missed)
+    pos, over = _first_true(found_all >= 0, min(cap, found_all.size))
+    every = jnp.where(pos >= 0, found_all[pos], -1)
+    return every, jnp.where(over, -jnp.inf, missed)
 
 
 def wide_rounds(tb: Any) -> bool:
