@@ -58,6 +58,7 @@ import scipy.optimize  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
 import jaxbounds as jb  # noqa: E402
+from jaxbounds._lbfgsb import _iteration  # noqa: E402
 
 try:  # bench-only, optional
     import jaxopt  # noqa: E402
@@ -516,8 +517,6 @@ def batch(size: int, reps: int) -> dict[str, Any]:
 
 def dense_threshold(sizes: list[int], reps: int) -> dict[int, Any]:
     """A batch of 256 box QPs of each size: the dense path against the walk."""
-    from jaxbounds._lbfgsb import _iteration
-
     chosen = _iteration.use_dense
 
     def solver(a: jax.Array, b: jax.Array, dense: bool) -> Callable[[], Any]:
