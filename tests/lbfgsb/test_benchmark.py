@@ -38,9 +38,6 @@ def test_lbfgsb_benchmark_quick_run(tmp_path: Path):
     assert results["quick"] is True
     assert set(results["problems"]) == {
         "bounded Rosenbrock",
-        "box QP",
-        "unbounded",
-        "time-constant fit",
         "5-parameter pytree fit",
         "fixed parameters",
     }
@@ -71,11 +68,7 @@ def test_lbfgsb_benchmark_quick_run(tmp_path: Path):
     )
     assert batch["jaxbounds"]["outer_trips"] >= batch["jaxbounds"]["mean_steps"]
     scale = results["scale"]
-    assert set(scale) == {
-        "least squares n=1e+03",
-        "least squares n=1e+04",
-        "obstacle 16x16",
-    }
+    assert set(scale) == {"least squares n=1e+03", "obstacle 16x16"}
     for name, row in scale.items():
         ours, ref = row["jaxbounds"], row["scipy"]
         assert ours["converged"], name
