@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,15 +16,45 @@ from .oracles_search import dcsrch_trials
 F64 = jnp.float64
 
 
-def search(f, lam0=1.0, lam_max=1e10, skip=False):
-    """Run the line search on ``phi = f`` (value and slope from `jax.grad`)."""
-    phi = lambda lam: (f(lam), jax.grad(f)(lam), None)  # noqa: E731
-    f0 = f(jnp.zeros((), F64))
-    d0 = jax.grad(f)(jnp.zeros((), F64))
-    lam, f_lam, _, evals = line_search(
-        phi, f0, d0, jnp.asarray(lam0, F64), jnp.asarray(lam_max, F64), None, F64, skip
-    )
+#: The trial steps of the running `traced_search` (one test at a time per
+#: process; each test empties it first).
+TRIALS: list[float] = []
+
+
+@functools.cache
+def _compiled(f, record=False):
+    """The line search on ``phi = f`` (value and slope from `jax.grad`), jitted
+    once per function: the first trial and the wall are arguments, so a
+    test's cases share one compile. ``record``: trials go to `TRIALS`."""
+
+    def phi(lam):
+        if record:
+            jax.debug.callback(lambda v: TRIALS.append(float(v)), lam)
+        return f(lam), jax.grad(f)(lam), None
+
+    def run(lam0, lam_max):
+        f0 = f(jnp.zeros((), F64))
+        d0 = jax.grad(f)(jnp.zeros((), F64))
+        lam, f_lam, _, evals = line_search(phi, f0, d0, lam0, lam_max, None, F64)
+        return lam, f_lam, evals, f0, d0
+
+    return jax.jit(run)
+
+
+def search(f, lam0=1.0, lam_max=1e10):
+    """``(lam, f(lam), evaluations, f(0), f'(0))`` of the search on ``f``."""
+    out = _compiled(f)(jnp.asarray(lam0, F64), jnp.asarray(lam_max, F64))
+    lam, f_lam, evals, f0, d0 = out
     return float(lam), float(f_lam), int(evals), float(f0), float(d0)
+
+
+def traced_search(f, lam0, lam_max):
+    """`search`, with the trial steps it evaluated, in order."""
+    TRIALS.clear()
+    out = _compiled(f, True)(jnp.asarray(lam0, F64), jnp.asarray(lam_max, F64))
+    lam, _, evals, _, _ = out
+    jax.effects_barrier()
+    return float(lam), int(evals), list(TRIALS)
 
 
 def _wiggly(t, beta=0.01, k=39):
@@ -128,22 +160,13 @@ def test_trials_are_scipys(name, lam0, lam_max):
     f = {**FUNCTIONS, **HARD}[name]
     # (scipy's lnsrlb's constants, written out: not ours)
     ref, ref_stp, again = dcsrch_trials(f, lam0, lam_max, 1e-3, 0.9, 0.1)
-    trials = []
-
-    def phi(lam):
-        jax.debug.callback(lambda v: trials.append(float(v)), lam)
-        return f(lam), jax.grad(f)(lam), None
-
-    f0 = f(jnp.zeros((), F64))
-    d0 = jax.grad(f)(jnp.zeros((), F64))
-    lam, _, _, evals = line_search(phi, f0, d0, lam0, lam_max, None, F64)
-    jax.effects_barrier()
-    assert int(evals) == len(trials)
+    lam, evals, trials = traced_search(f, lam0, lam_max)
+    assert evals == len(trials)
     assert ref_stp is not None
     # on a collapsed bracket, scipy's evaluates its best step once more: here
     # it was kept, and comes back without an evaluation
     np.testing.assert_allclose(trials, ref[:-1] if again else ref, rtol=1e-10)
-    assert float(lam) == pytest.approx(ref_stp, rel=1e-10)
+    assert lam == pytest.approx(ref_stp, rel=1e-10)
 
 
 def test_dcstep_cases():
