@@ -271,7 +271,16 @@ def orthogonal_rnn_keeps_its_spectra(result: Finished):
 
 
 #: What a script claims, checked on the output of its one run.
+def reparam_trains_through_constrain(result: Finished):
+    out = result.stdout
+    fitted = float(out.split("fitted tau = ")[1].split(" ms")[0])
+    assert 39.0 < fitted <= 40.0
+    assert "violations: all 3 parameters within bounds" in out
+    assert "naive 0.0e+00" in out
+
+
 CLAIMS = {
+    "reparam.py": reparam_trains_through_constrain,
     "lif_constraints.py": lif_demo_reports_progress_plots_and_outcome,
     "quickstart.py": quickstart_ends_inside_the_bounds,
     "rockpool_migration.py": rockpool_migration_agrees_with_rockpool,
