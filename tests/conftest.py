@@ -15,7 +15,7 @@ def _compile_faster() -> None:
 
     Most of the suite's time is XLA compiling small programs; the older
     emitters compile the solver in about half the time (n = 100: 2.4 -> 1.35
-    s), and run it about 15% slower, which tests do not mind. The flag is
+    s), and run it 10-25% slower, which tests do not mind. The flag is
     read once, when the backend starts, so it is set for that moment and the
     environment restored: the examples, docs pages and benchmark smoke runs,
     each a subprocess, compile with XLA's defaults, as users do.
