@@ -6,7 +6,8 @@ at a time; this module picks and gathers a chunk:
 
 1. a threshold ``T`` with about a chunk of breakpoints in ``(a, T]`` (about
    ``n / 64``, a power of two from `MIN_CHUNK` to `CHUNK`, see `sizes_for`),
-   from a log-spaced histogram (one pass, refined once): `threshold`;
+   from a histogram of their bit patterns (nearly log-spaced; one pass,
+   refined once): `threshold`;
 2. those breakpoints gathered into a small array, with their gradients and
    rows of ``W`` (`gather_chunk`): on one device by one compaction of their
    mask; on several, by hashing their indices into four slots per
@@ -102,35 +103,62 @@ def sizes_for(n: int, wide: bool = False) -> tuple[int, int]:
 def threshold(
     tb: Any, a: Any, t_lo: Any, t_hi: Any, dtype: Any, wide: bool = False
 ) -> jax.Array:
-    """A time ``T >= t_lo`` with about ``chunk`` breakpoints in ``(a, T]``.
+    """A time ``T >= t_lo`` with at most ``chunk`` breakpoints in ``(a, T)``, and
+    about that many.
 
-    A histogram of ``log t`` over ``[t_lo, t_hi]`` (one scatter of bin
-    counts), then again over the bin where the count passes ``chunk``. Only
-    efficiency depends on it: the walk stays exact for any ``T``.
+    A histogram over ``[t_lo, t_hi]`` (one scatter of bin counts), then again
+    over the bin where the count passes ``chunk``; ``T`` is that bin's left
+    edge. The bins are equal steps of the times' bit patterns: for positive
+    floats the pattern, read as an integer, grows with the value, about as
+    ``log t`` does, so the bins are nearly log-spaced, their edges are exact,
+    and a bin costs integer arithmetic, not a logarithm (a pass over 1M
+    times: 3.1 against 7.5 ms with ``log``). Only efficiency depends on
+    ``T``: the walk stays exact for any ``T``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> tb = jnp.arange(1.0, 5001.0)  # 1, 2, ..., 5000: chunks of 1024
+        >>> t = threshold(tb, 0.0, 1.0, 5000.0, jnp.float32)
+        >>> print(int(jnp.sum(tb < t)) <= 1024 < int(jnp.sum(tb <= t)) + 64)
+        True
     """
     chunk, _ = sizes_for(sum(t.size for t in leaves(tb)), wide)
-    lo_t, hi_t = t_lo, t_hi
-    below = jnp.zeros((), jnp.int32)  # breakpoints in (a, lo_t)
+    as_int = _bits_of(dtype)
+    lo_b, hi_b = as_int(jnp.asarray(t_lo, dtype)), as_int(jnp.asarray(t_hi, dtype))
+    hi_b = jnp.maximum(hi_b, lo_b)  # none left (t_lo inf, t_hi -inf): T = t_lo
+    times = [t.astype(dtype) for t in leaves(tb)]
+    bits = [as_int(t) for t in times]
+    below = jnp.zeros((), jnp.int32)  # breakpoints in (a, lo_b)
     for _ in range(2):
-        span = jnp.log(hi_t / lo_t)
+        width = (hi_b - lo_b) // BINS + 1  # >= 1: BINS bins cover [lo_b, hi_b]
         counts = jnp.zeros((BINS + 1,), jnp.int32)
-        for t in leaves(tb):
-            t = t.astype(dtype)
-            inside = (t > a) & (t >= lo_t) & (t <= hi_t)
-            safe = jnp.where(inside, t, lo_t)
-            frac = jnp.log(safe / lo_t) / jnp.where(span > 0, span, 1)
-            b = jnp.clip(jnp.floor(frac * BINS), 0, BINS - 1).astype(jnp.int32)
-            counts = counts.at[jnp.where(inside, b, BINS)].add(
-                1, out_sharding=replicated(t)
-            )
+        for t, b in zip(times, bits):
+            inside = (t > a) & (b >= lo_b) & (b <= hi_b)
+            k = jnp.where(inside, (b - lo_b) // width, BINS).astype(jnp.int32)
+            counts = counts.at[k].add(1, out_sharding=replicated(t))
         cum = below + jnp.cumsum(counts[:BINS])
         j = jnp.sum(cum <= chunk)  # bins [0, j) fit
         # refine inside bin j (the one that overflows), from its left edge
         below = jnp.where(j > 0, cum[jnp.maximum(j - 1, 0)], below)
-        left = lo_t * jnp.exp(span * j / BINS)
-        hi_t = jnp.minimum(lo_t * jnp.exp(span * (j + 1) / BINS), hi_t)
-        lo_t = jnp.maximum(left, t_lo)
-    return lo_t
+        left = jnp.minimum(lo_b + j * width, hi_b)  # all fit: T = t_hi
+        hi_b = jnp.minimum(lo_b + (j + 1) * width - 1, hi_b)
+        lo_b = left
+    return _float_of(lo_b, dtype)
+
+
+def _bits_of(dtype: Any) -> Any:
+    """The map from floats of ``dtype`` to their bit patterns as integers, wide
+    enough for the histogram's arithmetic (int64 for float64, else int32)."""
+    width = jnp.finfo(dtype).bits
+    same = {16: jnp.int16, 32: jnp.int32, 64: jnp.int64}[width]
+    wide = jnp.int64 if width == 64 else jnp.int32
+    return lambda v: jax.lax.bitcast_convert_type(v, same).astype(wide)
+
+
+def _float_of(b: Any, dtype: Any) -> Any:
+    """The float of ``dtype`` whose bit pattern is the integer ``b``."""
+    same = {16: jnp.int16, 32: jnp.int32, 64: jnp.int64}[jnp.finfo(dtype).bits]
+    return jax.lax.bitcast_convert_type(b.astype(same), dtype)
 
 
 def gather_chunk(

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from jaxbounds._lbfgsb import _breakpoints
-from jaxbounds._lbfgsb._breakpoints import breakpoints, gather_chunk, one_chunk
+from jaxbounds._lbfgsb._breakpoints import (
+    breakpoints,
+    gather_chunk,
+    one_chunk,
+    threshold,
+)
 from jaxbounds._lbfgsb._memory import compact, new_memory, push
 
 
@@ -35,6 +40,43 @@ def test_chunks_are_about_n_over_64_between_the_bounds():
         wide * _breakpoints.CHUNK,
         wide * _breakpoints.BUCKETS,
     )
+
+
+def _after(t, a):
+    """NumPy: the smallest breakpoint after ``a`` and the largest finite one."""
+    later = t[t > a]
+    return later.min(), later[np.isfinite(later)].max()
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32, jnp.float16])
+@pytest.mark.parametrize("a", [0.0, 0.7])
+def test_threshold_leaves_at_most_a_chunk_before_it_and_about_that_many(dtype, a):
+    # 100k breakpoints (chunks of 1024) spread over ten decades, some blocked
+    # (0), some never met (inf), a tree of two leaves
+    rng = np.random.default_rng(4)
+    t = np.exp(rng.uniform(-11.0, 11.0, 100_000)).astype(dtype)
+    t[::7], t[3::11] = 0.0, np.inf
+    tree = {"a": jnp.asarray(t[:30_000]), "b": jnp.asarray(t[30_000:].reshape(-1, 10))}
+    chunk, _ = _breakpoints.sizes_for(t.size)
+    t_lo, t_hi = _after(t, a)
+    top = float(threshold(tree, a, t_lo, t_hi, dtype))
+    assert t_lo <= top <= t_hi
+    before = np.sum((t > a) & (t < top))
+    assert before <= chunk  # the chunk's slots hold them
+    assert np.sum((t > a) & (t <= top)) > chunk // 2  # and the round walks far
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_threshold_ends_at_the_last_breakpoint_when_all_fit_and_at_a_tie(dtype):
+    t = np.array([0.0, 3.0, 1.5, np.inf, 2.0, 0.25], dtype)
+    top = threshold(jnp.asarray(t), 0.0, 0.25, 3.0, dtype)
+    assert float(top) == 3.0  # all fit: the walk takes them all at once
+    # 5000 equal breakpoints (a tie group larger than a chunk): T is the tie
+    tie = jnp.full(5000, 0.5, dtype)
+    assert float(threshold(tie, 0.0, 0.5, 0.5, dtype)) == 0.5
+    # none left after a (t_lo inf, t_hi -inf): inf, not NaN
+    none = threshold(jnp.asarray(t), 5.0, np.inf, -np.inf, dtype)
+    assert float(none) == np.inf
 
 
 @pytest.mark.parametrize("hashes", [1, 2])
