@@ -242,10 +242,21 @@ def hashed() -> bool:
 
 def _first_true(mask: Any, cap: int) -> tuple[Any, Any]:
     """The indices of ``mask``'s true entries in ``cap`` slots (``-1`` pads),
-    and whether more than ``cap`` were true."""
-    count = jnp.sum(mask, dtype=jnp.int32)
-    (pos,) = jnp.nonzero(mask, size=cap, fill_value=0)
-    return jnp.where(jnp.arange(cap) < count, pos, -1), count > cap
+    and whether more than ``cap`` were true.
+
+    Each true entry's rank comes from a prefix sum by `jax.lax.associative_scan`
+    and its index is scattered to that slot (ranks past ``cap`` dropped): at
+    1M entries 4.5 against 6.5 ms for ``jnp.nonzero(size=cap)``, whose
+    ``cumsum`` is the slower scan on CPU (the 1M deconvolution's walk,
+    iteration 2: 309 -> 276 ms, the same result).
+    """
+    flat = mask.reshape(-1)
+    count = jnp.sum(flat, dtype=jnp.int32)
+    rank = jax.lax.associative_scan(jnp.add, flat.astype(jnp.int32)) - 1
+    slot = jnp.where(flat, rank, cap)
+    index = jnp.arange(flat.size, dtype=jnp.int32)
+    pos = jnp.full((cap,), -1, jnp.int32).at[slot].set(index, mode="drop")
+    return pos, count > cap
 
 
 def _compacted(pending: list[Any], cap: int, dtype: Any) -> tuple[Any, Any]:
