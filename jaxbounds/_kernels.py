@@ -1,4 +1,4 @@
-"""The fast forms of the penalty sum and its derivative.
+"""The fast forms of the penalty sum and its derivative, and of a sort.
 
 Everything here has a plain reference it must equal (tested against it):
 the penalty sum of a leaf is ``jnp.sum(_penalty.elementwise(p, lo, up))``,
@@ -12,6 +12,10 @@ compiles and runs these sums:
   elementwise pass and one reduction (one kernel launch), not a thousand;
 - `summed` sums a large leaf in chunks on CPU, where a reduction does not
   fuse its producer and would first write ``f(x)`` out in full.
+
+The solver's Cauchy walk sorts its chunk of breakpoint times with
+`argsort_times`, which must equal ``jnp.argsort`` (stable): XLA's CPU sort is
+fast for one integer operand only.
 
 Maps that return one array per leaf (clip, projection) are not grouped: on
 XLA's CPU backend every slice split off a concatenation is a kernel of its
@@ -45,6 +49,34 @@ def one_device() -> bool:
     """Whether this process sees one device only: then no array is sharded."""
     one = jax.process_count() == 1 and jax.device_count() == 1
     return one and len(jax.devices("cpu")) == 1
+
+
+def argsort_times(t: jax.Array) -> jax.Array:
+    """``jnp.argsort(t)`` (stable) for a vector of times ``t >= 0`` (``inf`` too).
+
+    XLA's CPU sort is fast for one integer operand, and slow for floats and
+    for several operands (36864 times: ``jnp.argsort`` 7.5 ms, a key-value
+    sort of int64 keys 6.9 ms, one int64 operand 1.4 ms). The bit pattern of
+    a non-negative float, read as an integer, orders like its value. So the
+    patterns are sorted (one integer operand), each time's rank among them
+    is found by binary search (`jnp.searchsorted`), and ``rank * 2^16 +
+    index`` sorted (one integer operand) is the stable order: 3.5 ms, and
+    0.15 against 0.26 ms at 1152 times. Vectors of ``2^16`` times or more (the
+    key would not fit 32 bits) take ``jnp.argsort``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> print(argsort_times(jnp.array([0.5, jnp.inf, 0.25, 0.5, 0.0])))
+        [4 2 0 3 1]
+    """
+    k = t.shape[0]
+    if t.ndim != 1 or k >= 1 << 16:
+        return jnp.argsort(t)
+    same = {16: jnp.int16, 32: jnp.int32, 64: jnp.int64}[jnp.finfo(t.dtype).bits]
+    bits = jax.lax.bitcast_convert_type(jnp.abs(t), same)  # (abs: -0.0 as 0.0)
+    rank = jnp.searchsorted(jnp.sort(bits), bits, side="left").astype(jnp.uint32)
+    key = rank * jnp.uint32(1 << 16) + jnp.arange(k, dtype=jnp.uint32)
+    return (jnp.sort(key) & jnp.uint32(0xFFFF)).astype(jnp.int32)
 
 
 def summed(f: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:

@@ -172,3 +172,25 @@ def test_the_gradient_with_respect_to_the_bounds():
         lambda lo: jb.bounds_cost(q, {"a": lo, "b": lo}, {"a": 2.0, "b": 2.0})
     )(0.0)
     np.testing.assert_allclose(float(g), math.exp(1.0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32, jnp.float16, jnp.bfloat16])
+@pytest.mark.parametrize("k", [1, 7, 1152, 36864, 1 << 16])
+def test_argsort_times_is_the_stable_argsort(dtype, k):
+    # times >= 0 with ties (a tenth repeat one value), zeros of both signs and
+    # inf pads, as the Cauchy walk's chunks hold them; 2^16 takes jnp.argsort
+    rng = np.random.default_rng(k)
+    t = rng.exponential(size=k)
+    t[rng.random(k) < 0.1] = t[0]
+    t[rng.random(k) < 0.2] = np.inf
+    t[rng.random(k) < 0.05] = 0.0
+    t[rng.random(k) < 0.05] = -0.0
+    t = jnp.asarray(t, dtype)
+    expected = np.argsort(np.abs(np.asarray(t, np.float64)), kind="stable")
+    np.testing.assert_array_equal(jax.jit(_kernels.argsort_times)(t), expected)
+
+
+def test_argsort_times_under_vmap():
+    t = jnp.asarray(np.random.default_rng(0).exponential(size=(3, 100)))
+    order = jax.vmap(_kernels.argsort_times)(t)
+    np.testing.assert_array_equal(order, np.argsort(np.asarray(t), axis=1))

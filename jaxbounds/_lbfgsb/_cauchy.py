@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .._kernels import argsort_times
 from ._breakpoints import (
     breakpoints,
     gather_chunk,
@@ -219,7 +220,7 @@ def one_pass(
         ]
     )
     t = jnp.where(t > 0, t, jnp.inf)  # blocked variables never move
-    order = jnp.argsort(t)
+    order = argsort_times(t)
     state = start(tb, g, mem, cp, dtype)
     zero = jnp.zeros((), dtype)
     here, t_here = first_stop(zero, state, t[order[0]], cp)
@@ -289,7 +290,7 @@ def cauchy_walk(
             top = threshold(tb, a, t_lo, t_hi, dtype, wide)
             t, gc, w, missed = gather_chunk(tb, g, a, top, mem, cp, dtype, wide)
             t = jnp.where(t < missed, t, jnp.inf)  # the complete prefix only
-            order = jnp.argsort(t)
+            order = argsort_times(t)
             return walk(a, state, (t[order], gc[order], w[order]), cp), missed
 
         def step_over() -> tuple:
