@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _penalty
-from ._rounding import compute_dtype, violation
+from ._rounding import bits_dtype, compute_dtype, violation
 
 #: Elements per step when a large leaf is summed in a loop (see `summed`).
 CHUNK = 1 << 20
@@ -72,8 +72,8 @@ def argsort_times(t: jax.Array) -> jax.Array:
     k = t.shape[0]
     if t.ndim != 1 or k >= 1 << 16:
         return jnp.argsort(t)
-    same = {16: jnp.int16, 32: jnp.int32, 64: jnp.int64}[jnp.finfo(t.dtype).bits]
-    bits = jax.lax.bitcast_convert_type(jnp.abs(t), same)  # (abs: -0.0 as 0.0)
+    # (abs: -0.0 as 0.0)
+    bits = jax.lax.bitcast_convert_type(jnp.abs(t), bits_dtype(t.dtype))
     rank = jnp.searchsorted(jnp.sort(bits), bits, side="left").astype(jnp.uint32)
     key = rank * jnp.uint32(1 << 16) + jnp.arange(k, dtype=jnp.uint32)
     return (jnp.sort(key) & jnp.uint32(0xFFFF)).astype(jnp.int32)

@@ -48,6 +48,18 @@ def violation(x: jax.Array, lo: Any, up: Any) -> jax.Array:
     return parts[0] if len(parts) == 1 else jnp.maximum(*parts)
 
 
+def bits_dtype(dtype: Any) -> jnp.dtype:
+    """The signed integer dtype as wide as the float ``dtype``: the one its bit
+    patterns are read as (a non-negative float's pattern grows with it).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> print(bits_dtype(jnp.bfloat16), bits_dtype(jnp.float32))
+        int16 int32
+    """
+    return jnp.dtype(f"int{jnp.finfo(dtype).bits}")
+
+
 def next_float(x: jax.Array, up: Any) -> jax.Array:
     """The float next to ``x`` towards ``+inf`` where ``up``, else towards ``-inf``.
 
@@ -65,7 +77,7 @@ def next_float(x: jax.Array, up: Any) -> jax.Array:
         1.001
     """
     x = jnp.asarray(x)
-    bits = jnp.dtype(f"int{jnp.finfo(x.dtype).bits}")
+    bits = bits_dtype(x.dtype)
     i = jax.lax.bitcast_convert_type(x, bits)
     outwards = (x > 0) == up
     # Zeros and infinities stepped outwards are not stepped here: their bit

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from .._kernels import one_device
+from .._rounding import bits_dtype
 from ._memory import Compact, Memory
 from ._tree import leaves, replicated, smallest, tmap
 
@@ -149,16 +150,13 @@ def threshold(
 def _bits_of(dtype: Any) -> Any:
     """The map from floats of ``dtype`` to their bit patterns as integers, wide
     enough for the histogram's arithmetic (int64 for float64, else int32)."""
-    width = jnp.finfo(dtype).bits
-    same = {16: jnp.int16, 32: jnp.int32, 64: jnp.int64}[width]
-    wide = jnp.int64 if width == 64 else jnp.int32
-    return lambda v: jax.lax.bitcast_convert_type(v, same).astype(wide)
+    wide = jnp.int64 if jnp.finfo(dtype).bits == 64 else jnp.int32
+    return lambda v: jax.lax.bitcast_convert_type(v, bits_dtype(dtype)).astype(wide)
 
 
 def _float_of(b: Any, dtype: Any) -> Any:
     """The float of ``dtype`` whose bit pattern is the integer ``b``."""
-    same = {16: jnp.int16, 32: jnp.int32, 64: jnp.int64}[jnp.finfo(dtype).bits]
-    return jax.lax.bitcast_convert_type(b.astype(same), dtype)
+    return jax.lax.bitcast_convert_type(b.astype(bits_dtype(dtype)), dtype)
 
 
 def gather_chunk(
