@@ -194,3 +194,24 @@ def test_argsort_times_under_vmap():
     t = jnp.asarray(np.random.default_rng(0).exponential(size=(3, 100)))
     order = jax.vmap(_kernels.argsort_times)(t)
     np.testing.assert_array_equal(order, np.argsort(np.asarray(t), axis=1))
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 10, 33])
+def test_argsort_short_is_the_stable_argsort(k):
+    # the memory's ages: empty slots tie at -1, the others distinct; and
+    # random ties, since the order of equal entries is by index
+    rng = np.random.default_rng(k)
+    ages = rng.permutation(3 * k)[:k] - 1
+    ages[rng.random(k) < 0.3] = -1
+    many_ties = rng.integers(0, 3, size=k)
+    for a in (ages, many_ties, -many_ties.astype(np.float32)):
+        expected = np.argsort(a, kind="stable")
+        got = jax.jit(_kernels.argsort_short)(jnp.asarray(a))
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_argsort_short_under_vmap():
+    a = jnp.asarray(np.random.default_rng(1).integers(-1, 4, size=(4, 10)))
+    order = jax.vmap(_kernels.argsort_short)(a)
+    expected = np.argsort(np.asarray(a), axis=1, kind="stable")
+    np.testing.assert_array_equal(order, expected)

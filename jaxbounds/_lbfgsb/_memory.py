@@ -103,11 +103,13 @@ def push(mem: Memory, s: Any, y: Any, dtype: Any, keep: Any = True) -> Memory:
     )
 
 
-def inv_spd(a: jax.Array) -> jax.Array:
+def inv_spd(a: jax.Array, *, unroll: bool = False) -> jax.Array:
     """The inverse of a small SPD matrix by sweeping every pivot (Gauss-Jordan).
 
     One loop rather than LAPACK: the matrices are at most ``m x m``, and this
-    compiles in a fraction of the time. Pivots are kept positive.
+    compiles in a fraction of the time. Pivots are kept positive. ``unroll``
+    writes the loop out, for the dense path's matrices (``n <= 16``), where
+    each trip of the loop cost more than its sweep.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -124,7 +126,7 @@ def inv_spd(a: jax.Array) -> jax.Array:
         a = a - jnp.outer(col, row) / d
         return a.at[k, :].set(row / d).at[:, k].set(col / d).at[k, k].set(-1 / d)
 
-    return -jax.lax.fori_loop(0, n, sweep, a)
+    return -jax.lax.fori_loop(0, n, sweep, a, unroll=unroll)
 
 
 class Block(NamedTuple):
