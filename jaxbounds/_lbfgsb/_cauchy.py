@@ -45,10 +45,14 @@ import jax.numpy as jnp
 
 from .._kernels import argsort_times
 from ._breakpoints import (
+    Histogram,
     breakpoints,
     gather_chunk,
+    histogram,
+    no_histogram,
     one_chunk,
     threshold,
+    threshold_from,
     w_rows,
     wide_rounds,
 )
@@ -267,31 +271,46 @@ def cauchy_walk(
     if one_chunk(tb):
         return one_pass(tb, g, mem, cp, dtype, skip)
     wide = wide_rounds(tb)
+    n = sum(t.size for t in leaves(tb))
     zero = jnp.zeros((), dtype)
 
-    def after(a: Any) -> tuple[Any, Any]:
-        ts = [jnp.where(t > a, t, jnp.inf) for t in leaves(tb)]
-        fin = [jnp.where(jnp.isfinite(t), t, -jnp.inf) for t in ts]
-        return (
-            smallest([jnp.min(t, initial=math.inf) for t in ts], dtype, math.inf),
-            largest([jnp.max(t, initial=-math.inf) for t in fin], dtype, -math.inf),
-        )
+    def after(a: Any) -> Any:
+        """The first breakpoint after ``a`` (``inf``: none)."""
+        ts = [
+            jnp.min(jnp.where(t > a, t, jnp.inf), initial=math.inf) for t in leaves(tb)
+        ]
+        return smallest(ts, dtype, math.inf)
+
+    def counted(t_lo: Any) -> tuple[Any, Histogram]:
+        # the last finite breakpoint, and all counted in bins: once per walk,
+        # in its first chunked round (a walk that stops on its first segment,
+        # as late ones often do, makes no pass for them)
+        fin = [jnp.where(jnp.isfinite(t), t, -jnp.inf) for t in leaves(tb)]
+        last = largest([jnp.max(t, initial=-math.inf) for t in fin], dtype, -math.inf)
+        return last, histogram(tb, t_lo, last, dtype)
 
     def cond(carry: tuple) -> Any:
-        _, _, done, _, _, rounds = carry
+        _, _, done, _, _, rounds, _ = carry
         return ~done & (rounds < MAX_ROUNDS)
 
     def body(carry: tuple) -> tuple:
-        a, state, _, tstar, cstar, rounds = carry
-        t_lo, t_hi = after(a)
+        a, state, _, tstar, cstar, rounds, seen = carry
+        t_lo = after(a)
         here, t_here = first_stop(a, state, t_lo, cp)
 
         def chunked(wide: bool) -> tuple:
-            top = threshold(tb, a, t_lo, t_hi, dtype, wide)
+            # (round 0 stands at a = 0, so t_lo is the first breakpoint of all)
+            last, hist = jax.lax.cond(rounds == 0, lambda: counted(t_lo), lambda: seen)
+            t_hi = jnp.where(last > a, last, -jnp.inf)  # the last one after a
+            top, ok = threshold_from(hist, t_lo, t_hi, n, dtype, wide)
+            top = jax.lax.cond(
+                ok, lambda: top, lambda: threshold(tb, a, t_lo, t_hi, dtype, wide)
+            )
             t, gc, w, missed = gather_chunk(tb, g, a, top, mem, cp, dtype, wide)
             t = jnp.where(t < missed, t, jnp.inf)  # the complete prefix only
             order = argsort_times(t)
-            return walk(a, state, (t[order], gc[order], w[order]), cp), missed
+            walked = walk(a, state, (t[order], gc[order], w[order]), cp)
+            return walked, missed, (last, hist)
 
         def step_over() -> tuple:
             # one pass: the state just after every breakpoint equal to t_lo
@@ -306,13 +325,14 @@ def cauchy_walk(
             lambda: (
                 (jnp.array(True), t_here, c_here, a, state),
                 jnp.asarray(jnp.inf, dtype),
+                seen,
             ),
             lambda: chunked(False),
         ]
         if wide:
             branches.append(lambda: chunked(True))
         # round 0 the chunk; later rounds the last branch (wide, if any)
-        walked, missed = jax.lax.switch(
+        walked, missed, seen = jax.lax.switch(
             jnp.where(here, 0, jnp.minimum(rounds + 1, len(branches) - 1)), branches
         )
         stuck = ~here & ~(missed > t_lo)
@@ -321,13 +341,14 @@ def cauchy_walk(
         )
         tstar = jnp.where(stop, t_walk, tstar)
         cstar = jnp.where(stop, c_walk, cstar)
-        return new_a, new_state, stop, tstar, cstar, rounds + 1
+        return new_a, new_state, stop, tstar, cstar, rounds + 1, seen
 
     # (a model rising at once is the first round's first_stop, at t* = 0)
     state0 = start(tb, g, mem, cp, dtype)
     rounds0 = jnp.zeros((), jnp.int32)
-    init = (zero, state0, skip, zero, jnp.zeros_like(state0[2]), rounds0)
-    a, end, done, tstar, cstar, rounds = jax.lax.while_loop(cond, body, init)
+    unseen = (jnp.asarray(-jnp.inf, dtype), no_histogram(tb, dtype))
+    init = (zero, state0, skip, zero, jnp.zeros_like(state0[2]), rounds0, unseen)
+    a, end, done, tstar, cstar, rounds, _ = jax.lax.while_loop(cond, body, init)
     # a walk cut at MAX_ROUNDS (or a skipped one) stands at a
     return Walked(jnp.where(done, tstar, a), jnp.where(done, cstar, end[2]), rounds)
 

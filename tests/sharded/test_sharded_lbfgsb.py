@@ -65,8 +65,10 @@ def assert_no_gather_of_the_memory(hlo: str) -> None:
 
 
 def solve(fun):
+    # (tol 1e-6: with values near 53, the projected gradient's rounding floor
+    # is about 1e-7, where a path may stall at 1.3e-7 or pass it by luck)
     return jax.jit(
-        lambda p, lo, up: jb.minimize(fun, p, lo, up, tol=1e-7, memory_size=M)
+        lambda p, lo, up: jb.minimize(fun, p, lo, up, tol=1e-6, memory_size=M)
     )
 
 
