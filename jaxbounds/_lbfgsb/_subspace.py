@@ -36,7 +36,7 @@ from ._memory import (
 )
 from ._tree import (
     as_row,
-    free_grams,
+    free_grams_and_dots,
     leaves,
     reach,
     replicated,
@@ -98,15 +98,17 @@ def keeps(leaf: Any) -> bool:
 
 
 def sync(
-    mem: Memory, cache: Kept, free: Any, dtype: Any, refresh: Any = False
-) -> tuple[Kept, jax.Array]:
+    mem: Memory, cache: Kept, free: Any, r: Any, dtype: Any, refresh: Any = False
+) -> tuple[Kept, jax.Array, jax.Array]:
     """The free-set Gram matrices at the mask ``free``, kept up to date.
 
-    Returns ``(cache, grams)``: ``grams`` stacks ``Y_F^T Y_F``, ``S_F^T Y_F``
-    and ``S_A^T S_A`` (``F`` the variables free in ``free``, ``A`` the
-    others), ``(3, m, m)``; ``cache`` holds them (its large leaves' part)
-    for the next step. From the kept products at the previous mask, in the
-    usual case:
+    Returns ``(cache, grams, dots)``: ``grams`` stacks ``Y_F^T Y_F``,
+    ``S_F^T Y_F`` and ``S_A^T S_A`` (``F`` the variables free in ``free``,
+    ``A`` the others), ``(3, m, m)``; ``cache`` holds them (its large
+    leaves' part) for the next step; ``dots`` stacks ``Y^T r`` and ``S^T r``
+    for a tree ``r`` shaped like a point, ``(2, m)``, taken in the same
+    passes over the memory (the subspace step's ``W^T r``). From the kept
+    products at the previous mask, in the usual case:
 
     - the variables that entered or left the free set are found by one pass
       over the masks, at most `budget` of them per leaf gathered (a
@@ -115,8 +117,8 @@ def sync(
     - the row and column of the slot `push` wrote since (or, if none, of
       the slot with the most updates since its last fresh row) are
       recomputed by one pass over the memory: the products of the masked
-      ``z y_j``, ``z s_j``, ``(1 - z) s_j`` with ``S`` and ``Y``. So no row
-      carries more than ``m - 1`` updates.
+      ``z y_j``, ``z s_j``, ``(1 - z) s_j`` (and ``r``) with ``S`` and ``Y``.
+      So no row carries more than ``m - 1`` updates.
 
     Everything is recomputed from scratch (as `free_grams` does) when more
     than one slot was written, more variables changed than a leaf's budget,
@@ -132,31 +134,33 @@ def sync(
         >>> x = jnp.zeros(5000)
         >>> mem = push(new_memory(x, 2, jnp.float32), x + 1, x + 2, jnp.float32)
         >>> kept = new_kept(x, 2, jnp.float32)._replace(written=mem.age >= 0)
-        >>> kept, grams = sync(mem, kept, x < 1, jnp.float32)  # all free
+        >>> kept, grams, _ = sync(mem, kept, x < 1, x, jnp.float32)  # all free
         >>> print(grams[:, 0, 0].tolist())
         [20000.0, 10000.0, 0.0]
         >>> free = jnp.arange(5000) >= 10  # ten leave the free set
-        >>> kept, grams = sync(mem, kept, free, jnp.float32)
-        >>> print(grams[:, 0, 0].tolist())
-        [19960.0, 9980.0, 10.0]
+        >>> kept, grams, dots = sync(mem, kept, free, x + 3, jnp.float32)
+        >>> print(grams[:, 0, 0].tolist(), dots[:, 0].tolist())
+        [19960.0, 9980.0, 10.0] [30000.0, 15000.0]
     """
     m = mem.age.shape[0]
     flags = [keeps(z) for z in leaves(free)]
-    parts = [leaves(t) for t in (mem.s, mem.y, cache.free, free)]
+    parts = [leaves(t) for t in (mem.s, mem.y, cache.free, free, r)]
     kept = [[v for v, f in zip(p, flags) if f] for p in parts]
     redo = [[v for v, f in zip(p, flags) if not f] for p in parts]
-    small = (
-        jnp.stack(free_grams(redo[0], redo[1], redo[3], dtype))
-        if redo[0]
-        else jnp.zeros((3, m, m), dtype)
-    )
-    s_k, y_k, was, now = kept
+    if redo[0]:
+        small, small_dots = free_grams_and_dots(
+            redo[0], redo[1], redo[3], redo[4], dtype
+        )
+    else:
+        small, small_dots = jnp.zeros((3, m, m), dtype), jnp.zeros((2, m), dtype)
+    s_k, y_k, was, now, r_k = kept
     done = cache._replace(free=free, written=jnp.zeros_like(cache.written))
     if not s_k:
-        return done, small
+        return done, small, small_dots
 
-    def scratch(_: Any) -> tuple[jax.Array, jax.Array]:
-        return jnp.stack(free_grams(s_k, y_k, now, dtype)), jnp.zeros_like(cache.stale)
+    def scratch(_: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+        grams, dots = free_grams_and_dots(s_k, y_k, now, r_k, dtype)
+        return grams, dots, jnp.zeros_like(cache.stale)
 
     changed = [(a != b).reshape(-1) for a, b in zip(was, now)]
     counts = [jnp.sum(c, dtype=jnp.int32) for c in changed]
@@ -164,14 +168,15 @@ def sync(
     for c, n in zip(counts, changed):
         over = over | (c > budget(n.shape[0]))
 
-    def update(_: Any) -> tuple[jax.Array, jax.Array]:
-        grams, stale, drift = _update(cache, s_k, y_k, now, changed, counts, dtype)
-        return jax.lax.cond(drift, scratch, lambda _: (grams, stale), None)
+    def update(_: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+        grams, dots, stale, drift = _update(
+            cache, s_k, y_k, now, r_k, changed, counts, dtype
+        )
+        return jax.lax.cond(drift, scratch, lambda _: (grams, dots, stale), None)
 
-    grams, stale = jax.lax.cond(over | refresh, scratch, update, None)
-    return done._replace(grams=grams.astype(cache.grams.dtype), stale=stale), (
-        grams + small
-    )
+    grams, dots, stale = jax.lax.cond(over | refresh, scratch, update, None)
+    done = done._replace(grams=grams.astype(cache.grams.dtype), stale=stale)
+    return done, grams + small, dots + small_dots
 
 
 def _update(
@@ -179,11 +184,13 @@ def _update(
     s_k: list[Any],
     y_k: list[Any],
     now: list[Any],
+    r: list[Any],
     changed: list[Any],
     counts: list[Any],
     dtype: Any,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """`sync`'s incremental step on the cache leaves: ``(grams, stale, drift)``."""
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """`sync`'s incremental step on the cache leaves: ``(grams, dots, stale,
+    drift)``."""
     m = cache.stale.shape[0]
     grams = cache.grams.astype(dtype)
     outs = [replicated(z) for z in now]
@@ -204,12 +211,17 @@ def _update(
     # carries more than m - 1 updates); one pass over the memory
     written = jnp.any(cache.written)
     j = jnp.where(written, jnp.argmax(cache.written), jnp.argmax(cache.stale))
-    ry: Any = 0  # y_i . (z y_j, z s_j, (1 - z) s_j)
+    ry: Any = 0  # y_i . (z y_j, z s_j, (1 - z) s_j, r)
     rs: Any = 0  # s_i . (the same)
-    for y, s, z, out in zip(y_k, s_k, now, outs):
+    for y, s, z, rl, out in zip(y_k, s_k, now, r, outs):
         # (the columns last: XLA's CPU dot then reads the memory once, uncopied)
         vecs = jnp.stack(
-            [jnp.where(z, y[j], 0), jnp.where(z, s[j], 0), jnp.where(z, 0, s[j])],
+            [
+                jnp.where(z, y[j], 0),
+                jnp.where(z, s[j], 0),
+                jnp.where(z, 0, s[j]),
+                as_row(rl, y).astype(y.dtype),
+            ],
             axis=-1,
         )
         nd = jnp.ndim(z)
@@ -236,7 +248,7 @@ def _update(
     diag = jnp.concatenate([jnp.diagonal(yy), jnp.diagonal(ss)])
     drift = drift | jnp.any(diag < 0) | ~jnp.all(jnp.isfinite(grams))
     stale = (cache.stale + 1).at[j].set(0)
-    return grams, stale, drift
+    return grams, jnp.stack([ry[:, 3], rs[:, 3]]), stale, drift
 
 
 def free_step(
@@ -275,13 +287,14 @@ def free_step(
         zc,
         wmc,
     )
-    v = w_dot(mem, cp, tmap(lambda a: a[None], r), dtype)[:, 0]
     # (M^{-1} - W^T Z Z^T W / theta) u = v, as a block system: the free
-    # variables' Gram matrices of Y and S, the active ones' of S
+    # variables' Gram matrices of Y and S, the active ones' of S; and
+    # v = W^T r from the same passes over the memory
     m = mem.age.shape[0]
     valid = cp.valid[:m]
     pair = valid[:, None] & valid[None, :]
-    kept, (yy, sy, ss) = sync(mem, kept, free, dtype)
+    kept, (yy, sy, ss), (yr, sr) = sync(mem, kept, free, r, dtype)
+    v = jnp.where(cp.valid, jnp.concatenate([yr, cp.theta * sr]), 0.0)
     yy = jnp.where(pair, yy, 0.0)
     sy = jnp.where(pair, sy, 0.0)
     ss = jnp.where(pair, ss, 0.0)

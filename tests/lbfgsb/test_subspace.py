@@ -118,8 +118,19 @@ def PUSH(both, s, y, dtype, keep=True):
 
 @functools.partial(jax.jit, static_argnums=2)
 def SYNC(both, free, dtype, refresh=False):
-    kept, grams = sync(both.mem, both.kept, free, dtype, refresh)
-    return Both(both.mem, kept), grams
+    """`sync`, with ``r`` the mask as 1.5 and 0 (a reduced gradient's zeros)."""
+    r = {k: jnp.where(z, 1.5, 0.0).astype(dtype) for k, z in free.items()}
+    kept, grams, dots = sync(both.mem, both.kept, free, r, dtype, refresh)
+    return Both(both.mem, kept), grams, dots
+
+
+def numpy_dots(mem, free):
+    """``Y^T r`` and ``S^T r`` for `SYNC`'s ``r`` over every leaf."""
+    m = mem.age.shape[0]
+    s = np.concatenate([np.asarray(mem.s[k], float).reshape(m, -1) for k in SHAPES], 1)
+    y = np.concatenate([np.asarray(mem.y[k], float).reshape(m, -1) for k in SHAPES], 1)
+    r = np.concatenate([1.5 * np.asarray(free[k]).reshape(-1) for k in SHAPES])
+    return np.stack([y @ r, s @ r])
 
 
 def numpy_grams(mem, free, keys=tuple(SHAPES)):
@@ -159,10 +170,15 @@ def test_kept_products_equal_the_masked_products_over_many_steps(dtype, rtol):
         keep = step % 5 != 3
         mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype, keep)
         free = flip(free, rng, [0, 1, 37, budget(5120)][step % 4])
-        mem, grams = SYNC(mem, free, dtype)
+        mem, grams, dots = SYNC(mem, free, dtype)
         want = numpy_grams(mem, free)
         scale = np.abs(want).max()
         np.testing.assert_allclose(grams, want, rtol=rtol, atol=rtol * scale)
+        # W^T r from the same passes, incremental or from scratch
+        want = numpy_dots(mem, free)
+        np.testing.assert_allclose(
+            dots, want, rtol=rtol, atol=rtol * np.abs(want).max()
+        )
         assert not np.any(mem.written)
         incremental += int(np.max(mem.stale) > 0)
         # the memory keeps the big leaf's part
@@ -178,15 +194,15 @@ def test_more_changes_than_the_budget_or_two_pushes_recompute_from_scratch():
     for _ in range(3):
         mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
     free = {k: jnp.asarray(rng.uniform(size=v) < 0.5) for k, v in SHAPES.items()}
-    mem, _ = SYNC(mem, free, dtype)
+    mem, _, _ = SYNC(mem, free, dtype)
     mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
-    mem, _ = SYNC(mem, free, dtype)
+    mem, _, _ = SYNC(mem, free, dtype)
     assert np.max(mem.stale) > 0  # incremental
     for count, pushes in [(budget(5120) + 1, 1), (2, 2)]:
         for _ in range(pushes):
             mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
         free = flip(free, rng, count)
-        mem, grams = SYNC(mem, free, dtype)
+        mem, grams, _ = SYNC(mem, free, dtype)
         np.testing.assert_allclose(grams, numpy_grams(mem, free), rtol=1e-12)
         np.testing.assert_array_equal(mem.stale, 0)  # from scratch
 
@@ -200,7 +216,7 @@ def test_drifted_products_are_refreshed(corrupt):
     for _ in range(4):
         mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
         free = flip(free, rng, 5)
-        mem, _ = SYNC(mem, free, dtype)
+        mem, _, _ = SYNC(mem, free, dtype)
     assert np.max(mem.stale) > 0
     # the stalest slot other than the next fresh row: the one the check reads
     order = np.argsort(-np.asarray(mem.stale), kind="stable")
@@ -208,11 +224,11 @@ def test_drifted_products_are_refreshed(corrupt):
     yy = mem.grams[0]
     bad = yy[k, k] * (1 + 1e-9) if corrupt == "drift" else -1.0
     mem = mem._replace(kept=mem.kept._replace(grams=mem.grams.at[0, k, k].set(bad)))
-    mem, grams = SYNC(mem, free, dtype)  # no change, no push: a check only
+    mem, grams, _ = SYNC(mem, free, dtype)  # no change, no push: a check only
     np.testing.assert_array_equal(mem.stale, 0)  # refreshed from scratch
     np.testing.assert_allclose(grams, numpy_grams(mem, free), rtol=1e-12)
     # and a refresh can be asked for
-    mem, grams = SYNC(mem, free, dtype, True)
+    mem, grams, _ = SYNC(mem, free, dtype, True)
     np.testing.assert_array_equal(mem.stale, 0)
 
 
@@ -240,7 +256,7 @@ def test_kept_products_under_vmap():
         # fit 0 changes little, fit 1 over the budget, fit 2 not at all
         frees = [flip(frees[0], rng, 3), flip(frees[1], rng, 400), frees[2]]
         free = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *frees)
-        mem, grams = vsync(mem, free)
+        mem, grams, _ = vsync(mem, free)
         for b in range(batch):
             one = jax.tree_util.tree_map(lambda v, b=b: v[b], mem)
             np.testing.assert_allclose(

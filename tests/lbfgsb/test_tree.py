@@ -18,6 +18,7 @@ from jaxbounds._lbfgsb._tree import (
     GRAM_BLOCK,
     clip_tree,
     free_grams,
+    free_grams_and_dots,
     largest,
     leaves,
     mem_combine,
@@ -162,6 +163,10 @@ def test_free_grams_of_a_long_row_add_up_its_blocks():
     np.testing.assert_allclose(yy, y[:, z] @ y[:, z].T, rtol=1e-12)
     np.testing.assert_allclose(sy, s[:, z] @ y[:, z].T, rtol=1e-12)
     np.testing.assert_allclose(ss, s[:, ~z] @ s[:, ~z].T, rtol=1e-12)
+    # and W^T r of a vector r from the same blocks
+    r = rng.normal(size=n)
+    _, dots = free_grams_and_dots(*map(jnp.asarray, (s, y, z, r)), jnp.float64)
+    np.testing.assert_allclose(dots, np.stack([y @ r, s @ r]), rtol=1e-12)
 
 
 def test_free_grams_are_the_masked_gram_matrices():
