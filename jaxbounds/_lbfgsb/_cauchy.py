@@ -5,7 +5,8 @@ The first local minimiser of the quadratic model
 projected-gradient path ``P(x - t g)`` (Byrd et al. 1995, section 4). The
 path is piecewise linear with a breakpoint per variable; scipy pops them in
 order from a heap and updates the model's slope at each. Here each round
-takes the next *chunk* of breakpoints at once (picked and gathered by
+takes the next *chunk* of breakpoints at once (ended by
+`jaxbounds._lbfgsb._threshold`, gathered by
 `jaxbounds._lbfgsb._breakpoints`), sorts it, and runs scipy's recurrences
 over it as prefix sums: the slope and curvature just after every
 breakpoint, the first segment holding a minimiser (`walk`).
@@ -45,18 +46,20 @@ import jax.numpy as jnp
 
 from .._kernels import argsort_times
 from ._breakpoints import (
-    Histogram,
     breakpoints,
     gather_chunk,
-    histogram,
-    no_histogram,
     one_chunk,
-    threshold,
-    threshold_from,
     w_rows,
     wide_rounds,
 )
 from ._memory import Compact, Memory, m_times, w_dot
+from ._threshold import (
+    Histogram,
+    histogram,
+    no_histogram,
+    threshold,
+    threshold_from,
+)
 from ._tree import largest, leaves, smallest, tmap, total
 
 #: Rounds of the walk before it settles for the point reached.
