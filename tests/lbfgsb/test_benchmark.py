@@ -92,7 +92,8 @@ def test_lbfgsb_benchmark_quick_run(tmp_path: Path):
         for ph in ("first", "early", "late"):
             cell = row[ph]
             for who in ("scipy", "jaxbounds"):
-                assert cell[who]["seconds_min"] <= cell[who]["seconds"]
+                # (each step ends after the one before: its stamps were found)
+                assert 0 < cell[who]["seconds_min"] <= cell[who]["seconds"]
                 assert cell[who]["seconds"] <= cell[who]["seconds_max"]
             ratio = cell["jaxbounds"]["seconds"] / cell["scipy"]["seconds"]
             assert cell["ratio"] == ratio
