@@ -36,7 +36,7 @@ from ._memory import (
 )
 from ._tree import (
     as_row,
-    free_grams_and_dots,
+    free_grams,
     leaves,
     reach,
     replicated,
@@ -148,9 +148,7 @@ def sync(
     kept = [[v for v, f in zip(p, flags) if f] for p in parts]
     redo = [[v for v, f in zip(p, flags) if not f] for p in parts]
     if redo[0]:
-        small, small_dots = free_grams_and_dots(
-            redo[0], redo[1], redo[3], redo[4], dtype
-        )
+        small, small_dots = free_grams(redo[0], redo[1], redo[3], redo[4], dtype)
     else:
         small, small_dots = jnp.zeros((3, m, m), dtype), jnp.zeros((2, m), dtype)
     s_k, y_k, was, now, r_k = kept
@@ -159,7 +157,7 @@ def sync(
         return done, small, small_dots
 
     def scratch(_: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
-        grams, dots = free_grams_and_dots(s_k, y_k, now, r_k, dtype)
+        grams, dots = free_grams(s_k, y_k, now, r_k, dtype)
         return grams, dots, jnp.zeros_like(cache.stale)
 
     changed = [(a != b).reshape(-1) for a, b in zip(was, now)]

@@ -18,7 +18,6 @@ from jaxbounds._lbfgsb._tree import (
     GRAM_BLOCK,
     clip_tree,
     free_grams,
-    free_grams_and_dots,
     largest,
     leaves,
     mem_combine,
@@ -146,9 +145,10 @@ def test_memory_rows_are_flat_and_free_grams_read_them():
     m = 3
     s, y = random_tree(rng, (m,)), random_tree(rng, (m,))
     free = {k: rng.uniform(size=sh) < 0.5 for k, sh in SHAPES.items()}
+    r = random_tree(rng)
     flat = [{k: v.reshape(m, -1) for k, v in t.items()} for t in (s, y)]
-    shaped = free_grams(*map(as_jax, (s, y, free)), jnp.float64)
-    flat_rows = free_grams(*map(as_jax, (*flat, free)), jnp.float64)
+    shaped = free_grams(*map(as_jax, (s, y, free, r)), jnp.float64)
+    flat_rows = free_grams(*map(as_jax, (*flat, free, r)), jnp.float64)
     for a, b in zip(shaped, flat_rows):
         np.testing.assert_allclose(a, b, rtol=1e-13)
 
@@ -159,13 +159,13 @@ def test_free_grams_of_a_long_row_add_up_its_blocks():
     m, n = 3, 2 * GRAM_BLOCK + 37
     s, y = rng.normal(size=(m, n)), rng.normal(size=(m, n))
     z = rng.uniform(size=n) < 0.5
-    yy, sy, ss = free_grams(jnp.asarray(s), jnp.asarray(y), jnp.asarray(z), jnp.float64)
+    r = rng.normal(size=n)
+    grams, dots = free_grams(*map(jnp.asarray, (s, y, z, r)), jnp.float64)
+    yy, sy, ss = grams
     np.testing.assert_allclose(yy, y[:, z] @ y[:, z].T, rtol=1e-12)
     np.testing.assert_allclose(sy, s[:, z] @ y[:, z].T, rtol=1e-12)
     np.testing.assert_allclose(ss, s[:, ~z] @ s[:, ~z].T, rtol=1e-12)
-    # and W^T r of a vector r from the same blocks
-    r = rng.normal(size=n)
-    _, dots = free_grams_and_dots(*map(jnp.asarray, (s, y, z, r)), jnp.float64)
+    # and W^T r from the same blocks
     np.testing.assert_allclose(dots, np.stack([y @ r, s @ r]), rtol=1e-12)
 
 
@@ -174,8 +174,10 @@ def test_free_grams_are_the_masked_gram_matrices():
     m = 3
     s, y = random_tree(rng, (m,)), random_tree(rng, (m,))
     free = {k: rng.uniform(size=sh) < 0.5 for k, sh in SHAPES.items()}
-    yy, sy, ss = free_grams(*map(as_jax, (s, y, free)), jnp.float64)
+    r = random_tree(rng)
+    (yy, sy, ss), dots = free_grams(*map(as_jax, (s, y, free, r)), jnp.float64)
     sm, ym, z = ravel(s, (m,)), ravel(y, (m,)), ravel(free).astype(bool)
     np.testing.assert_allclose(yy, ym[:, z] @ ym[:, z].T, rtol=1e-12)
     np.testing.assert_allclose(sy, sm[:, z] @ ym[:, z].T, rtol=1e-12)
     np.testing.assert_allclose(ss, sm[:, ~z] @ sm[:, ~z].T, rtol=1e-12)
+    np.testing.assert_allclose(dots, np.stack([ym @ ravel(r), sm @ ravel(r)]))
