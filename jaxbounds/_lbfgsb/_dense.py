@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from .._kernels import argsort_short
+from ._breakpoints import breakpoints
 from ._memory import Memory, inv_spd
 from ._tree import leaves, reach, vdot
 
@@ -111,19 +112,12 @@ def dense_matrix(mem: Memory, dtype: Any) -> jax.Array:
     return b
 
 
-def breaks(x: Any, g: Any, lo: Any, up: Any) -> jax.Array:
-    """``t_i``, where ``x_i - t g_i`` meets its bound (``inf``: never; 0: blocked)."""
-    safe = jnp.where(g == 0, 1, g)
-    tb = jnp.where(g < 0, (x - up) / safe, (x - lo) / safe)
-    return jnp.maximum(jnp.where(g == 0, jnp.inf, tb), 0)
-
-
 def cauchy_point(x: Any, g: Any, lo: Any, up: Any, t: Any) -> jax.Array:
     """``P(x - t g)``, with every variable whose breakpoint is passed exactly at
     its bound (as scipy's ``cauchy`` fixes it), also when ``t`` is the
     breakpoint itself: ``x - t g`` may round just inside, and the variable
     would count as free."""
-    passed = (g != 0) & (breaks(x, g, lo, up) <= t)
+    passed = (g != 0) & (breakpoints(x, g, lo, up) <= t)
     return jnp.where(passed, jnp.where(g < 0, up, lo), jnp.clip(x - t * g, lo, up))
 
 
@@ -136,7 +130,7 @@ def cauchy_time(x: Any, g: Any, lo: Any, up: Any, b: jax.Array) -> jax.Array:
     segments do not overlap, so the first one holding a minimiser holds the
     smallest.
     """
-    tb = breaks(x, g, lo, up)
+    tb = breakpoints(x, g, lo, up)
     starts = jnp.concatenate([jnp.zeros((1,), tb.dtype), tb])
     ends = jnp.min(jnp.where(tb[None, :] > starts[:, None], tb[None, :], jnp.inf), 1)
     finite = jnp.isfinite(starts)
