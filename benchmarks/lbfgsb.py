@@ -668,14 +668,19 @@ def step_ends(
     start: float, evals: list[tuple[float, float]], values: Any
 ) -> list[float]:
     """Seconds from ``start`` to the end of each step: the time of the first
-    evaluation, after the previous step's, whose value is the step's value."""
+    evaluation, after the previous step's, whose value is the step's value.
+
+    Raises:
+        ValueError: a step's value is not among the evaluations after the
+            previous step's (the stamps and the history disagree).
+    """
     ends, i = [0.0], 0
     for v in np.asarray(values)[1:]:
         i += 1
         while i < len(evals) and evals[i][1] != v:
             i += 1
         if i == len(evals):
-            break
+            raise ValueError(f"no evaluation after step {len(ends) - 1} has value {v}")
         ends.append(evals[i][0] - start)
     return ends
 
