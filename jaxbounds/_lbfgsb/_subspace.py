@@ -29,6 +29,8 @@ from ._memory import (
     Memory,
     block,
     block_solve,
+    few_slots,
+    holds_at_most,
     inv_spd,
     m_times,
     w_dot,
@@ -123,10 +125,15 @@ def sync(
     Everything is recomputed from scratch (as `free_grams` does) when more
     than one slot was written, more variables changed than a leaf's budget,
     ``refresh`` is true, or drift is detected: the kept diagonals of the
-    stalest other slot (``y_k^T Z Z^T y_k`` and ``s_k^T (I - Z Z^T) s_k``)
-    differ from fresh masked sums of squares by more than `DRIFT_ULPS` ulps
-    of their value, or a kept diagonal (a sum of squares) is negative or not
-    finite.
+    stalest other slot in use (``y_k^T Z Z^T y_k`` and
+    ``s_k^T (I - Z Z^T) s_k``) differ from fresh masked sums of squares by
+    more than `DRIFT_ULPS` ulps of their value, or a kept diagonal of a slot
+    in use (a sum of squares) is negative, or a kept product of two is not
+    finite. On a large problem whose memory holds few pairs (the first
+    iterations, where the free set changes most and the products are
+    rebuilt), the rebuild reads only the slots that can hold them
+    (`jaxbounds._lbfgsb._memory.few_slots`): at 1M variables, iterations 2
+    to 5 of a deconvolution, 17 ms instead of 43 ms.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -156,8 +163,16 @@ def sync(
     if not s_k:
         return done, small, small_dots
 
+    k = few_slots(m, sum(math.prod(jnp.shape(z)) for z in now))
+
     def scratch(_: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
-        grams, dots = free_grams(s_k, y_k, now, r_k, dtype)
+        def over(slots: int | None) -> Any:
+            return lambda: free_grams(s_k, y_k, now, r_k, dtype, slots)
+
+        if k:  # (a memory still filling: its first k slots only)
+            grams, dots = jax.lax.cond(holds_at_most(mem, k), over(k), over(None))
+        else:
+            grams, dots = over(None)()
         return grams, dots, jnp.zeros_like(cache.stale)
 
     changed = [(a != b).reshape(-1) for a, b in zip(was, now)]
@@ -168,7 +183,7 @@ def sync(
 
     def update(_: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
         grams, dots, stale, drift = _update(
-            cache, s_k, y_k, now, r_k, changed, counts, dtype
+            cache, s_k, y_k, now, r_k, changed, counts, mem.age >= 0, dtype
         )
         return jax.lax.cond(drift, scratch, lambda _: (grams, dots, stale), None)
 
@@ -185,6 +200,7 @@ def _update(
     r: list[Any],
     changed: list[Any],
     counts: list[Any],
+    valid: jax.Array,
     dtype: Any,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """`sync`'s incremental step on the cache leaves: ``(grams, dots, stale,
@@ -238,13 +254,18 @@ def _update(
     drift = (jnp.abs(grams[0, k, k] - fresh_yy) > tol * fresh_yy) | (
         jnp.abs(grams[2, k, k] - fresh_ss) > tol * fresh_ss
     )
-    drift = drift & (k != j)  # (m = 1)
+    # (the checks read the slots in use only: an empty slot's products take
+    # no part, and a `first_slots` rebuild leaves some zero, to which the
+    # updates then add the changed variables' outer products)
+    drift = drift & (k != j) & valid[k]  # (k = j: m = 1)
     yy = grams[0].at[:, j].set(ry[:, 0]).at[j, :].set(ry[:, 0])
     sy = grams[1].at[:, j].set(rs[:, 0]).at[j, :].set(ry[:, 1])
     ss = grams[2].at[:, j].set(rs[:, 2]).at[j, :].set(rs[:, 2])
     grams = jnp.stack([yy, sy, ss])
     diag = jnp.concatenate([jnp.diagonal(yy), jnp.diagonal(ss)])
-    drift = drift | jnp.any(diag < 0) | ~jnp.all(jnp.isfinite(grams))
+    negative = (diag < 0) & jnp.concatenate([valid, valid])
+    pair = valid[:, None] & valid[None, :]
+    drift = drift | jnp.any(negative) | ~jnp.all(jnp.isfinite(grams) | ~pair)
     stale = (cache.stale + 1).at[j].set(0)
     return grams, jnp.stack([ry[:, 3], rs[:, 3]]), stale, drift
 

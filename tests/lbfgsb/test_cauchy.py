@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbounds._lbfgsb import _breakpoints, _cauchy
-from jaxbounds._lbfgsb._cauchy import cauchy, cauchy_walk, walk
+from jaxbounds._lbfgsb import _breakpoints, _cauchy, _memory
+from jaxbounds._lbfgsb._cauchy import cauchy, cauchy_walk
 from jaxbounds._lbfgsb._memory import compact, new_memory, push
 
 from .problems import (
@@ -98,44 +98,6 @@ def test_groups_of_equal_breakpoints_are_walked_whole(seed, walk_time):
     t, _, _ = walk_time(*[jnp.asarray(v) for v in (x, g, lo, up)], mem)
     t_ref = first_minimiser(x, g, lo, up, dense_bfgs(pairs, m))
     assert float(t) == pytest.approx(t_ref, rel=1e-10)
-
-
-def numpy_slope(t, gg, p, c, pairs):
-    """``-(1 - theta t) G - C^T M P`` with ``M`` from the pairs, in NumPy."""
-    s, y = (np.array(v) for v in zip(*pairs))  # rows: oldest first
-    theta = y[-1] @ y[-1] / (s[-1] @ y[-1])
-    sy = s @ y.T
-    minv = np.block(
-        [[-np.diag(np.diag(sy)), np.tril(sy, -1).T], [np.tril(sy, -1), theta * s @ s.T]]
-    )
-    return -(1 - theta * t) * gg - c @ np.linalg.solve(minv, p)
-
-
-def test_walk_reads_the_slope_only_after_a_whole_group():
-    # two breakpoints at t = 1: after the first alone the slope is positive,
-    # after both it is negative, so the path goes on descending past t = 1
-    pairs = random_pairs(6, 2, np.random.default_rng(0))
-    mem = memory_of(pairs, 6, 2)
-    gg, a = 3.825, 0.5
-    p = np.array([-0.038, 0.796, -0.576, -0.808])
-    c = np.array([0.976, 1.226, 1.342, -1.273])
-    g = np.array([0.734, 1.268, 0.0])
-    w = np.array([[-1.559, 0.453, 0.643, 1.874], [-1.115, -0.067, 2.586, -0.879]])
-    c1 = c + (1 - a) * p
-    p1, p2 = p + g[0] * w[0], p + g[0] * w[0] + g[1] * w[1]
-    assert numpy_slope(1.0, gg - g[0] ** 2, p1, c1, pairs) > 0.1
-    assert numpy_slope(1.0, gg - g[0] ** 2 - g[1] ** 2, p2, c1, pairs) < -0.1
-    chunk = (
-        jnp.array([1.0, 1.0, np.inf]),
-        jnp.asarray(g),
-        jnp.asarray(np.vstack([w, np.zeros(4)])),
-    )
-    state = tuple(map(jnp.asarray, (gg, p, c)))
-    stop, _, _, a_new, (gg_new, p_new, c_new) = walk(a, state, chunk, compact(mem))
-    assert not bool(stop) and float(a_new) == 1.0
-    np.testing.assert_allclose(gg_new, gg - g[0] ** 2 - g[1] ** 2)
-    np.testing.assert_allclose(p_new, p2)
-    np.testing.assert_allclose(c_new, c1)
 
 
 def test_cauchy_is_the_projected_point_at_the_time():
@@ -228,6 +190,30 @@ def test_rounds_after_the_first_take_wide_chunks(monkeypatch):
     width = 2 * _breakpoints.WIDE
     assert int(rounds) <= 1 + -(-(n - 2) // width) + 2  # (+2: hash misses)
     assert int(rounds) < n // 2 - 2  # what chunks of 2 would take
+
+
+@pytest.mark.parametrize("pushes", [1, 3, 4])
+def test_a_filling_memory_walks_its_first_slots(monkeypatch, pushes):
+    # 6 slots holding 1 or 3 pairs: the rounds read the first 3 slots only
+    # (on large problems); 4 pairs: all 6. Either way the reference's point,
+    # and C over all 2m columns (zero on the empty slots)
+    monkeypatch.setattr(_memory, "FEW_FROM", 0)
+    monkeypatch.setattr(_breakpoints, "CHUNK", 2)
+    monkeypatch.setattr(_breakpoints, "BUCKETS", 8)
+    monkeypatch.setattr(_breakpoints, "hashed", lambda: False)
+    m = 6
+    for seed in range(4):
+        x, g, lo, up, pairs, _ = problem(seed, m=m, pushes=pushes)
+        mem = memory_of(pairs, x.size, m)
+        assert bool(_memory.holds_at_most(mem, 3)) == (pushes <= 3)
+        args = [jnp.asarray(v) for v in (x, g, lo, up)]
+        t, c, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64)
+        assert int(rounds) > 1  # (chunks of 2: the rounds, not one sorted pass)
+        xc = np.clip(x - float(t) * g, lo, up)
+        t_ref = first_minimiser(x, g, lo, up, dense_bfgs(pairs, m))
+        np.testing.assert_allclose(xc, np.clip(x - t_ref * g, lo, up), atol=1e-9)
+        want = w_transpose(mem) @ (xc - x)
+        np.testing.assert_allclose(c, want, rtol=1e-9, atol=1e-10)
 
 
 def test_tree_of_leaves_walks_as_one_vector(walk_time):

@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxbounds._lbfgsb import _memory
 from jaxbounds._lbfgsb._cauchy import cauchy
-from jaxbounds._lbfgsb._memory import compact, new_memory, push
+from jaxbounds._lbfgsb._memory import compact, new_memory, push, reset
 from jaxbounds._lbfgsb._subspace import (
     Kept,
     budget,
@@ -230,6 +231,40 @@ def test_drifted_products_are_refreshed(corrupt):
     # and a refresh can be asked for
     mem, grams, _ = SYNC(mem, free, dtype, True)
     np.testing.assert_array_equal(mem.stale, 0)
+
+
+def test_a_filling_memory_rebuilds_from_its_first_slots(monkeypatch):
+    # 4 slots, emptied by a reset and holding one pair again: the rebuild
+    # reads the first 2 slots (on large problems), so the empty slots' stale
+    # rows give no products; the next steps update, with no drift found in
+    # those empty slots
+    monkeypatch.setattr(_memory, "FEW_FROM", 0)
+    rng = np.random.default_rng(9)
+    dtype = jnp.float64
+    mem = fresh(random_tree(rng, dtype), 4, dtype)
+    for _ in range(4):
+        mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
+    free = {k: jnp.asarray(rng.uniform(size=v) < 0.5) for k, v in SHAPES.items()}
+    mem, _, _ = SYNC(mem, free, dtype)
+    mem = Both(reset(mem.mem), mem.kept)
+    mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
+    mem, grams, dots = SYNC(mem, free, dtype, True)
+    np.testing.assert_array_equal(mem.stale, 0)  # from scratch
+    want, want_dots = numpy_grams(mem, free), numpy_dots(mem, free)
+    np.testing.assert_allclose(grams[:, :1, :1], want[:, :1, :1], rtol=1e-12)
+    np.testing.assert_allclose(dots[:, :1], want_dots[:, :1], rtol=1e-12)
+    big = numpy_grams(mem, free, ("big",))
+    np.testing.assert_allclose(mem.grams[:, :1, :1], big[:, :1, :1], rtol=1e-12)
+    # (slots 2 and 3 unread: their stale rows give no products)
+    np.testing.assert_array_equal(mem.grams[:, 2:, :], 0)
+    np.testing.assert_array_equal(mem.grams[:, :, 2:], 0)
+    for count in (3, 5):
+        free = flip(free, rng, count)
+        mem, grams, _ = SYNC(mem, free, dtype)
+        np.testing.assert_allclose(
+            grams[:, :1, :1], numpy_grams(mem, free)[:, :1, :1], rtol=1e-12
+        )
+    assert np.max(mem.stale) == 2  # updated, not rebuilt
 
 
 def test_kept_products_under_vmap():

@@ -181,3 +181,25 @@ def test_free_grams_are_the_masked_gram_matrices():
     np.testing.assert_allclose(sy, sm[:, z] @ ym[:, z].T, rtol=1e-12)
     np.testing.assert_allclose(ss, sm[:, ~z] @ sm[:, ~z].T, rtol=1e-12)
     np.testing.assert_allclose(dots, np.stack([ym @ ravel(r), sm @ ravel(r)]))
+
+
+@pytest.mark.parametrize("n", [2 * GRAM_BLOCK + 37, 301], ids=["blocked", "one"])
+def test_free_grams_of_the_first_slots_read_those_rows_only(n):
+    # a memory filling up: the products of its first k rows, zero elsewhere
+    rng = np.random.default_rng(7)
+    m, k = 5, 2
+    s, y = rng.normal(size=(m, n)), rng.normal(size=(m, n))
+    z = rng.uniform(size=n) < 0.5
+    r = rng.normal(size=n)
+    grams, dots = free_grams(*map(jnp.asarray, (s, y, z, r)), jnp.float64, slots=k)
+    want = np.zeros((3, m, m))
+    sk, yk = s[:k], y[:k]
+    want[:, :k, :k] = [
+        yk[:, z] @ yk[:, z].T,
+        sk[:, z] @ yk[:, z].T,
+        sk[:, ~z] @ sk[:, ~z].T,
+    ]
+    np.testing.assert_allclose(grams, want, rtol=1e-12, atol=0)
+    want_dots = np.zeros((2, m))
+    want_dots[:, :k] = [yk @ r, sk @ r]
+    np.testing.assert_allclose(dots, want_dots, rtol=1e-12, atol=0)
