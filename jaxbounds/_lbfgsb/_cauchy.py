@@ -53,15 +53,7 @@ from ._breakpoints import (
     w_rows,
     wide_rounds,
 )
-from ._memory import (
-    Compact,
-    Memory,
-    compact,
-    few_slots,
-    first_slots,
-    holds_at_most,
-    widen,
-)
+from ._memory import Compact, Memory
 from ._segments import first_stop, slope, start, state_after, walk
 from ._threshold import (
     Histogram,
@@ -145,38 +137,10 @@ def cauchy_walk(
         A `Walked`: the time, ``C = W^T (x_c - x)`` there (from the walk's
         own state, as scipy's ``cauchy`` returns it: the subspace step needs
         no pass over the memory for it), and the rounds of the walk taken.
-
-    On a large problem whose memory still holds few pairs (its first
-    iterations, where the walk is longest), the rounds read the first slots
-    only (`jaxbounds._lbfgsb._memory.first_slots`): each breakpoint's row of
-    ``W`` is gathered, summed and multiplied over ``2k`` columns, not ``2m``
-    (at 1M variables, a round of 32768 breakpoints: 7.8 ms for ``k = 4``
-    against 13 ms for ``m = 10``; the 1M deconvolution's iterations 2-6,
-    with the Gram rebuilds alike, 206 -> 161 ms each).
     """
     tb = breakpoints(x, g, lo, up)
     if one_chunk(tb):
         return one_pass(tb, g, mem, cp, dtype, skip)
-    m = mem.age.shape[0]
-    k = few_slots(m, sum(t.size for t in leaves(tb)))
-    if k == 0:
-        return walk_rounds(tb, g, mem, cp, dtype, skip)
-
-    def narrow() -> Walked:
-        # (a memory still filling: the rows of its first k slots only)
-        few = first_slots(mem, k)
-        walked = walk_rounds(tb, g, few, compact(few), dtype, skip)
-        return walked._replace(c=widen(walked.c, m))
-
-    return jax.lax.cond(
-        holds_at_most(mem, k), narrow, lambda: walk_rounds(tb, g, mem, cp, dtype, skip)
-    )
-
-
-def walk_rounds(
-    tb: Any, g: Any, mem: Memory, cp: Compact, dtype: Any, skip: Any
-) -> Walked:
-    """`cauchy_walk`'s rounds over the breakpoints ``tb``, chunk by chunk."""
     wide = wide_rounds(tb)
     n = sum(t.size for t in leaves(tb))
     zero = jnp.zeros((), dtype)
@@ -206,8 +170,14 @@ def walk_rounds(
         here, t_here = first_stop(a, state, t_lo, cp)
 
         def chunked(wide: bool) -> tuple:
-            # (round 0 stands at a = 0, so t_lo is the first breakpoint of all)
-            last, hist = jax.lax.cond(rounds == 0, lambda: counted(t_lo), lambda: seen)
+            # (round 0 stands at a = 0, so t_lo is the first breakpoint of
+            # all; wide rounds come after it)
+            if wide:
+                last, hist = seen
+            else:
+                last, hist = jax.lax.cond(
+                    rounds == 0, lambda: counted(t_lo), lambda: seen
+                )
             t_hi = jnp.where(last > a, last, -jnp.inf)  # the last one after a
             top, ok = threshold_from(hist, t_lo, t_hi, n, dtype, wide)
             top = jax.lax.cond(

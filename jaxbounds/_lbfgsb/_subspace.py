@@ -255,8 +255,9 @@ def _update(
         jnp.abs(grams[2, k, k] - fresh_ss) > tol * fresh_ss
     )
     # (the checks read the slots in use only: an empty slot's products take
-    # no part, and a `first_slots` rebuild leaves some zero, to which the
-    # updates then add the changed variables' outer products)
+    # no part, and a rebuild over the first slots (`few_slots`) leaves the
+    # others' zero, to which the updates then add the changed variables'
+    # outer products)
     drift = drift & (k != j) & valid[k]  # (k = j: m = 1)
     yy = grams[0].at[:, j].set(ry[:, 0]).at[j, :].set(ry[:, 0])
     sy = grams[1].at[:, j].set(rs[:, 0]).at[j, :].set(ry[:, 1])

@@ -240,7 +240,7 @@ def free_grams(
     block while it is in cache: at 1M variables, ``m = 10``, 45 ms against
     53 ms for the Gram matrices and then a pass of its own for ``W^T r``.
     ``slots``: the products of the first ``slots`` rows only, zero elsewhere
-    (a memory still filling, `jaxbounds._lbfgsb._memory.first_slots`; at 1M
+    (a memory still filling, `jaxbounds._lbfgsb._memory.few_slots`; at 1M
     variables, 17 ms for 4 rows against 43 ms for 10).
     """
     m = leaves(s)[0].shape[0]
