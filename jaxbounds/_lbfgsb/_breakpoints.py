@@ -7,11 +7,12 @@ at a time; this module sizes and gathers a chunk:
 1. a chunk of about ``n / 64`` breakpoints, a power of two from `MIN_CHUNK`
    to `CHUNK` (`sizes_for`), ends at a threshold ``T`` (placed by
    `jaxbounds._lbfgsb._threshold`);
-2. the breakpoints in ``(a, T]`` gathered into a small array, with their gradients and
-   rows of ``W`` (`gather_chunk`): on one device by one compaction of their
+2. the breakpoints in ``(a, T]`` gathered into a small array with their
+   gradients (`gather_chunk`): on one device by one compaction of their
    mask; on several, by hashing their indices into four slots per
    breakpoint (`HASHES` rounds, each a scatter over the variables; an index
-   that collided every time is *missed*).
+   that collided every time is *missed*);
+3. their rows of ``W``, in the walk's order (`chunk_rows`).
 
 On several devices every pass is a reduction, a scatter into a small array
 or a gather of a few indices: nothing sized like the parameters is sorted or
@@ -97,27 +98,9 @@ def sizes_for(n: int, wide: bool = False) -> tuple[int, int]:
     return k * chunk, k * BUCKETS * chunk // CHUNK
 
 
-def gather_chunk(
-    tb: Any,
-    g: Any,
-    a: Any,
-    top: Any,
-    mem: Memory,
-    cp: Compact,
-    dtype: Any,
-    wide: bool = False,
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """The breakpoints in ``(a, top]``, gathered (see `hashed`).
-
-    Returns:
-        ``(t, g, w, missed)``: the gathered times (``inf`` in empty slots),
-        gradients and rows of ``W`` (``(slots, 2m)``), and the smallest time
-        in ``(a, top]`` whose index collided in every hash round (``inf``:
-        none, always so on one device; ``-inf``: more than the slots were
-        found). Each variable appears at most once.
-    """
-    offsets, sizes = [], []
-    start = 0
+def _offsets(tb: Any) -> tuple[list[int], list[int]]:
+    """Each leaf's first index in the flat order of all variables, and its size."""
+    offsets, sizes, start = [], [], 0
     for t in leaves(tb):
         offsets.append(start)
         sizes.append(t.size)
@@ -126,6 +109,23 @@ def gather_chunk(
         raise ValueError(
             "the Cauchy point's chunked walk needs fewer than 2^31 variables"
         )
+    return offsets, sizes
+
+
+def gather_chunk(
+    tb: Any, g: Any, a: Any, top: Any, dtype: Any, wide: bool = False
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """The breakpoints in ``(a, top]``, gathered (see `hashed`).
+
+    Returns:
+        ``(t, g, every, missed)``: the gathered times (``inf`` in empty
+        slots), gradients and indices (in the flat order of all variables;
+        ``-1`` in empty slots: `chunk_rows` takes them), and the smallest
+        time in ``(a, top]`` whose index collided in every hash round
+        (``inf``: none, always so on one device; ``-inf``: more than the
+        slots were found). Each variable appears at most once.
+    """
+    offsets, sizes = _offsets(tb)
     chunk, buckets = sizes_for(sum(sizes), wide)
     # a chunk and an eighth of slots: the threshold leaves at most a chunk
     # below ``top``, give or take the breakpoints its bin edges round past,
@@ -139,22 +139,38 @@ def gather_chunk(
         every, missed = _hashed(tb, pending, offsets, buckets, cap, dtype)
     else:
         every, missed = _compacted(pending, cap, dtype)
-    m = mem.age.shape[0]
     t_out = jnp.full(every.shape, jnp.inf, dtype)
     g_out = jnp.zeros(every.shape, dtype)
-    w_out = jnp.zeros(every.shape + (2 * m,), dtype)
-    for t, gl, s, y, o, n in zip(
-        leaves(tb), leaves(g), leaves(mem.s), leaves(mem.y), offsets, sizes
-    ):
-        local = every - o
-        mine = (every >= 0) & (local >= 0) & (local < n)
-        flat = jnp.where(mine, local, 0)
-        k = jnp.unravel_index(flat, t.shape)
+    for t, gl, o, n in zip(leaves(tb), leaves(g), offsets, sizes):
+        mine, k = _local(every, o, n, t.shape)
         one = replicated(t)
         t_out = jnp.where(mine, t.at[k].get(out_sharding=one).astype(dtype), t_out)
         g_out = jnp.where(mine, gl.at[k].get(out_sharding=one).astype(dtype), g_out)
+    return t_out, g_out, every, missed
+
+
+def _local(every: Any, offset: int, size: int, shape: Any) -> tuple[Any, Any]:
+    """Which of the flat indices ``every`` fall in a leaf, and their index there."""
+    local = every - offset
+    mine = (every >= 0) & (local >= 0) & (local < size)
+    return mine, jnp.unravel_index(jnp.where(mine, local, 0), shape)
+
+
+def chunk_rows(tb: Any, every: Any, mem: Memory, cp: Compact, dtype: Any) -> jax.Array:
+    """The rows of ``W`` (``(slots, 2m)``) of the variables ``every`` (flat
+    indices, as `gather_chunk` returns them; ``-1``: a zero row).
+
+    Taken in the walk's order (the indices sorted by time), not gathered in
+    index order and then sorted: one gather of the rows, not two.
+    """
+    offsets, sizes = _offsets(tb)
+    m = mem.age.shape[0]
+    w_out = jnp.zeros(every.shape + (2 * m,), dtype)
+    for t, s, y, o, n in zip(leaves(tb), leaves(mem.s), leaves(mem.y), offsets, sizes):
         # (a memory row may be stored flat: its own shape indexes it)
-        column = (slice(None), *jnp.unravel_index(flat, s.shape[1:]))
+        mine, k = _local(every, o, n, s.shape[1:])
+        column = (slice(None), *k)
+        one = replicated(t)
         rows = w_rows(
             y.at[column].get(out_sharding=one),
             s.at[column].get(out_sharding=one),
@@ -162,7 +178,7 @@ def gather_chunk(
             dtype,
         )
         w_out = jnp.where(mine[:, None], rows, w_out)
-    return t_out, g_out, w_out, missed
+    return w_out
 
 
 def hashed() -> bool:

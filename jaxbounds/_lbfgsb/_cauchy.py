@@ -48,12 +48,22 @@ import jax.numpy as jnp
 from .._kernels import argsort_times
 from ._breakpoints import (
     breakpoints,
+    chunk_rows,
     gather_chunk,
     one_chunk,
     w_rows,
     wide_rounds,
 )
-from ._memory import Compact, Memory
+from ._memory import (
+    Compact,
+    Memory,
+    compact,
+    few_slots,
+    first_columns,
+    first_slots,
+    holds_at_most,
+    widen,
+)
 from ._segments import first_stop, slope, start, state_after, walk
 from ._threshold import (
     Histogram,
@@ -144,6 +154,19 @@ def cauchy_walk(
     wide = wide_rounds(tb)
     n = sum(t.size for t in leaves(tb))
     zero = jnp.zeros((), dtype)
+    m = mem.age.shape[0]
+    k = few_slots(m, n) if wide else 0
+    if k:  # (`compact` reads the small products only: no rows are copied)
+        few, cp_few = holds_at_most(mem, k), compact(first_slots(mem, k))
+
+    def narrowed(walked_over: Any, state: tuple) -> tuple:
+        """`walk` over the first ``k`` slots' columns of ``W``, widened back."""
+        gg, p, c = state
+        state_k = (gg, first_columns(p, k), first_columns(c, k))
+        stop, t_walk, c_walk, new_a, (gg, p, c) = walked_over(
+            first_slots(mem, k), cp_few, state_k
+        )
+        return stop, t_walk, widen(c_walk, m), new_a, (gg, widen(p, m), widen(c, m))
 
     def after(a: Any) -> Any:
         """The first breakpoint after ``a`` (``inf``: none)."""
@@ -183,10 +206,24 @@ def cauchy_walk(
             top = jax.lax.cond(
                 ok, lambda: top, lambda: threshold(tb, a, t_lo, t_hi, dtype, wide)
             )
-            t, gc, w, missed = gather_chunk(tb, g, a, top, mem, cp, dtype, wide)
+            t, gc, every, missed = gather_chunk(tb, g, a, top, dtype, wide)
             t = jnp.where(t < missed, t, jnp.inf)  # the complete prefix only
             order = argsort_times(t)
-            walked = walk(a, state, (t[order], gc[order], w[order]), cp)
+            t, gc, every = t[order], gc[order], every[order]
+
+            def walked_over(mem: Memory, cp: Compact, state: tuple) -> tuple:
+                w = chunk_rows(tb, every, mem, cp, dtype)
+                return walk(a, state, (t, gc, w), cp)
+
+            if wide and k:
+                # a memory still filling: its first k slots' columns only
+                walked = jax.lax.cond(
+                    few,
+                    lambda: narrowed(walked_over, state),
+                    lambda: walked_over(mem, cp, state),
+                )
+            else:
+                walked = walked_over(mem, cp, state)
             return walked, missed, (last, hist)
 
         def step_over() -> tuple:

@@ -110,18 +110,18 @@ FEW_FROM = 2**18
 
 def few_slots(m: int, n: int) -> int:
     """``k``: while a memory of ``m`` slots holds at most ``k`` pairs (all in
-    its first ``k`` slots, `holds_at_most`), the free-set Gram rebuilds of a
-    problem of ``n`` variables read those slots only; ``0``: never (fewer
-    than `FEW_FROM` variables, or ``m = 1``).
+    its first ``k`` slots, `holds_at_most`), the free-set Gram rebuilds and
+    the Cauchy walk's wide rounds of a problem of ``n`` variables read those
+    slots only (`first_slots`); ``0``: never (fewer than `FEW_FROM`
+    variables, or ``m = 1``).
 
     A memory fills over its first ``m`` iterations (and again after a
     reset): the iterations where most variables enter and leave the free
-    set and the Gram matrices are rebuilt. Its empty slots take no part in
-    ``B``, but a rebuild over them reads their rows: at 1M variables, 43 ms
-    for ``m = 10`` against 17 ms for the first 4 slots. (The Cauchy walk
-    gains alike, a round of 32768 breakpoints 13 -> 7.8 ms over 4 slots,
-    but its second compiled copy took 1 s more to compile at 1M variables
-    for 0.12 s less per solve, so the walk reads every slot.)
+    set, the walk is longest and the Gram matrices are rebuilt. Its empty
+    slots take no part in ``B``, but every pass over the memory reads their
+    rows: at 1M variables, a rebuild takes 43 ms for ``m = 10`` against
+    17 ms over the first 4 slots, and a wide round of the walk 13 against
+    7.8 ms.
     """
     return m // 2 if n >= FEW_FROM else 0
 
@@ -141,6 +141,50 @@ def holds_at_most(mem: Memory, k: int) -> jax.Array:
         (True, False)
     """
     return jnp.all(mem.age[k:] < 0)
+
+
+def first_slots(mem: Memory, k: int) -> Memory:
+    """The memory cut to its first ``k`` slots: the same ``B`` when it holds
+    nothing beyond them (`holds_at_most`).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> mem = new_memory(jnp.zeros(3), 4, jnp.float32)
+        >>> mem = push(mem, jnp.ones(3), 2 * jnp.ones(3), jnp.float32)
+        >>> first_slots(mem, 2).age.tolist()
+        [0, -1]
+    """
+    return Memory(
+        s=tmap(lambda a: a[:k], mem.s),
+        y=tmap(lambda a: a[:k], mem.y),
+        ss=mem.ss[:k, :k],
+        sy=mem.sy[:k, :k],
+        age=mem.age[:k],
+        theta=mem.theta,
+    )
+
+
+def first_columns(v: jax.Array, k: int) -> jax.Array:
+    """A vector over the ``2m`` columns of ``W``, cut to the ``2k`` columns of
+    `first_slots`' ``W``."""
+    m = v.shape[0] // 2
+    return jnp.concatenate([v[:k], v[m : m + k]])
+
+
+def widen(v: jax.Array, m: int) -> jax.Array:
+    """A vector over the ``2k`` columns of `first_slots`' ``W``, on all ``2m``
+    columns (zero on the others): the inverse of `first_columns` where those
+    are zero.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> print(widen(jnp.array([1.0, 2.0]), 3))
+        [1. 0. 0. 2. 0. 0.]
+        >>> print(first_columns(widen(jnp.array([1.0, 2.0]), 3), 1))
+        [1. 2.]
+    """
+    k = v.shape[0] // 2
+    return jnp.zeros((2 * m,), v.dtype).at[:k].set(v[:k]).at[m : m + k].set(v[k:])
 
 
 def inv_spd(a: jax.Array, *, unroll: bool = False) -> jax.Array:

@@ -12,6 +12,7 @@ import pytest
 from jaxbounds._lbfgsb import _breakpoints
 from jaxbounds._lbfgsb._breakpoints import (
     breakpoints,
+    chunk_rows,
     gather_chunk,
     one_chunk,
 )
@@ -61,7 +62,8 @@ def test_gather_chunk_takes_each_breakpoint_once_and_reports_the_first_miss(
     cp = compact(mem)
     a, top = 0.2, 0.8
     as_jax = lambda tree: {k: jnp.asarray(v) for k, v in tree.items()}  # noqa: E731
-    t, gc, w, missed = gather_chunk(as_jax(tb), as_jax(g), a, top, mem, cp, jnp.float64)
+    t, gc, every, missed = gather_chunk(as_jax(tb), as_jax(g), a, top, jnp.float64)
+    w = chunk_rows(as_jax(tb), every, mem, cp, jnp.float64)
     flat_t = np.concatenate([tb["u"].ravel(), tb["v"]])
     flat_g = np.concatenate([g["u"].ravel(), g["v"]])
     flat_s = np.concatenate([s["u"].ravel(), s["v"]])
@@ -72,6 +74,7 @@ def test_gather_chunk_takes_each_breakpoint_once_and_reports_the_first_miss(
     # each gathered time is a breakpoint of the chunk, none twice
     idx = [int(np.flatnonzero(flat_t == v)[0]) for v in t[got]]
     assert len(set(idx)) == len(idx) and all(chunk[i] for i in idx)
+    np.testing.assert_array_equal(np.asarray(every)[got], idx)
     np.testing.assert_array_equal(gc[got], flat_g[idx])
     theta = float(cp.theta)
     np.testing.assert_allclose(w[got][:, 0], flat_y[idx])
@@ -100,13 +103,9 @@ def test_one_device_compaction_takes_every_breakpoint_or_reports_overflow(
     rng = np.random.default_rng(1)
     tb = {"u": rng.uniform(0, 1, (7, 9)), "v": rng.uniform(0, 1, 40)}
     g = {k: rng.normal(size=v.shape) for k, v in tb.items()}
-    s = {k: rng.normal(size=v.shape) for k, v in tb.items()}
-    mem = push(new_memory(g, 2, jnp.float64), s, g, jnp.float64)
     as_jax = lambda tree: {k: jnp.asarray(v) for k, v in tree.items()}  # noqa: E731
     a, top = 0.3, 0.8
-    t, gc, w, missed = gather_chunk(
-        as_jax(tb), as_jax(g), a, top, mem, compact(mem), jnp.float64
-    )
+    t, gc, every, missed = gather_chunk(as_jax(tb), as_jax(g), a, top, jnp.float64)
     flat_t = np.concatenate([tb["u"].ravel(), tb["v"]])
     flat_g = np.concatenate([g["u"].ravel(), g["v"]])
     inside = np.flatnonzero((flat_t > a) & (flat_t <= top))
@@ -117,6 +116,8 @@ def test_one_device_compaction_takes_every_breakpoint_or_reports_overflow(
         got = np.isfinite(np.asarray(t))
         np.testing.assert_array_equal(np.asarray(t)[got], flat_t[inside])
         np.testing.assert_array_equal(np.asarray(gc)[got], flat_g[inside])
+        np.testing.assert_array_equal(np.asarray(every)[got], inside)
+        np.testing.assert_array_equal(np.asarray(every)[~got], -1)
         assert got.sum() == inside.size
     else:
         assert float(missed) == -np.inf

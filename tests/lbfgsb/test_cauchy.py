@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbounds._lbfgsb import _breakpoints, _cauchy
+from jaxbounds._lbfgsb import _breakpoints, _cauchy, _memory
 from jaxbounds._lbfgsb._cauchy import cauchy, cauchy_walk
 from jaxbounds._lbfgsb._memory import compact, new_memory, push
 
@@ -190,6 +190,43 @@ def test_rounds_after_the_first_take_wide_chunks(monkeypatch):
     width = 2 * _breakpoints.WIDE
     assert int(rounds) <= 1 + -(-(n - 2) // width) + 2  # (+2: hash misses)
     assert int(rounds) < n // 2 - 2  # what chunks of 2 would take
+
+
+@pytest.mark.parametrize("pushes", [1, 3, 4])
+def test_a_filling_memory_walks_its_first_slots(monkeypatch, pushes):
+    # 6 slots holding 1 or 3 pairs: the wide rounds read the first 3 slots
+    # only (on large problems); 4 pairs: all 6. Either way the reference's
+    # point, and C over all 2m columns (zero on the empty slots)
+    monkeypatch.setattr(_memory, "FEW_FROM", 0)
+    monkeypatch.setattr(_breakpoints, "WIDE_FROM", 0)
+    monkeypatch.setattr(_breakpoints, "CHUNK", 2)
+    monkeypatch.setattr(_breakpoints, "BUCKETS", 8)
+    monkeypatch.setattr(_breakpoints, "hashed", lambda: False)
+    m = 6
+    rng = np.random.default_rng(pushes)
+    n = 60  # (a long walk: many wide rounds, each from the state the last left)
+    long = (
+        np.full(n, 0.5),
+        rng.uniform(0.6, 50.0, n) * rng.choice([-1.0, 1.0], n),
+        np.zeros(n),
+        np.ones(n),
+        random_pairs(n, pushes, rng),
+        m,
+    )
+    for seed in range(5):
+        x, g, lo, up, pairs, _ = (
+            long if seed == 4 else problem(seed, m=m, pushes=pushes)
+        )
+        mem = memory_of(pairs, x.size, m)
+        assert bool(_memory.holds_at_most(mem, 3)) == (pushes <= 3)
+        args = [jnp.asarray(v) for v in (x, g, lo, up)]
+        t, c, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64)
+        assert int(rounds) > 1  # (chunks of 2: wide rounds after the first)
+        xc = np.clip(x - float(t) * g, lo, up)
+        t_ref = first_minimiser(x, g, lo, up, dense_bfgs(pairs, m))
+        np.testing.assert_allclose(xc, np.clip(x - t_ref * g, lo, up), atol=1e-9)
+        want = w_transpose(mem) @ (xc - x)
+        np.testing.assert_allclose(c, want, rtol=1e-9, atol=1e-10)
 
 
 def test_tree_of_leaves_walks_as_one_vector(walk_time):

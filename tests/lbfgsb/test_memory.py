@@ -12,11 +12,15 @@ from jaxbounds._lbfgsb._memory import (
     b_times,
     compact,
     few_slots,
+    first_columns,
+    first_slots,
     holds_at_most,
     inv_spd,
     new_memory,
     push,
     reset,
+    w_dot,
+    widen,
 )
 
 from .problems import dense_bfgs, memory_of, random_pairs
@@ -134,6 +138,27 @@ def test_few_slots_only_for_large_problems_with_two_slots_or_more():
     assert few_slots(7, FEW_FROM) == 3
     assert few_slots(10, FEW_FROM - 1) == 0
     assert few_slots(1, FEW_FROM) == 0
+
+
+@pytest.mark.parametrize("pushes", [1, 2, 3])
+def test_the_first_slots_of_a_filling_memory_are_the_same_matrix(pushes):
+    # 6 slots holding 1 to 3 pairs: the first 3 give the same B, and the
+    # W^T v of their 2 * 3 columns, widened, is the memory's own
+    n, m, k = 7, 6, 3
+    rng = np.random.default_rng(pushes)
+    mem = memory_of(random_pairs(n, pushes, rng), n, m)
+    assert bool(holds_at_most(mem, k))
+    few = first_slots(mem, k)
+    v = jnp.asarray(rng.normal(size=n))
+    np.testing.assert_allclose(
+        b_times(few, compact(few), v, jnp.float64),
+        b_times(mem, compact(mem), v, jnp.float64),
+        rtol=1e-13,
+    )
+    wv = w_dot(mem, compact(mem), v[None], jnp.float64)[:, 0]
+    wv_few = w_dot(few, compact(few), v[None], jnp.float64)[:, 0]
+    np.testing.assert_array_equal(widen(wv_few, m), wv)
+    np.testing.assert_array_equal(first_columns(wv, k), wv_few)
 
 
 def test_holds_at_most_counts_the_slots_in_use():
