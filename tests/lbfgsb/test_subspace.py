@@ -156,6 +156,17 @@ def flip(free, rng, count):
     return {"big": jnp.asarray(big.reshape(SHAPES["big"])), "small": jnp.asarray(small)}
 
 
+def synced(rng, m, pushes, dtype):
+    """A memory of ``m`` slots after ``pushes`` random pairs, and its products
+    kept at a random mask (returned too)."""
+    mem = fresh(random_tree(rng, dtype), m, dtype)
+    for _ in range(pushes):
+        mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
+    free = {k: jnp.asarray(rng.uniform(size=v) < 0.5) for k, v in SHAPES.items()}
+    mem, _, _ = SYNC(mem, free, dtype)
+    return mem, free
+
+
 @pytest.mark.parametrize(
     "dtype, rtol", [(jnp.float64, 1e-12), (jnp.float32, 2e-4)], ids=["f64", "f32"]
 )
@@ -191,11 +202,7 @@ def test_kept_products_equal_the_masked_products_over_many_steps(dtype, rtol):
 def test_more_changes_than_the_budget_or_two_pushes_recompute_from_scratch():
     rng = np.random.default_rng(6)
     dtype = jnp.float64
-    mem = fresh(random_tree(rng, dtype), 3, dtype)
-    for _ in range(3):
-        mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
-    free = {k: jnp.asarray(rng.uniform(size=v) < 0.5) for k, v in SHAPES.items()}
-    mem, _, _ = SYNC(mem, free, dtype)
+    mem, free = synced(rng, 3, 3, dtype)
     mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
     mem, _, _ = SYNC(mem, free, dtype)
     assert np.max(mem.stale) > 0  # incremental
@@ -241,11 +248,7 @@ def test_a_filling_memory_rebuilds_from_its_first_slots(monkeypatch):
     monkeypatch.setattr(_memory, "FEW_FROM", 0)
     rng = np.random.default_rng(9)
     dtype = jnp.float64
-    mem = fresh(random_tree(rng, dtype), 4, dtype)
-    for _ in range(4):
-        mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
-    free = {k: jnp.asarray(rng.uniform(size=v) < 0.5) for k, v in SHAPES.items()}
-    mem, _, _ = SYNC(mem, free, dtype)
+    mem, free = synced(rng, 4, 4, dtype)
     mem = Both(reset(mem.mem), mem.kept)
     mem = PUSH(mem, random_tree(rng, dtype), random_tree(rng, dtype), dtype)
     mem, grams, dots = SYNC(mem, free, dtype, True)
