@@ -147,6 +147,13 @@ def cauchy_walk(
         A `Walked`: the time, ``C = W^T (x_c - x)`` there (from the walk's
         own state, as scipy's ``cauchy`` returns it: the subspace step needs
         no pass over the memory for it), and the rounds of the walk taken.
+
+    While the memory holds at most ``k`` pairs (`few_slots`: a large
+    problem's first iterations, where the walk is longest), a wide round
+    gathers and walks the ``2k`` columns of ``W`` of the first ``k`` slots
+    only. The rest of the round (threshold, compaction, sort) is shared:
+    narrowing the whole walk, a second compiled copy, cost 1 s of compile
+    at 1M variables, this about 0.4 s.
     """
     tb = breakpoints(x, g, lo, up)
     if one_chunk(tb):
