@@ -163,6 +163,14 @@ def grouped_problem(seed, n=24, m=4):
     return x, g, lo, up, pairs, m
 
 
+def long_walk(rng, n=60):
+    """``(x, g, lo, up)`` in ``[0, 1]`` with steep gradients: the Cauchy
+    point lies past many breakpoints (a walk of many rounds)."""
+    x, lo, up = np.full(n, 0.5), np.zeros(n), np.ones(n)
+    g = rng.uniform(0.6, 50.0, n) * rng.choice([-1.0, 1.0], n)
+    return x, g, lo, up
+
+
 def reference(x, g, xc, lo, up, b):
     """Byrd et al. section 5.1 with a dense solve, then projection / truncation."""
     free = (xc > lo) & (xc < up)

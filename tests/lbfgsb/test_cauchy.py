@@ -23,6 +23,7 @@ from .problems import (
     dense_bfgs,
     first_minimiser,
     grouped_problem,
+    long_walk,
     memory_of,
     model_on_path,
     problem,
@@ -178,10 +179,8 @@ def test_rounds_after_the_first_take_wide_chunks(monkeypatch):
     monkeypatch.setattr(_breakpoints, "CHUNK", 2)
     monkeypatch.setattr(_breakpoints, "BUCKETS", 16)
     monkeypatch.setattr(_breakpoints, "WIDE_FROM", 0)
-    rng = np.random.default_rng(8)
-    n = 60
-    x, lo, up = np.full(n, 0.5), np.zeros(n), np.ones(n)
-    g = rng.uniform(0.6, 50.0, n) * rng.choice([-1.0, 1.0], n)
+    x, g, lo, up = long_walk(np.random.default_rng(8))
+    n = x.size
     mem = new_memory(jnp.zeros(n), 3, jnp.float64)
     args = [jnp.asarray(v) for v in (x, g, lo, up)]
     t, _, rounds = cauchy_walk(*args, mem, compact(mem), jnp.float64)
@@ -204,15 +203,8 @@ def test_a_filling_memory_walks_its_first_slots(monkeypatch, pushes):
     monkeypatch.setattr(_breakpoints, "hashed", lambda: False)
     m = 6
     rng = np.random.default_rng(pushes)
-    n = 60  # (a long walk: many wide rounds, each from the state the last left)
-    long = (
-        np.full(n, 0.5),
-        rng.uniform(0.6, 50.0, n) * rng.choice([-1.0, 1.0], n),
-        np.zeros(n),
-        np.ones(n),
-        random_pairs(n, pushes, rng),
-        m,
-    )
+    # (a long walk: many wide rounds, each from the state the last left)
+    long = (*long_walk(rng), random_pairs(60, pushes, rng), m)
     for seed in range(5):
         x, g, lo, up, pairs, _ = (
             long if seed == 4 else problem(seed, m=m, pushes=pushes)
