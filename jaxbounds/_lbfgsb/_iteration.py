@@ -28,10 +28,11 @@ import jax.numpy as jnp
 
 from ._cauchy import cauchy
 from ._dense import dense_step, use_dense
+from ._kept import Kept, new_kept
 from ._memory import Memory, compact, new_memory, push, reset
 from ._params import Split, join, land_update
 from ._search import line_search
-from ._subspace import Kept, new_kept, subspace
+from ._subspace import subspace
 from ._tree import clip_tree, largest, leaves, reach, smallest, tmap, vdot
 
 #: Largest step the line search tries on an unbounded segment (scipy's).

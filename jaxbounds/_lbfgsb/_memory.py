@@ -6,7 +6,7 @@ and ``M^{-1} = [[-D, L^T], [L, theta S^T S]]`` (Byrd, Nocedal and Schnabel
 1994). ``D`` is the diagonal of ``S^T Y``, ``L`` its strictly lower part in
 the order the pairs were stored. Only these ``2m x 2m`` matrices are dense.
 (What the subspace step keeps from one iteration to the next is its own
-state, `jaxbounds._lbfgsb._subspace.Kept`.)
+state, `jaxbounds._lbfgsb._kept.Kept`.)
 """
 
 from __future__ import annotations

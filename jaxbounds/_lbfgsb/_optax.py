@@ -19,9 +19,9 @@ import optax  # type: ignore[import-untyped]
 from .._constraints._rules import NO_UPPER
 from .._transform import needs_params
 from ._iteration import init, problem_of, start, step
+from ._kept import new_kept
 from ._memory import new_memory
 from ._params import Split, as_data, grads_like, param_part, split, updates_like
-from ._subspace import new_kept
 from ._tree import tmap
 
 
