@@ -81,8 +81,9 @@ def sync(
     ``A`` the others), ``(3, m, m)``; ``cache`` holds them (its large
     leaves' part) for the next step; ``dots`` stacks ``Y^T r`` and ``S^T r``
     for a tree ``r`` shaped like a point, ``(2, m)``, taken in the same
-    passes over the memory (the subspace step's ``W^T r``). From the kept
-    products at the previous mask, in the usual case:
+    passes over the memory (the subspace step's ``W^T q``, with
+    ``q = Z (g + theta z)``). From the kept products at the previous mask,
+    in the usual case:
 
     - the variables that entered or left the free set are found by one pass
       over the masks, at most `budget` of them per leaf gathered (a

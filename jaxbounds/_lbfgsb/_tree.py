@@ -232,7 +232,7 @@ def free_grams(
     ``S^T (I - Z Z^T) S``, the free variables' products of ``Y`` with ``Y``
     and ``S`` with ``Y``, and the others' of ``S`` with ``S``; and ``dots``,
     ``(2, m)``: ``Y^T r`` and ``S^T r`` for ``r``, a tree shaped like a point
-    (the subspace step's reduced gradient). Per leaf, one contraction of the
+    (the subspace step's ``Z (g + theta z)``). Per leaf, one contraction of the
     masked ``[Y; S]`` with ``Y`` and one of the complement of ``S`` with
     ``S`` (rather than three masked contractions: a quarter less memory
     traffic), and two small products with ``r``; over a long flat row on one

@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxbounds._lbfgsb import _kept
 from jaxbounds._lbfgsb._cauchy import cauchy
-from jaxbounds._lbfgsb._kept import new_kept
+from jaxbounds._lbfgsb._kept import new_kept, sync
 from jaxbounds._lbfgsb._memory import compact
 from jaxbounds._lbfgsb._subspace import free_step, subspace
 
@@ -30,6 +31,27 @@ def test_subspace_step_is_the_dense_reduced_newton_step(seed):
     xbar = np.asarray(subspace(xa, ga, xc, la, ua, mem, kept, cp, jnp.float64)[0])
     np.testing.assert_allclose(xbar, xbar_ref, rtol=1e-8, atol=1e-10)
     assert np.all(xbar >= lo) and np.all(xbar <= up)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_subspace_step_from_kept_products_is_the_dense_one(seed, monkeypatch):
+    # the leaf keeps its products (as one of 4096 variables or more would):
+    # kept at an earlier mask, brought to this one by `sync`'s update, and
+    # ``W^T r`` from the kept Gram matrices (S^T Z S = S^T S - S_A^T S_A)
+    monkeypatch.setattr(_kept, "KEEP_FROM", 1)
+    x, g, lo, up, pairs, m = problem(seed, n=40)
+    b = dense_bfgs(pairs, m)
+    mem = memory_of(pairs, x.size, m)
+    cp = compact(mem)
+    xa, ga, la, ua = (jnp.asarray(v) for v in (x, g, lo, up))
+    earlier = jnp.asarray(np.random.default_rng(seed).uniform(size=x.size) < 0.5)
+    kept = new_kept(xa, m, jnp.float64)._replace(written=mem.age >= 0)
+    kept, _, _ = sync(mem, kept, earlier, xa, jnp.float64)  # built at `earlier`
+    xc, _ = cauchy(xa, ga, la, ua, mem, cp, jnp.float64)
+    free, du, kept = free_step(xa, ga, xc, la, ua, mem, kept, cp, jnp.float64)
+    assert 0 < int(jnp.sum(free != earlier)) <= _kept.budget(x.size)  # (updated)
+    du_ref, _, _ = reference(x, g, np.asarray(xc), lo, up, b)
+    np.testing.assert_allclose(du, du_ref, rtol=1e-8, atol=1e-10)
 
 
 def test_the_step_leaves_the_box_and_is_projected_back():
