@@ -11,6 +11,7 @@ state, `jaxbounds._lbfgsb._kept.Kept`.)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -82,9 +83,8 @@ def push(mem: Memory, s: Any, y: Any, dtype: Any, keep: Any = True) -> Memory:
 
     new_s = tmap(write, mem.s, s)
     new_y = tmap(write, mem.y, y)
-    pair = tmap(lambda a, b: jnp.stack([a, b]), s, y)
-    st = mem_dot(new_s, pair, dtype)  # (m, 2): s_i . s, s_i . y
-    ys = mem_dot(new_y, tmap(lambda a: a[None], s), dtype)[:, 0]  # y_i . s
+    st = mem_dot(new_s, [s, y], dtype)  # (m, 2): s_i . s, s_i . y
+    ys = mem_dot(new_y, [s], dtype)[:, 0]  # y_i . s
     # the small products by selects, not scatters: under vmap a scatter copies
     # its operand first (a batch of 256 fits: 123 -> 121 ms)
     at = jnp.arange(mem.age.shape[0]) == slot
@@ -280,8 +280,8 @@ def m_times(cp: Compact, v: jax.Array) -> jax.Array:
     return jnp.where(valid, u, 0.0)
 
 
-def w_dot(mem: Memory, cp: Compact, vs: Any, dtype: Any) -> jax.Array:
-    """``W^T v_k`` for a stack of trees: ``(2m, k)``, zero on empty slots."""
+def w_dot(mem: Memory, cp: Compact, vs: Sequence[Any], dtype: Any) -> jax.Array:
+    """``W^T v_k`` for ``k`` trees ``vs``: ``(2m, k)``, zero on empty slots."""
     sv = mem_dot(mem.s, vs, dtype)
     yv = mem_dot(mem.y, vs, dtype)
     out = jnp.concatenate([yv, cp.theta * sv], axis=0)
@@ -299,6 +299,6 @@ def w_times(mem: Memory, cp: Compact, u: jax.Array, like: Any) -> Any:
 
 def b_times(mem: Memory, cp: Compact, v: Any, dtype: Any) -> Any:
     """``B v = theta v - W M W^T v`` as a tree (for tests and the dense check)."""
-    wv = w_dot(mem, cp, tmap(lambda a: a[None], v), dtype)[:, 0]
+    wv = w_dot(mem, cp, [v], dtype)[:, 0]
     wmv = w_times(mem, cp, m_times(cp, wv), v)
     return tmap(lambda a, b: cp.theta.astype(a.dtype) * a - b, v, wmv)

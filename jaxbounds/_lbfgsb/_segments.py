@@ -32,12 +32,9 @@ def state_after(
     variables that still move, ``t_i > t``) and ``z(t) = x(t) - x``.
     """
 
-    def weights(g: Any, tl: Any) -> Any:
-        moving = tl > t.astype(tl.dtype)
-        z = -g * jnp.minimum(t.astype(tl.dtype), tl)
-        return jnp.stack([jnp.where(moving, -g, 0), z])
-
-    wv = w_dot(mem, cp, tmap(weights, g, tb), dtype)
+    d = tmap(lambda g, tl: jnp.where(tl > t.astype(tl.dtype), -g, 0), g, tb)
+    z = tmap(lambda g, tl: -g * jnp.minimum(t.astype(tl.dtype), tl), g, tb)
+    wv = w_dot(mem, cp, [d, z], dtype)
     gg = [
         jnp.sum(jnp.where(tl > t.astype(tl.dtype), gl**2, 0))
         for gl, tl in zip(leaves(g), leaves(tb))
@@ -150,7 +147,7 @@ def start(
     tb: Any, g: Any, mem: Memory, cp: Compact, dtype: Any
 ) -> tuple[Any, Any, Any]:
     """The state ``(G, P, C)`` at ``t = 0``: ``z = 0``, so ``C = 0``; one pass."""
-    d0 = tmap(lambda g, t: jnp.where(t > 0, -g, 0)[None], g, tb)
+    d0 = tmap(lambda g, t: jnp.where(t > 0, -g, 0), g, tb)
     gg = [jnp.sum(jnp.where(t > 0, g**2, 0)) for g, t in zip(leaves(g), leaves(tb))]
-    p0 = w_dot(mem, cp, d0, dtype)[:, 0]
+    p0 = w_dot(mem, cp, [d0], dtype)[:, 0]
     return total(gg, dtype), p0, jnp.zeros_like(p0)

@@ -74,7 +74,7 @@ def free_step(
     free = tmap(lambda v, lo, up: (v > lo) & (v < up), xc, lo, up)
     zc = tmap(jnp.subtract, xc, x)
     if c is None:
-        c = w_dot(mem, cp, tmap(lambda a: a[None], zc), dtype)[:, 0]
+        c = w_dot(mem, cp, [zc], dtype)[:, 0]
     mc = m_times(cp, c)
     # r = Z (g + theta z - W M c) = q - Z W M c; no pass forms W M c: W^T r
     # is W^T q less the free Gram matrices times M c, and du's two products

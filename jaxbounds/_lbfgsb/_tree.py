@@ -11,7 +11,7 @@ free).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -139,17 +139,22 @@ def as_row(v: Any, row: Any, stacked: int = 0) -> Any:
     return jnp.reshape(v, (*jnp.shape(v)[:stacked], *jnp.shape(row)[1:]))
 
 
-def mem_dot(mem: Any, vs: Any, dtype: Any) -> jax.Array:
-    """``mem_i . v_k`` for stacked trees: ``mem`` with ``m`` rows, ``vs`` with ``k``.
+def mem_dot(mem: Any, vs: Sequence[Any], dtype: Any) -> jax.Array:
+    """``mem_i . v_k`` for a memory tree with ``m`` rows and ``k`` trees ``vs``.
+
+    The ``k`` points are stacked on a last axis, so that XLA's CPU dot reads
+    the memory once at its pace: at 1M variables (``m = 10``, float64, two
+    columns) 7.1 ms, against 11.2 ms with the points stacked first.
 
     Returns:
         The ``(m, k)`` matrix of dot products.
     """
     out: Any = None
-    for s, v in zip(leaves(mem), leaves(vs)):
-        v = as_row(v, s, stacked=1)
-        axes = list(range(1, jnp.ndim(v)))
-        part = jnp.tensordot(s, v, axes=(axes, axes), out_sharding=replicated(v))
+    for s, *points in zip(leaves(mem), *map(leaves, vs)):
+        v = jnp.stack([as_row(a, s) for a in points], axis=-1)
+        nd = jnp.ndim(v) - 1
+        axes = (list(range(1, nd + 1)), list(range(nd)))
+        part = jnp.tensordot(s, v, axes=axes, out_sharding=replicated(v))
         part = part.astype(dtype)
         out = part if out is None else out + part
     return out

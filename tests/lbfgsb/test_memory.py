@@ -155,8 +155,8 @@ def test_the_first_slots_of_a_filling_memory_are_the_same_matrix(pushes):
         b_times(mem, compact(mem), v, jnp.float64),
         rtol=1e-13,
     )
-    wv = w_dot(mem, compact(mem), v[None], jnp.float64)[:, 0]
-    wv_few = w_dot(few, compact(few), v[None], jnp.float64)[:, 0]
+    wv = w_dot(mem, compact(mem), [v], jnp.float64)[:, 0]
+    wv_few = w_dot(few, compact(few), [v], jnp.float64)[:, 0]
     np.testing.assert_array_equal(widen(wv_few, m), wv)
     np.testing.assert_array_equal(first_columns(wv, k), wv_few)
 

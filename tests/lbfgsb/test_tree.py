@@ -128,7 +128,8 @@ def test_mem_dot_and_mem_combine_are_matrix_products(flat_rows):
     mem = random_tree(rng, (m,))
     vs = random_tree(rng, (k,))
     stored = {key: v.reshape(m, -1) for key, v in mem.items()} if flat_rows else mem
-    got = mem_dot(as_jax(stored), as_jax(vs), jnp.float64)
+    points = [as_jax({key: v[i] for key, v in vs.items()}) for i in range(k)]
+    got = mem_dot(as_jax(stored), points, jnp.float64)
     assert got.shape == (m, k)
     np.testing.assert_allclose(got, ravel(mem, (m,)) @ ravel(vs, (k,)).T, rtol=1e-13)
     coef = rng.normal(size=m)
