@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ._compaction import first_true_sparse
 from ._memory import Memory, few_slots, holds_at_most
 from ._tree import as_row, free_grams, leaves, replicated, split_sharded, tmap, total
 
@@ -185,7 +186,8 @@ def _update(
     # (b) the variables that entered (+) or left (-) the free set
     for s, y, z, c, count in zip(s_k, y_k, now, changed, counts):
         cap = budget(c.shape[0])
-        idx = jnp.nonzero(c, size=cap, fill_value=0)[0]
+        # (late in a solve a few dozen change: see `first_true_sparse`)
+        idx = jnp.maximum(first_true_sparse(c, cap)[0], 0)
         enter = z.reshape(-1)[idx]
         live = jnp.arange(cap) < count
         sign = jnp.where(live, jnp.where(enter, 1, -1), 0).astype(dtype)

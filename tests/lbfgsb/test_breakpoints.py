@@ -121,17 +121,3 @@ def test_one_device_compaction_takes_every_breakpoint_or_reports_overflow(
         assert got.sum() == inside.size
     else:
         assert float(missed) == -np.inf
-
-
-@pytest.mark.parametrize("count", [0, 1, 9, 10, 11, 40])
-def test_first_true_fills_the_slots_in_order_and_flags_more_than_they_hold(count):
-    # 10 slots; the mask's true entries at random places of 1000
-    rng = np.random.default_rng(count)
-    mask = np.zeros(1000, bool)
-    mask[rng.choice(1000, count, replace=False)] = True
-    pos, over = _breakpoints._first_true(jnp.asarray(mask), 10)
-    expected = np.full(10, -1)
-    found = np.flatnonzero(mask)[:10]
-    expected[: found.size] = found
-    np.testing.assert_array_equal(pos, expected)
-    assert bool(over) == (count > 10)
