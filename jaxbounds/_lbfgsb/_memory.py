@@ -190,13 +190,13 @@ def widen(v: jax.Array, m: int) -> jax.Array:
     return jnp.zeros((2 * m,), v.dtype).at[:k].set(v[:k]).at[m : m + k].set(v[k:])
 
 
-def inv_spd(a: jax.Array, *, unroll: bool = False) -> jax.Array:
+def inv_spd(a: jax.Array) -> jax.Array:
     """The inverse of a small SPD matrix by sweeping every pivot (Gauss-Jordan).
 
     One loop rather than LAPACK: the matrices are at most ``m x m``, and this
-    compiles in a fraction of the time. Pivots are kept positive. ``unroll``
-    writes the loop out, for the dense path's matrices (``n <= 16``), where
-    each trip of the loop cost more than its sweep.
+    compiles in a fraction of the time. Pivots are kept positive. (The dense
+    path of small problems solves its system by sweeps written out instead:
+    `jaxbounds._lbfgsb._dense.solve_spd`.)
 
     Examples:
         >>> import jax.numpy as jnp
@@ -213,7 +213,7 @@ def inv_spd(a: jax.Array, *, unroll: bool = False) -> jax.Array:
         a = a - jnp.outer(col, row) / d
         return a.at[k, :].set(row / d).at[:, k].set(col / d).at[k, k].set(-1 / d)
 
-    return -jax.lax.fori_loop(0, n, sweep, a, unroll=unroll)
+    return -jax.lax.fori_loop(0, n, sweep, a)
 
 
 class Block(NamedTuple):

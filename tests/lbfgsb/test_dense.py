@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbounds._lbfgsb._dense import dense_matrix, dense_step, use_dense
+from jaxbounds._lbfgsb._dense import dense_matrix, dense_step, solve_spd, use_dense
 from jaxbounds._lbfgsb._memory import b_times, compact, reset
 
 from .problems import (
@@ -101,3 +101,16 @@ def test_which_problems_are_small():
     assert use_dense(jnp.zeros(16), 10) and not use_dense(jnp.zeros(17), 10)
     assert use_dense(jnp.zeros(12), 3) and not use_dense(jnp.zeros(13), 3)
     assert use_dense({"a": jnp.zeros(3), "b": jnp.zeros((2, 2))}, 2)
+
+
+@pytest.mark.parametrize("n", [1, 2, 6, 16])
+def test_solve_spd_is_numpys_solve(n):
+    # ill-conditioned too: eigenvalues from 1e-6 to 1e2
+    rng = np.random.default_rng(n)
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    spd = (q * np.logspace(-6, 2, n)) @ q.T
+    v = rng.normal(size=n)
+    got = jax.jit(solve_spd)(jnp.asarray(spd), jnp.asarray(v))
+    want = np.linalg.solve(spd, v)
+    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-7 * np.abs(want).max())
+    assert got.dtype == jnp.float64
