@@ -19,7 +19,15 @@ import jax.numpy as jnp
 
 from ._compaction import first_true_sparse
 from ._memory import Memory, few_slots, holds_at_most
-from ._tree import as_row, free_grams, leaves, replicated, split_sharded, tmap, total
+from ._tree import (
+    as_row,
+    free_grams,
+    leaves,
+    mem_dot,
+    split_sharded,
+    tmap,
+    total,
+)
 
 #: Leaves with fewer elements get their free-set products from scratch at
 #: every step (a pass over a small leaf); larger ones keep them (`Kept`).
@@ -181,7 +189,6 @@ def _update(
     drift)``."""
     m = cache.stale.shape[0]
     grams = cache.grams.astype(dtype)
-    outs = [replicated(z) for z in now]
     now = [as_row(z, y) for z, y in zip(now, y_k)]  # masks shaped like the rows
     # (b) the variables that entered (+) or left (-) the free set
     for s, y, z, c, count in zip(s_k, y_k, now, changed, counts):
@@ -200,23 +207,15 @@ def _update(
     # carries more than m - 1 updates); one pass over the memory
     written = jnp.any(cache.written)
     j = jnp.where(written, jnp.argmax(cache.written), jnp.argmax(cache.stale))
-    ry: Any = 0  # y_i . (z y_j, z s_j, (1 - z) s_j, r)
-    rs: Any = 0  # s_i . (the same)
-    for y, s, z, rl, out in zip(y_k, s_k, now, r, outs):
-        # (the columns last: XLA's CPU dot then reads the memory once, uncopied)
-        vecs = jnp.stack(
-            [
-                jnp.where(z, y[j], 0),
-                jnp.where(z, s[j], 0),
-                jnp.where(z, 0, s[j]),
-                as_row(rl, y).astype(y.dtype),
-            ],
-            axis=-1,
-        )
-        nd = jnp.ndim(z)
-        axes = (list(range(1, nd + 1)), list(range(nd)))
-        ry = ry + jnp.tensordot(y, vecs, axes=axes, out_sharding=out).astype(dtype)
-        rs = rs + jnp.tensordot(s, vecs, axes=axes, out_sharding=out).astype(dtype)
+    # y_i . (z y_j, z s_j, (1 - z) s_j, r) and s_i . (the same); the two
+    # mem_dot calls stack the columns alike, and XLA builds the stack once
+    cols = [
+        [jnp.where(z, y[j], 0) for y, z in zip(y_k, now)],
+        [jnp.where(z, s[j], 0) for s, z in zip(s_k, now)],
+        [jnp.where(z, 0, s[j]) for s, z in zip(s_k, now)],
+        [as_row(rl, y).astype(y.dtype) for rl, y in zip(r, y_k)],
+    ]
+    ry, rs = mem_dot(y_k, cols, dtype), mem_dot(s_k, cols, dtype)
     # drift: the cache diagonals of the stalest other slot against fresh sums
     k = jnp.argmax(jnp.where(jnp.arange(m) == j, -1, cache.stale))
     fresh_yy = total(
