@@ -74,12 +74,13 @@ def first_true_sparse(mask: Any, cap: int) -> tuple[jax.Array, jax.Array]:
         return first_true(flat, cap)
     rows = jnp.pad(flat, (0, blocks * SPARSE_WIDTH - n)).reshape(blocks, SPARSE_WIDTH)
     busy = jnp.any(rows, axis=1)
+    count = jnp.sum(busy, dtype=jnp.int32)
 
     def few() -> tuple[jax.Array, jax.Array]:
         # (small arrays: jnp.nonzero's scan compiles in half the time of
         # `first_true`'s, and runs as fast at this size)
         (which,) = jnp.nonzero(busy, size=SPARSE_BLOCKS, fill_value=0)
-        inside = rows[which] & (jnp.arange(SPARSE_BLOCKS) < jnp.sum(busy))[:, None]
+        inside = rows[which] & (jnp.arange(SPARSE_BLOCKS) < count)[:, None]
         (pos,) = jnp.nonzero(inside.reshape(-1), size=cap, fill_value=-1)
         pos, which = pos.astype(jnp.int32), which.astype(jnp.int32)
         over = jnp.sum(inside, dtype=jnp.int32) > cap
@@ -87,8 +88,4 @@ def first_true_sparse(mask: Any, cap: int) -> tuple[jax.Array, jax.Array]:
         index = which[jnp.maximum(block, 0)] * SPARSE_WIDTH + offset
         return jnp.where(pos >= 0, index, -1), over
 
-    return jax.lax.cond(
-        jnp.sum(busy, dtype=jnp.int32) <= SPARSE_BLOCKS,
-        few,
-        lambda: first_true(flat, cap),
-    )
+    return jax.lax.cond(count <= SPARSE_BLOCKS, few, lambda: first_true(flat, cap))
